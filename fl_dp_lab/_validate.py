@@ -1,0 +1,98 @@
+"""Argument checks shared by every public function of ``fl_dp_lab``.
+
+One message pattern everywhere, so a learner always reads the same shape of
+error: ``"<name> must be <what is allowed>, got <value!r>"``. Public functions
+call these once, at the top; private helpers trust their callers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+__all__ = [
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_real",
+    "fail",
+]
+
+
+def fail(name: str, allowed: str, value: Any, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` with the course's one message pattern."""
+    raise error(f"{name} must be {allowed}, got {value!r}")
+
+
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    """Return ``value`` as an ``int`` after checking its type and range.
+
+    Booleans and floats are refused (``steps=1.5`` is a bug, not a request to
+    round). NumPy integers are accepted.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        fail(name, "an integer", value, TypeError)
+    value = int(value)
+    if minimum is not None and value < minimum:
+        fail(name, f"an integer >= {minimum}", value)
+    if maximum is not None and value > maximum:
+        fail(name, f"an integer <= {maximum}", value)
+    return value
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """Return ``value`` as a ``float`` after checking it is a finite real in range.
+
+    ``low_open``/``high_open`` make the bound strict: ``low=0, low_open=True``
+    means "> 0". NaN is always refused; infinity only with ``allow_inf``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        fail(name, "a real number", value, TypeError)
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        fail(name, "a finite number", value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        fail(name, _describe_range(low, high, low_open, high_open), value)
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` after checking it is a ``bool``."""
+    if not isinstance(value, bool):
+        fail(name, "True or False", value, TypeError)
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return ``value`` after checking it is one of ``choices``."""
+    if value not in choices:
+        fail(name, "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def _describe_range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        return f"in {left}{low:g}, {high:g}{right}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"{'<' if high_open else '<='} {high:g}"

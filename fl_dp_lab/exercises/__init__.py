@@ -1,0 +1,28 @@
+"""``check_*`` functions that give learners instant feedback on exercises.
+
+Every check prints ✓ (right), ✗ (not yet, with a hint) or … (unanswered)
+and returns ``True`` only for a right answer; it never raises on a wrong
+answer, only on a malformed one. See ``notebooks/AUTHORING.md`` for the
+exercise pattern (the answer cell, the check, the hidden solution).
+
+One submodule per notebook part, each listing its checks in ``__all__``;
+all of them are re-exported here, so notebooks write
+``from fl_dp_lab.exercises import check_central_difference``.
+"""
+
+from __future__ import annotations
+
+from fl_dp_lab.exercises._core import feedback, is_unanswered
+from fl_dp_lab.exercises.accounting import *  # noqa: F403
+from fl_dp_lab.exercises.auditing import *  # noqa: F403
+from fl_dp_lab.exercises.dpsgd import *  # noqa: F403
+from fl_dp_lab.exercises.federated import *  # noqa: F403
+from fl_dp_lab.exercises.flower import *  # noqa: F403
+from fl_dp_lab.exercises.gradients import *  # noqa: F403
+from fl_dp_lab.exercises.leakage import *  # noqa: F403
+from fl_dp_lab.exercises.mechanisms import *  # noqa: F403
+from fl_dp_lab.exercises.start import *  # noqa: F403
+
+__all__ = ["feedback", "is_unanswered"] + sorted(
+    name for name in dict(globals()) if name.startswith("check_")
+)

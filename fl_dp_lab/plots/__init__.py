@@ -1,0 +1,66 @@
+"""Matplotlib figures for the notebooks and widgets, one submodule per topic.
+
+This file holds what every figure shares: the colour-blind-safe palette
+(Okabe & Ito, 2008) and a style readable on a projector (fonts >= 12 pt,
+thick lines, light grid). Topic modules (``fl_dp_lab.plots.numdiff``,
+``fl_dp_lab.plots.accounting``, ...) build figures and return the artists
+they will update, so widgets can redraw in place instead of rebuilding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+
+__all__ = ["PALETTE", "course_style", "new_figure"]
+
+#: Okabe-Ito colours, distinguishable with the common colour-vision deficiencies.
+PALETTE: dict[str, str] = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "green": "#009E73",
+    "vermillion": "#D55E00",
+    "sky": "#56B4E9",
+    "purple": "#CC79A7",
+    "yellow": "#F0E442",
+    "black": "#000000",
+}
+
+_STYLE: dict[str, Any] = {
+    "font.size": 12,
+    "axes.titlesize": 13,
+    "axes.labelsize": 12,
+    "legend.fontsize": 11,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "lines.linewidth": 2.0,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "figure.constrained_layout.use": True,
+    "axes.prop_cycle": mpl.cycler(color=list(PALETTE.values())),
+}
+
+
+def course_style() -> None:
+    """Apply the course's figure style to matplotlib's global rcParams.
+
+    Called once in each notebook's setup cell; figures built by this package
+    pass the same settings explicitly, so they look right without it.
+    """
+    mpl.rcParams.update(_STYLE)
+
+
+def new_figure(
+    nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float = 4.0, **kwargs: Any
+) -> tuple[plt.Figure, Any]:
+    """A figure in the course style: ``(fig, axes)`` like ``plt.subplots``.
+
+    ``width``/``height`` are per panel, in inches.
+    """
+    with mpl.rc_context(_STYLE):
+        return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kwargs)

@@ -1,0 +1,135 @@
+"""Plain (non-private) training and evaluation loops.
+
+Notebook 02 writes mini-batch SGD out by hand first; this module is the
+version every later notebook calls, and the non-private baseline every DP
+result is compared against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fl_dp_lab._validate import check_bool, check_int, check_real, fail
+
+__all__ = ["History", "evaluate", "shuffled_batches", "train"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class History:
+    """What a training run recorded, one entry per epoch.
+
+    Attributes:
+        epoch: 1, 2, ...
+        train_loss: mean training loss over the epoch's batches.
+        test_loss, test_accuracy: on the evaluation set after the epoch
+            (empty when no evaluation set was given).
+    """
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+
+
+def shuffled_batches(
+    num_examples: int, batch_size: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """One epoch of fixed-size mini-batches: a random permutation cut into chunks.
+
+    This is the usual non-private sampler. DP-SGD's accountant assumes
+    Poisson sampling instead (see ``fl_dp_lab.dpsgd.poisson_batches``).
+
+    >>> [b.tolist() for b in shuffled_batches(5, 2, torch.Generator().manual_seed(0))]
+    [[4, 1], [2, 3], [0]]
+    """
+    num_examples = check_int("num_examples", num_examples, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    return list(torch.randperm(num_examples, generator=generator).split(batch_size))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn = nn.functional.cross_entropy,
+) -> tuple[float, float]:
+    """Mean loss and accuracy (in [0, 1]) of ``model`` on ``(x, y)``.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> evaluate(LogisticRegression(4, 2), torch.zeros(2, 4), torch.tensor([0, 1]))
+    (0.6931471824645996, 0.5)
+    """
+    if len(x) != len(y) or len(x) == 0:
+        fail("x and y", "non-empty with the same length", (len(x), len(y)))
+    was_training = model.training
+    model.eval()
+    logits = model(x)
+    model.train(was_training)
+    return float(loss_fn(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    weight_decay: float = 0.0,
+    loss_fn: LossFn = nn.functional.cross_entropy,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` in place with mini-batch SGD on shuffled fixed-size batches.
+
+    Each step: theta <- theta - lr * (grad mean_loss(batch) + weight_decay * theta).
+
+    Args:
+        model: the model, trained in place.
+        x, y: training inputs and integer labels.
+        epochs: passes over the data, >= 1.
+        batch_size: examples a step, >= 1.
+        lr: learning rate, > 0.
+        generator: shuffles the batches.
+        x_test, y_test: evaluated after every epoch when given.
+        weight_decay: L2 penalty coefficient, >= 0.
+        loss_fn: mean loss over a batch.
+        progress: show a ``tqdm.auto`` progress bar over epochs.
+
+    Returns:
+        A ``History``.
+    """
+    epochs = check_int("epochs", epochs, minimum=1)
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    weight_decay = check_real("weight_decay", weight_decay, low=0.0)
+    check_bool("progress", progress)
+    if len(x) != len(y):
+        fail("x and y", "the same length", (len(x), len(y)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history = History()
+    for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False):
+        losses = []
+        for batch in shuffled_batches(len(x), batch_size, generator):
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[batch]), y[batch])
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+        history.epoch.append(epoch)
+        history.train_loss.append(sum(losses) / len(losses))
+        if x_test is not None and y_test is not None:
+            test_loss, test_accuracy = evaluate(model, x_test, y_test, loss_fn)
+            history.test_loss.append(test_loss)
+            history.test_accuracy.append(test_accuracy)
+    return history

@@ -1,0 +1,18 @@
+"""Thin ipywidgets dashboards, one submodule per topic.
+
+A dashboard only wires sliders to pure functions of ``fl_dp_lab`` and to
+figures of ``fl_dp_lab.plots``; it computes nothing itself. Figures update in
+place (``line.set_data`` then ``fig.canvas.draw_idle()``, or a redrawn
+``Output``) so dragging feels live. When a slider reaches an edge (sigma = 0,
+epsilon = inf) the dashboard shows what that means instead of failing.
+
+Every dashboard function returns the top-level widget and accepts keyword
+values for its sliders, so a test can build it and call its update with the
+slider's edge values without a browser.
+"""
+
+from __future__ import annotations
+
+__all__ = ["hello_slider"]
+
+from fl_dp_lab.widgets.start import hello_slider
