@@ -57,11 +57,10 @@ def as_number(name: str, answer: Any) -> float:
 
     Accepts Python and NumPy numbers and 0-d arrays or one-element tensors.
     """
-    if hasattr(answer, "item") and getattr(answer, "size", 1) in (1, None):
-        try:
+    if hasattr(answer, "item"):
+        size = answer.numel() if hasattr(answer, "numel") else getattr(answer, "size", 1)
+        if size == 1:
             answer = answer.item()
-        except (TypeError, ValueError, RuntimeError):
-            pass
     if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
         fail(name, "a real number", answer, TypeError)
     return float(answer)
