@@ -45,7 +45,7 @@ lint: setup
 	$(BIN)/python scripts/strip_outputs.py --check notebooks
 
 html: setup
-	$(BIN)/python scripts/render_html.py notebooks build/html
+	$(BIN)/python scripts/run_notebooks.py --out build/html
 
 strip:
 	$(PYTHON) scripts/strip_outputs.py notebooks
