@@ -1,0 +1,185 @@
+"""fl_dp_lab.mechanisms against closed forms, dp_accounting and Monte Carlo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from dp_accounting.pld import privacy_loss_distribution
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from fl_dp_lab.mechanisms import (
+    delta_from_privacy_loss,
+    gaussian_delta,
+    gaussian_epsilon,
+    gaussian_mechanism,
+    gaussian_privacy_loss,
+    gaussian_sigma,
+    laplace_mechanism,
+    randomized_response,
+    randomized_response_estimate,
+    remove_one_sensitivity,
+)
+
+
+def test_laplace_noise_has_scale_sensitivity_over_epsilon():
+    # Prepare: seed 0, 200,000 draws; the std of the sample std is ~0.2 % here
+    rng = np.random.default_rng(0)
+    sensitivity, epsilon = 2.0, 0.5
+    # Execute
+    noise = laplace_mechanism(np.zeros(200_000), sensitivity=sensitivity, epsilon=epsilon, rng=rng)
+    # Assert: std = sqrt(2) b with b = 4 (a bug using b = eps/s or std = b fails by far)
+    scale = sensitivity / epsilon
+    assert abs(noise.std() / (math.sqrt(2) * scale) - 1) < 0.02
+    assert abs(np.mean(np.abs(noise)) / scale - 1) < 0.02  # E|Laplace(b)| = b
+    assert stats.kstest(noise, stats.laplace(scale=scale).cdf).pvalue > 1e-3
+
+
+def test_gaussian_noise_has_std_sigma_and_keeps_shape():
+    rng = np.random.default_rng(1)
+    noise = gaussian_mechanism(np.zeros((400, 500)), sensitivity=3.0, sigma=1.5, rng=rng)
+    assert noise.shape == (400, 500)
+    assert abs(noise.std() / 1.5 - 1) < 0.01  # 200,000 draws: std error ~0.16 %
+    assert abs(noise.mean()) < 0.01
+    assert isinstance(gaussian_mechanism(4.0, sensitivity=1.0, sigma=1.0, rng=rng), float)
+    assert gaussian_mechanism(4.0, sensitivity=1.0, sigma=0.0, rng=rng) == 4.0
+
+
+def test_randomized_response_flips_with_the_right_probability():
+    rng = np.random.default_rng(2)
+    bits = np.ones(100_000, dtype=int)
+    reports = randomized_response(bits, epsilon=math.log(3), rng=rng)  # keep prob 3/4
+    assert set(np.unique(reports)) <= {0, 1}
+    assert abs(reports.mean() - 0.75) < 0.01  # std error 0.0014
+
+
+def test_randomized_response_estimate_is_unbiased():
+    # Prepare: 400 surveys of 500 people, true fraction 0.3, epsilon = 1 (seed 3)
+    rng = np.random.default_rng(3)
+    truth = (np.arange(500) < 150).astype(int)
+    # Execute
+    estimates = [
+        randomized_response_estimate(randomized_response(truth, epsilon=1.0, rng=rng), epsilon=1.0)
+        for _ in range(400)
+    ]
+    # Assert: the mean is within 4 standard errors of 0.3; the naive mean of the
+    # reports (0.3 * 0.46 + 0.27 = 0.408) would be far outside.
+    p = 1 / (1 + math.exp(-1.0))
+    report_rate = 0.3 * p + 0.7 * (1 - p)
+    std = math.sqrt(report_rate * (1 - report_rate) / 500) / (2 * p - 1)
+    assert abs(np.mean(estimates) - 0.3) < 4 * std / math.sqrt(400)
+    assert abs(np.std(estimates) / std - 1) < 0.15  # the stated variance formula
+
+
+def test_analytic_sigma_meets_delta_exactly_and_beats_the_classic_bound():
+    for epsilon, delta in [(0.1, 1e-5), (0.5, 1e-6), (0.9, 1e-3)]:
+        analytic = gaussian_sigma(epsilon=epsilon, delta=delta, sensitivity=2.0)
+        classic = gaussian_sigma(epsilon=epsilon, delta=delta, sensitivity=2.0, analytic=False)
+        assert classic == pytest.approx(2.0 * math.sqrt(2 * math.log(1.25 / delta)) / epsilon)
+        assert analytic < classic
+        assert gaussian_delta(sigma=analytic, epsilon=epsilon, sensitivity=2.0) == pytest.approx(
+            delta, rel=1e-6
+        )
+        # the classic sigma is private too: its exact delta is below the target
+        assert gaussian_delta(sigma=classic, epsilon=epsilon, sensitivity=2.0) < delta
+
+
+def test_analytic_sigma_works_for_large_epsilon_and_classic_warns():
+    sigma = gaussian_sigma(epsilon=8.0, delta=1e-5)
+    assert gaussian_delta(sigma=sigma, epsilon=8.0) == pytest.approx(1e-5, rel=1e-6)
+    with pytest.warns(UserWarning, match="epsilon < 1"):
+        gaussian_sigma(epsilon=2.0, delta=1e-5, analytic=False)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 3.0])
+@pytest.mark.parametrize("epsilon", [0.0, 0.3, 1.0, 3.0])
+def test_gaussian_delta_matches_dp_accounting_pld(sigma, epsilon):
+    pld = privacy_loss_distribution.from_gaussian_mechanism(
+        sigma, sensitivity=1.0, value_discretization_interval=1e-4
+    )
+    expected = pld.get_delta_for_epsilon(epsilon)
+    assert gaussian_delta(sigma=sigma, epsilon=epsilon) == pytest.approx(
+        expected, rel=1e-3, abs=1e-9
+    )
+
+
+def test_gaussian_delta_matches_monte_carlo_of_the_privacy_loss():
+    # Prepare: sample the output on D = 0 and evaluate L = log p_D(o) / p_D'(o), D' = 1
+    rng = np.random.default_rng(4)
+    sigma = 1.2
+    outputs = rng.normal(0.0, sigma, 400_000)
+    losses = stats.norm.logpdf(outputs, 0.0, sigma) - stats.norm.logpdf(outputs, 1.0, sigma)
+    # Execute / Assert: same law as stated, and the same delta within 2 %
+    mean, std = gaussian_privacy_loss(sigma=sigma)
+    assert losses.mean() == pytest.approx(mean, abs=0.01)
+    assert losses.std() == pytest.approx(std, rel=0.01)
+    for epsilon in (0.5, 1.0):
+        exact = gaussian_delta(sigma=sigma, epsilon=epsilon)
+        assert delta_from_privacy_loss(losses, epsilon=epsilon) == pytest.approx(exact, rel=0.02)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sigma=st.floats(0.2, 20.0),
+    delta=st.floats(1e-9, 0.1),
+    sensitivity=st.floats(0.1, 5.0),
+)
+def test_gaussian_epsilon_inverts_gaussian_delta(sigma, delta, sensitivity):
+    epsilon = gaussian_epsilon(sigma=sigma, delta=delta, sensitivity=sensitivity)
+    if epsilon > 0:
+        back = gaussian_delta(sigma=sigma, epsilon=epsilon, sensitivity=sensitivity)
+        assert back == pytest.approx(delta, rel=1e-5)
+    else:
+        assert gaussian_delta(sigma=sigma, epsilon=0.0, sensitivity=sensitivity) <= delta
+    # more noise never costs more privacy
+    assert gaussian_epsilon(sigma=2 * sigma, delta=delta, sensitivity=sensitivity) <= epsilon
+
+
+def test_sigma_zero_means_no_privacy():
+    assert gaussian_epsilon(sigma=0.0, delta=1e-5) == math.inf
+    assert gaussian_delta(sigma=0.0, epsilon=5.0) == 1.0
+    assert gaussian_delta(sigma=1.0, epsilon=math.inf) == 0.0
+    assert gaussian_epsilon(sigma=1e-4, delta=1e-5) > 1e6  # tiny noise, huge epsilon
+
+
+def test_remove_one_sensitivity_is_a_finite_difference_over_neighbours():
+    ages = np.array([23, 35, 71, 44])
+    count_over_40 = lambda d: float(np.sum(np.asarray(d) > 40))  # noqa: E731
+    assert remove_one_sensitivity(count_over_40, ages) == 1.0
+    assert remove_one_sensitivity(lambda d: float(np.sum(d)), ages) == 71.0
+    assert remove_one_sensitivity(lambda d: float(np.mean(d)), [1.0, 1.0, 4.0]) == 1.0
+
+
+def test_bad_inputs_raise_clear_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="epsilon must be > 0, got 0.0"):
+        laplace_mechanism(1.0, sensitivity=1.0, epsilon=0.0, rng=rng)
+    with pytest.raises(ValueError, match="sensitivity must be > 0"):
+        laplace_mechanism(1.0, sensitivity=-1.0, epsilon=1.0, rng=rng)
+    with pytest.raises(ValueError, match="sigma must be >= 0, got -1.0"):
+        gaussian_mechanism(1.0, sensitivity=1.0, sigma=-1.0, rng=rng)
+    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+        gaussian_mechanism(1.0, sensitivity=1.0, sigma=1.0, rng=0)
+    with pytest.raises(TypeError, match="value must be a number"):
+        gaussian_mechanism("abc", sensitivity=1.0, sigma=1.0, rng=rng)
+    with pytest.raises(ValueError, match="bits must be an array of 0/1 values"):
+        randomized_response([0, 2], epsilon=1.0, rng=rng)
+    with pytest.raises(ValueError, match="reports must be a non-empty"):
+        randomized_response_estimate([], epsilon=1.0)
+    with pytest.raises(ValueError, match=r"delta must be in \(0, 1\), got 1.0"):
+        gaussian_sigma(epsilon=1.0, delta=1.0)
+    with pytest.raises(ValueError, match="epsilon must be > 0"):
+        gaussian_sigma(epsilon=-1.0, delta=1e-5)
+    with pytest.raises(TypeError, match="analytic must be True or False"):
+        gaussian_sigma(epsilon=1.0, delta=1e-5, analytic="yes")
+    with pytest.raises(ValueError, match="epsilon must be >= 0"):
+        gaussian_delta(sigma=1.0, epsilon=-0.1)
+    with pytest.raises(ValueError, match=r"delta must be in \(0, 1\)"):
+        gaussian_epsilon(sigma=1.0, delta=0.0)
+    with pytest.raises(ValueError, match="losses must be a non-empty 1-D"):
+        delta_from_privacy_loss([math.inf], epsilon=1.0)
+    with pytest.raises(TypeError, match="query must be a function"):
+        remove_one_sensitivity(3, [1, 2])
