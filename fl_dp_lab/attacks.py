@@ -1,0 +1,353 @@
+"""Attacks that show why gradients and models leak their training data (notebook 03).
+
+Three attacks, each a pure function so later notebooks can re-run them
+against DP-protected gradients (notebook 06) and DP client updates (notebook 09):
+
+- ``reconstruct_from_linear_gradient``: for a linear layer z = W x + b and one
+  example, dL/dW = (dL/dz) x^T and dL/db = dL/dz, so every row i with
+  dL/db_i != 0 gives x = (dL/dW)_i / (dL/db)_i exactly (Phong et al., 2018,
+  Sec. 3; Geiping et al., 2020, Prop. D.1).
+- ``gradient_inversion``: Deep Leakage from Gradients (Zhu, Liu & Han, 2019):
+  optimise dummy inputs and soft labels until their gradient matches the
+  observed one.
+- ``membership_inference_scores`` + ``roc_curve`` + ``auc``: the loss-threshold
+  attack of Yeom et al. (2018): guess "member" when the model's loss on an
+  example is below a threshold; the ROC sweeps the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import optimize
+from torch import nn
+from tqdm.auto import tqdm
+
+from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+
+__all__ = [
+    "InversionResult",
+    "auc",
+    "gradient_inversion",
+    "match_reconstructions",
+    "membership_inference_scores",
+    "psnr",
+    "reconstruct_from_linear_gradient",
+    "roc_curve",
+    "tpr_at_fpr",
+]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def reconstruct_from_linear_gradient(
+    grad_weight: torch.Tensor, grad_bias: torch.Tensor
+) -> torch.Tensor:
+    """Recover the input of a linear layer from its weight and bias gradients.
+
+    For one example, dL/dW = g x^T and dL/db = g with g = dL/dz, so the
+    weight gradient is rank one and x follows from any row with g_i != 0.
+    Using every row at once (least squares), x = sum_i g_i (dL/dW)_i / sum_i
+    g_i^2, which is exact for one example and for a batch gives the average
+    of the inputs weighted by their g (a blend, not one image).
+
+    Args:
+        grad_weight: shape ``(out_features, in_features)``.
+        grad_bias: shape ``(out_features,)``, not all zero.
+
+    Returns:
+        The reconstructed input, shape ``(in_features,)``.
+
+    Raises:
+        ValueError: shapes disagree, or the bias gradient is zero (nothing to divide by).
+
+    >>> x = torch.tensor([1.0, 2.0, 3.0])
+    >>> g = torch.tensor([0.5, -2.0])
+    >>> reconstruct_from_linear_gradient(torch.outer(g, x), g)
+    tensor([1., 2., 3.])
+    """
+    if not isinstance(grad_weight, torch.Tensor) or grad_weight.dim() != 2:
+        fail("grad_weight", "a 2-D tensor (out_features, in_features)", grad_weight, TypeError)
+    if not isinstance(grad_bias, torch.Tensor) or grad_bias.shape != grad_weight.shape[:1]:
+        shape = getattr(grad_bias, "shape", grad_bias)
+        fail("grad_bias", f"a tensor of shape ({grad_weight.shape[0]},)", shape)
+    energy = torch.sum(grad_bias * grad_bias)
+    if energy == 0:
+        fail("grad_bias", "non-zero somewhere (the example left no gradient)", "all zeros")
+    return grad_bias @ grad_weight / energy
+
+
+@dataclass
+class InversionResult:
+    """What ``gradient_inversion`` returns.
+
+    Attributes:
+        inputs: the reconstructed batch, shape ``(batch_size, *input_shape)``.
+        labels: soft labels (probabilities), shape ``(batch_size, num_classes)``.
+        loss: gradient-matching loss after each step.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    loss: list[float] = field(default_factory=list)
+
+
+def gradient_inversion(
+    model: nn.Module,
+    loss_fn: LossFn,
+    target_grads: Mapping[str, torch.Tensor],
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    steps: int,
+    generator: torch.Generator,
+    batch_size: int = 1,
+    labels: torch.Tensor | None = None,
+    optimizer: str = "adam",
+    lr: float = 0.1,
+    progress: bool = False,
+) -> InversionResult:
+    """Deep Leakage from Gradients: find inputs whose gradient matches ``target_grads``.
+
+    Minimises sum over the named parameters of ||grad_theta loss(model(x'),
+    y') - target||^2 over dummy inputs x' (drawn U(0, 1) from ``generator``)
+    and, unless ``labels`` is given, dummy soft labels y' = softmax(logits')
+    (Zhu, Liu & Han, 2019, Alg. 1). ``target_grads`` may hold any subset of
+    the parameters and any gradient at all (a clipped and noised one, a DP
+    client update) so the same attack measures what a defence leaves.
+    Assumes ``loss_fn`` is the mean loss over a batch and accepts
+    probabilities as targets (``nn.functional.cross_entropy`` does).
+
+    Args:
+        model: the model whose gradient leaked (its parameters are not changed).
+        loss_fn: ``loss_fn(output, target)`` -> mean loss.
+        target_grads: ``{name: gradient}`` keyed like ``model.named_parameters()``.
+        input_shape: shape of one input, e.g. ``(8, 8)``.
+        num_classes: number of classes of the soft labels.
+        steps: optimiser steps, >= 1.
+        generator: draws the dummy start.
+        batch_size: how many examples the gradient averaged, >= 1.
+        labels: known integer labels ``(batch_size,)``; ``None`` optimises soft labels.
+        optimizer: ``"adam"`` (default: robust from a random start) or ``"lbfgs"``
+            (as in the paper: faster when it converges, but it stalls from some starts).
+        lr: optimiser learning rate, > 0.
+        progress: show a ``tqdm.auto`` bar.
+
+    Returns:
+        An ``InversionResult`` with the reconstruction and the loss per step.
+    """
+    if not isinstance(model, nn.Module):
+        fail("model", "a torch.nn.Module", model, TypeError)
+    params = dict(model.named_parameters())
+    if not isinstance(target_grads, Mapping) or not target_grads:
+        fail("target_grads", "a non-empty dict {parameter name: gradient}", target_grads, TypeError)
+    for name, grad in target_grads.items():
+        if name not in params:
+            fail("target_grads keys", f"parameter names of the model {sorted(params)}", name)
+        if tuple(grad.shape) != tuple(params[name].shape):
+            fail(f"target_grads[{name!r}] shape", f"{tuple(params[name].shape)}", tuple(grad.shape))
+    input_shape = tuple(check_int("input_shape entries", d, minimum=1) for d in input_shape)
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_choice("optimizer", optimizer, ("lbfgs", "adam"))
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    check_bool("progress", progress)
+    if labels is not None and tuple(labels.shape) != (batch_size,):
+        fail("labels shape", f"({batch_size},)", tuple(labels.shape))
+
+    names = list(target_grads)
+    targets = [target_grads[n].detach() for n in names]
+    dummy_x = torch.rand((batch_size, *input_shape), generator=generator).requires_grad_(True)
+    dummy_logits = torch.randn((batch_size, num_classes), generator=generator).requires_grad_(True)
+    variables = [dummy_x] if labels is not None else [dummy_x, dummy_logits]
+
+    def matching_loss() -> torch.Tensor:
+        target = labels if labels is not None else torch.softmax(dummy_logits, dim=1)
+        loss = loss_fn(model(dummy_x), target)
+        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=True)
+        return sum(((g - t) ** 2).sum() for g, t in zip(grads, targets, strict=True))
+
+    if optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(variables, lr=lr, max_iter=1, line_search_fn="strong_wolfe")
+    else:
+        opt = torch.optim.Adam(variables, lr=lr)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = matching_loss()
+        loss.backward()
+        return loss
+
+    history: list[float] = []
+    for _ in tqdm(range(steps), desc="inversion", disable=not progress, leave=False):
+        history.append(float(opt.step(closure).detach()))
+    model.zero_grad(set_to_none=True)
+    soft = (
+        nn.functional.one_hot(labels, num_classes).float()
+        if labels is not None
+        else torch.softmax(dummy_logits, dim=1)
+    )
+    return InversionResult(inputs=dummy_x.detach(), labels=soft.detach(), loss=history)
+
+
+def match_reconstructions(x_true: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Order the reconstructions to pair them with the true images (min total MSE).
+
+    A batch gradient is a mean, blind to the order of the examples, so a
+    batch reconstruction comes back in any order. The Hungarian algorithm
+    (``scipy.optimize.linear_sum_assignment``) finds the pairing.
+
+    Args:
+        x_true, x_hat: tensors of the same shape ``(batch, ...)``.
+
+    Returns:
+        ``x_hat`` reordered so that row i is the reconstruction of ``x_true[i]``.
+
+    >>> match_reconstructions(torch.tensor([[0.0], [1.0]]), torch.tensor([[0.9], [0.1]]))
+    tensor([[0.1000],
+            [0.9000]])
+    """
+    _check_same_shape(x_true, x_hat)
+    a = x_true.detach().flatten(1)
+    b = x_hat.detach().flatten(1)
+    cost = torch.cdist(a.double(), b.double()) ** 2
+    rows, cols = optimize.linear_sum_assignment(cost.numpy())
+    return x_hat[torch.as_tensor(cols[np.argsort(rows)])]
+
+
+def psnr(x_true: torch.Tensor, x_hat: torch.Tensor, *, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image: 10 log10(data_range^2 / MSE), in dB.
+
+    Higher is better; an exact copy gives ``inf``; ~10 dB is a blur, >= 30 dB
+    looks identical to the eye.
+
+    Args:
+        x_true, x_hat: tensors of the same shape ``(batch, ...)``.
+        data_range: max minus min of the pixel scale, > 0.
+
+    Returns:
+        Tensor ``(batch,)`` of PSNR values.
+
+    >>> psnr(torch.zeros(1, 4), torch.full((1, 4), 0.1))
+    tensor([20.])
+    """
+    _check_same_shape(x_true, x_hat)
+    data_range = check_real("data_range", data_range, low=0.0, low_open=True)
+    mse = ((x_true.detach() - x_hat.detach()) ** 2).flatten(1).mean(1)
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+@torch.no_grad()
+def membership_inference_scores(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[..., torch.Tensor] = nn.functional.cross_entropy,
+) -> np.ndarray:
+    """Membership scores of the loss-threshold attack: minus the per-example loss.
+
+    Yeom et al. (2018, Sec. 3.2, "Adversary 2") guess that (x, y) was in the
+    training set when its loss is below a threshold; a higher score here
+    means "more likely a member". Feed the scores of members and non-members
+    to ``roc_curve``.
+
+    Args:
+        model: the trained model (put in eval mode for scoring).
+        x, y: examples and integer labels.
+        loss_fn: a loss accepting ``reduction="none"``.
+
+    Returns:
+        float64 array ``(n,)`` of scores.
+    """
+    if len(x) != len(y) or len(x) == 0:
+        fail("x and y", "non-empty with the same length", (len(x), len(y)))
+    was_training = model.training
+    model.eval()
+    losses = loss_fn(model(x), y, reduction="none")
+    model.train(was_training)
+    return -losses.double().numpy()
+
+
+def roc_curve(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC of a score-threshold test: false and true positive rates at every threshold.
+
+    Thresholds sweep from +inf (nobody is called a member: (0, 0)) down
+    through every distinct score to -inf ((1, 1)). Tied scores move together,
+    so ties draw a diagonal segment, as they should.
+
+    Args:
+        scores: 1-D array, higher = more likely positive.
+        is_member: 1-D array of 0/1 (or bool) ground truth, both classes present.
+
+    Returns:
+        ``(fpr, tpr)``, non-decreasing arrays from 0 to 1.
+
+    >>> fpr, tpr = roc_curve(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 0, 1, 0]))
+    >>> fpr.tolist(), tpr.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    scores, positive = _check_scores(scores, is_member)
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tp = np.cumsum(positive)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    tpr = np.r_[0.0, tp / positive.sum()]
+    fpr = np.r_[0.0, fp / (~positive).sum()]
+    return fpr, tpr
+
+
+def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Area under the ROC curve by the trapezoid rule.
+
+    Equals P(score of a random member > score of a random non-member) + half
+    the probability of a tie (the Mann-Whitney statistic): 1 for a perfect
+    attack, 0.5 for guessing.
+
+    >>> auc(np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]))
+    1.0
+    """
+    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    if fpr.shape != tpr.shape or fpr.ndim != 1 or fpr.size < 2 or np.any(np.diff(fpr) < 0):
+        fail("fpr and tpr", "1-D arrays of the same length >= 2 with fpr sorted", fpr.shape)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, *, max_fpr: float) -> float:
+    """The best true positive rate reachable with false positive rate <= ``max_fpr``.
+
+    Carlini et al. (2022, "Membership inference attacks from first
+    principles", Sec. III) argue this low-FPR corner, not the AUC, is what
+    matters: an attack that is sure about a few people is already a breach.
+
+    >>> tpr_at_fpr(np.array([0.0, 0.1, 1.0]), np.array([0.0, 0.6, 1.0]), max_fpr=0.1)
+    0.6
+    """
+    max_fpr = check_real("max_fpr", max_fpr, low=0.0, high=1.0)
+    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    return float(tpr[fpr <= max_fpr].max())
+
+
+def _check_same_shape(a: torch.Tensor, b: torch.Tensor) -> None:
+    for name, t in (("x_true", a), ("x_hat", b)):
+        if not isinstance(t, torch.Tensor) or t.dim() < 2:
+            fail(name, "a tensor of shape (batch, ...)", getattr(t, "shape", t), TypeError)
+    if a.shape != b.shape:
+        fail("x_hat's shape", f"x_true's shape {tuple(a.shape)}", tuple(b.shape))
+
+
+def _check_scores(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(is_member)
+    if scores.ndim != 1 or labels.shape != scores.shape or not np.all(np.isfinite(scores)):
+        fail("scores and is_member", "1-D arrays of the same length, finite scores", scores.shape)
+    if not np.all((labels == 0) | (labels == 1)):
+        fail("is_member", "an array of 0/1 or booleans", labels.dtype)
+    positive = labels.astype(bool)
+    if positive.all() or not positive.any():
+        fail("is_member", "holding both members (1) and non-members (0)", int(positive.sum()))
+    return scores, positive
