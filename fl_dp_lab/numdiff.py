@@ -1,0 +1,396 @@
+"""Finite differences, Richardson extrapolation, the complex step, gradient checks.
+
+Taylor's theorem gives, for a smooth f and a step h > 0,
+
+    f(x + h) = f(x) + h f'(x) + h^2/2 f''(x) + h^3/6 f'''(x) + O(h^4)
+
+so the forward difference (f(x+h) - f(x)) / h = f'(x) + h/2 f''(x) + O(h^2)
+has truncation error O(h), and the central difference
+(f(x+h) - f(x-h)) / (2h) = f'(x) + h^2/6 f'''(x) + O(h^4) has O(h^2): the even
+terms cancel. In floating point every evaluation of f carries a relative
+round-off of about eps (machine epsilon), which the division by h amplifies
+to about eps |f| / h. Balancing the two terms gives the best step,
+h ~ eps^(1/2) for forward and h ~ eps^(1/3) for central differences
+(Nocedal & Wright, 2006, "Numerical Optimization", Sec. 8.1).
+
+``h=None`` everywhere picks that balance point, scaled to the size of x:
+
+    h_i = eps^(1 / (p + 1)) * max(|x_i|, 1)
+
+with p the method's order (1 forward, 2 central, 4 Richardson) and eps the
+machine epsilon of x's dtype (2.2e-16 for float64, 1.2e-7 for float32).
+The step actually used is the representable one, (x + h) - x (Press et al.,
+2007, "Numerical Recipes", 3rd ed., Sec. 5.7).
+
+Every function takes x as a float, a NumPy array or a torch tensor and calls
+f with the same kind of object; float32 inputs are differenced in float32.
+For an array x, f must return a scalar and the result is the gradient, with
+x's shape; ``jacobian`` handles vector-valued f.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fl_dp_lab._validate import check_real, fail
+
+__all__ = [
+    "GradientCheck",
+    "central_difference",
+    "complex_step",
+    "default_step",
+    "fitted_order",
+    "forward_difference",
+    "gradient_check",
+    "jacobian",
+    "richardson",
+]
+
+_ORDER = {"forward": 1, "central": 2, "richardson": 4}
+
+
+def forward_difference(f: Callable[[Any], Any], x: Any, h: float | None = None) -> Any:
+    """Forward difference (f(x + h) - f(x)) / h, truncation error O(h).
+
+    Args:
+        f: scalar-valued function of x.
+        x: a float, NumPy array or torch tensor (float32 or float64).
+        h: step > 0; ``None`` picks eps^(1/2) * max(|x|, 1) (see module docstring).
+
+    Returns:
+        f'(x) for a scalar x, the gradient (shape of x) for an array.
+
+    Raises:
+        ValueError: h <= 0, non-finite x, or f(x) not a single finite number.
+
+    >>> round(forward_difference(lambda t: t**2, 3.0, h=1e-3), 6)
+    6.001
+    """
+    return _difference(f, x, h, "forward")
+
+
+def central_difference(f: Callable[[Any], Any], x: Any, h: float | None = None) -> Any:
+    """Central difference (f(x + h) - f(x - h)) / (2h), truncation error h^2/6 f'''(x).
+
+    Args:
+        f: scalar-valued function of x.
+        x: a float, NumPy array or torch tensor (float32 or float64).
+        h: step > 0; ``None`` picks eps^(1/3) * max(|x|, 1) (see module docstring).
+
+    Returns:
+        f'(x) for a scalar x, the gradient (shape of x) for an array.
+
+    Raises:
+        ValueError: h <= 0, non-finite x, or f(x) not a single finite number.
+
+    >>> round(central_difference(lambda t: t**3, 2.0, h=0.1), 10)
+    12.01
+    >>> central_difference(lambda v: (v**2).sum(), np.array([1.0, -2.0]))
+    array([ 2., -4.])
+    """
+    return _difference(f, x, h, "central")
+
+
+def richardson(f: Callable[[Any], Any], x: Any, h: float | None = None) -> Any:
+    """Richardson extrapolation of the central difference, error O(h^4).
+
+    With D(h) the central difference, D(h) = f' + c h^2 + O(h^4), so
+    (4 D(h/2) - D(h)) / 3 cancels the h^2 term (Richardson, 1911;
+    Burden & Faires, "Numerical Analysis", Sec. 4.2).
+
+    Args:
+        f: scalar-valued function of x.
+        x: a float, NumPy array or torch tensor.
+        h: the larger step > 0; ``None`` picks eps^(1/5) * max(|x|, 1).
+
+    >>> round(richardson(np.exp, 0.0, h=0.01), 8)  # error h^4/480 * f'''''(x)
+    1.0
+    """
+    return _difference(f, x, h, "richardson")
+
+
+def complex_step(f: Callable[[Any], Any], x: Any, h: float = 1e-20) -> Any:
+    """Complex-step derivative Im f(x + ih) / h, exact to machine precision.
+
+    Taylor in the imaginary direction: f(x + ih) = f(x) + ih f'(x) - h^2/2 f''(x)
+    - i h^3/6 f'''(x) + ..., so Im f(x + ih) / h = f'(x) - h^2/6 f'''(x): an O(h^2)
+    error with no subtraction, hence no cancellation, so h can be 1e-20
+    (Squire & Trapp, 1998, SIAM Review 40(1)). f must be real-analytic and
+    written with operations that accept complex input (no abs, no comparisons).
+
+    Args:
+        f: scalar-valued function, called on complex input.
+        x: a float, NumPy array or torch tensor (float32 uses complex64).
+        h: step > 0.
+
+    >>> complex_step(np.sin, 0.0)
+    1.0
+    """
+    h = check_real("h", h, low=0.0, low_open=True)
+    call, x_array, wrap = _prepare(f, x)
+    complex_dtype = np.complex64 if x_array.dtype == np.float32 else np.complex128
+    grad = np.empty_like(x_array)
+    for i in range(x_array.size):
+        z = x_array.astype(complex_dtype)
+        z.flat[i] += 1j * h
+        value = _scalar(call(z), "f(x + ih)", complex_ok=True)
+        grad.flat[i] = value.imag / h
+    return wrap(grad)
+
+
+def jacobian(f: Callable[[Any], Any], x: Any, h: float | None = None) -> Any:
+    """Jacobian J[i, j] = d f_i / d x_j by central differences, one column per input.
+
+    Args:
+        f: function of x returning an array (any shape, the same at every call).
+        x: a float, NumPy array or torch tensor.
+        h: step > 0; ``None`` as in ``central_difference``.
+
+    Returns:
+        An array of shape ``f(x).shape + x.shape``.
+
+    Raises:
+        ValueError: as ``central_difference``, or f's output changes shape.
+
+    >>> jacobian(lambda v: np.array([v[0] * v[1], v[0] + v[1]]), np.array([2.0, 3.0]))
+    array([[3., 2.],
+           [1., 1.]])
+    """
+    call, x_array, wrap = _prepare(f, x)
+    steps = _steps(x_array, h, "central")
+    out_shape = _array_out(call(x_array), None).shape
+    columns = np.empty(out_shape + (x_array.size,), dtype=x_array.dtype)
+    for i in range(x_array.size):
+        plus, minus = x_array.copy(), x_array.copy()
+        plus.flat[i] += steps.flat[i]
+        minus.flat[i] -= steps.flat[i]
+        diff = _array_out(call(plus), out_shape) - _array_out(call(minus), out_shape)
+        columns[..., i] = diff / (plus.flat[i] - minus.flat[i])
+    return wrap(columns.reshape(out_shape + x_array.shape))
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    """The outcome of ``gradient_check``.
+
+    Attributes:
+        max_relative_error: the largest per-coordinate relative error.
+        tolerance: the threshold it was compared with.
+        worst_index: the coordinate where it occurs.
+        analytic: the gradient under test, as a NumPy array.
+        numeric: the central-difference gradient, as a NumPy array.
+    """
+
+    max_relative_error: float
+    tolerance: float
+    worst_index: tuple[int, ...]
+    analytic: np.ndarray
+    numeric: np.ndarray
+
+    @property
+    def passed(self) -> bool:
+        """True when ``max_relative_error <= tolerance``."""
+        return self.max_relative_error <= self.tolerance
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        return (
+            f"GradientCheck({verdict}: max relative error {self.max_relative_error:.2e} "
+            f"at {self.worst_index}, tolerance {self.tolerance:.0e})"
+        )
+
+
+def gradient_check(
+    f: Callable[[Any], Any],
+    grad_f: Callable[[Any], Any] | Any,
+    x: Any,
+    h: float | None = None,
+    *,
+    tolerance: float | None = None,
+) -> GradientCheck:
+    """Compare a claimed gradient with central differences, coordinate by coordinate.
+
+    The relative error of coordinate i is
+
+        |a_i - n_i| / max(|a_i|, |n_i|, 1e-3 * s),   s = max_j max(|a_j|, |n_j|)
+
+    with a the claimed and n the numeric gradient: relative where the
+    gradient is large, measured against 1e-3 of the largest entry where it is
+    tiny, since a central difference cannot resolve a coordinate much smaller
+    than its own error (this is the usual metric of CS231n's gradient-check
+    notes, with a floor). Works on NumPy functions and on torch functions or
+    modules: pass x as a tensor and f receives tensors. Check in float64:
+    float32 round-off alone gives relative errors near 1e-3.
+
+    Args:
+        f: scalar-valued function of x.
+        grad_f: a function returning the claimed gradient at x, or that gradient.
+        x: a float, NumPy array or torch tensor.
+        h: step > 0; ``None`` as in ``central_difference``.
+        tolerance: pass threshold; ``None`` means 1e-6 for float64, 1e-2 for float32.
+
+    Returns:
+        A ``GradientCheck``; ``bool(result)`` says whether it passed.
+
+    >>> gradient_check(lambda v: (v**3).sum(), lambda v: 3 * v**2, np.array([1.0, 2.0])).passed
+    True
+    >>> gradient_check(lambda v: (v**3).sum(), lambda v: 2 * v**2, np.array([1.0, 2.0])).passed
+    False
+    """
+    numeric = np.asarray(_to_numpy(central_difference(f, x, h)), dtype=np.float64)
+    claimed = grad_f(x) if callable(grad_f) else grad_f
+    analytic = np.asarray(_to_numpy(claimed), dtype=np.float64)
+    if analytic.shape != numeric.shape:
+        fail("grad_f(x)'s shape", f"the shape of x, {numeric.shape}", analytic.shape)
+    if tolerance is None:
+        tolerance = 1e-2 if _to_numpy(x).dtype == np.float32 else 1e-6
+    tolerance = check_real("tolerance", tolerance, low=0.0, low_open=True)
+    scale = np.maximum(np.abs(analytic), np.abs(numeric))
+    floor = max(1e-3 * float(scale.max(initial=0.0)), np.finfo(np.float64).tiny)
+    errors = np.abs(analytic - numeric) / np.maximum(scale, floor)
+    worst = np.unravel_index(int(np.argmax(errors)), errors.shape) if errors.size else ()
+    return GradientCheck(
+        max_relative_error=float(errors.max(initial=0.0)),
+        tolerance=tolerance,
+        worst_index=tuple(int(i) for i in worst),
+        analytic=analytic,
+        numeric=numeric,
+    )
+
+
+def default_step(x: Any, *, method: str = "central") -> np.ndarray:
+    """The step ``h=None`` picks: eps^(1/(p+1)) * max(|x|, 1), p the method's order.
+
+    >>> float(default_step(1.0))  # eps^(1/3) in float64
+    6.055454452393343e-06
+    >>> round(float(default_step(np.float32(100.0))), 4)  # eps^(1/3) * 100 in float32
+    0.4922
+    """
+    if method not in _ORDER:
+        fail("method", "one of " + ", ".join(repr(m) for m in _ORDER), method)
+    return _steps(_as_real_array(x), None, method)
+
+
+def fitted_order(h: Any, errors: Any) -> float:
+    """Slope of log(error) against log(h) by least squares: the measured order p in C h^p.
+
+    >>> round(fitted_order([1e-3, 1e-2, 1e-1], [1e-6, 1e-4, 1e-2]), 6)
+    2.0
+    """
+    h, errors = np.asarray(h, dtype=np.float64), np.asarray(errors, dtype=np.float64)
+    if h.shape != errors.shape or h.ndim != 1 or h.size < 2:
+        fail("h and errors", "1-d arrays of the same length >= 2", (h.shape, errors.shape))
+    if not (np.all(h > 0) and np.all(errors > 0) and np.all(np.isfinite(errors))):
+        fail("h and errors", "positive and finite (they are put on a log scale)", (h, errors))
+    return float(np.polyfit(np.log(h), np.log(errors), 1)[0])
+
+
+def _difference(f: Callable[[Any], Any], x: Any, h: float | None, method: str) -> Any:
+    call, x_array, wrap = _prepare(f, x)
+    steps = _steps(x_array, h, method)
+    grad = np.empty_like(x_array)
+    f_x = _scalar(call(x_array), "f(x)") if method == "forward" else None
+    for i in range(x_array.size):
+        grad.flat[i] = _one_coordinate(call, x_array, i, steps.flat[i], method, f_x)
+    return wrap(grad)
+
+
+def _one_coordinate(call, x, i, h, method, f_x):
+    def shifted(step):
+        z = x.copy()
+        z.flat[i] += step
+        return z
+
+    if method == "forward":
+        plus = shifted(h)
+        return (_scalar(call(plus), "f(x + h)") - f_x) / (plus.flat[i] - x.flat[i])
+    if method == "central":
+        plus, minus = shifted(h), shifted(-h)
+        diff = _scalar(call(plus), "f(x + h)") - _scalar(call(minus), "f(x - h)")
+        return diff / (plus.flat[i] - minus.flat[i])
+    coarse = _one_coordinate(call, x, i, h, "central", None)
+    fine = _one_coordinate(call, x, i, h / 2, "central", None)
+    return (4 * fine - coarse) / 3
+
+
+def _prepare(f: Callable[[Any], Any], x: Any):
+    """Return (f on NumPy arrays, x as a real NumPy array, result wrapper)."""
+    if not callable(f):
+        fail("f", "a function", f, TypeError)
+    if isinstance(x, torch.Tensor):
+        x_array = _as_real_array(x.detach().cpu().numpy())
+        return (
+            lambda z: f(torch.from_numpy(np.ascontiguousarray(z))),
+            x_array,
+            lambda g: torch.from_numpy(np.ascontiguousarray(g)),
+        )
+    x_array = _as_real_array(x)
+    if isinstance(x, np.ndarray):
+        return f, x_array, lambda g: g
+    # A Python or NumPy scalar: call f with scalars, return a scalar of the same kind.
+    kind = x_array.dtype.type if isinstance(x, np.generic) else float
+    return (
+        (lambda z: f(z.reshape(())[()])),
+        x_array,
+        (lambda g: kind(g.reshape(())[()]) if g.ndim == 0 else g),
+    )
+
+
+def _as_real_array(x: Any) -> np.ndarray:
+    if isinstance(x, (bool, np.bool_)):
+        fail("x", "a real number or array", x, TypeError)
+    if isinstance(x, numbers.Real) and not isinstance(x, np.floating):
+        x = float(x)
+    array = np.array(x)
+    if array.dtype.kind in "iu":
+        array = array.astype(np.float64)
+    if array.dtype not in (np.float32, np.float64):
+        fail("x", "a real float32 or float64 number or array", x, TypeError)
+    if not np.all(np.isfinite(array)):
+        fail("x", "finite (no nan or inf)", x)
+    return array
+
+
+def _steps(x: np.ndarray, h: float | None, method: str) -> np.ndarray:
+    if h is None:
+        eps = np.finfo(x.dtype).eps
+        return (eps ** (1.0 / (_ORDER[method] + 1)) * np.maximum(np.abs(x), 1)).astype(x.dtype)
+    h = check_real("h", h, low=0.0, low_open=True)
+    return np.full(x.shape, h, dtype=x.dtype)
+
+
+def _scalar(value: Any, name: str, complex_ok: bool = False) -> Any:
+    array = np.asarray(_to_numpy(value))
+    if array.size != 1:
+        fail(name, "a single number (f must be scalar-valued; use jacobian otherwise)", value)
+    number = array.reshape(())[()]
+    if not complex_ok:
+        if np.iscomplexobj(array):
+            fail(name, "real", value, TypeError)
+    if not np.isfinite(number):
+        fail(name, "finite", value)
+    return number
+
+
+def _array_out(value: Any, shape: tuple[int, ...] | None) -> np.ndarray:
+    array = np.asarray(_to_numpy(value))
+    if shape is not None and array.shape != shape:
+        fail("f's output shape", f"the same at every call, {shape}", array.shape)
+    if not np.all(np.isfinite(array)):
+        fail("f(x)", "finite", value)
+    return array
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return value

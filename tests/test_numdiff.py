@@ -1,0 +1,253 @@
+"""fl_dp_lab.numdiff against closed-form derivatives and torch autograd."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fl_dp_lab.models import MLP
+from fl_dp_lab.numdiff import (
+    GradientCheck,
+    central_difference,
+    complex_step,
+    default_step,
+    fitted_order,
+    forward_difference,
+    gradient_check,
+    jacobian,
+    richardson,
+)
+
+# (f, f', x): smooth functions with non-zero higher derivatives at x, so the
+# leading error term of every method is present and the fitted slope is its order.
+FUNCTIONS = {
+    "sin": (np.sin, np.cos, 0.7),
+    "exp": (np.exp, np.exp, 0.3),
+    "runge": (lambda t: 1 / (1 + t * t), lambda t: -2 * t / (1 + t * t) ** 2, 0.4),
+    "log": (np.log, lambda t: 1 / t, 1.7),
+}
+# Steps where truncation dominates round-off for each method (float64).
+METHODS = {
+    "forward": (forward_difference, 1, np.logspace(-5, -2, 8)),
+    "central": (central_difference, 2, np.logspace(-4, -1.5, 8)),
+    "richardson": (richardson, 4, np.logspace(-2, -0.8, 8)),
+}
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_measured_error_order_matches_theory(name, method):
+    # Prepare
+    f, df, x = FUNCTIONS[name]
+    difference, order, steps = METHODS[method]
+    # Execute
+    errors = [abs(difference(f, x, h) - df(x)) for h in steps]
+    # Assert: the log-log slope is the order within 0.3
+    assert fitted_order(steps, errors) == pytest.approx(order, abs=0.3)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_complex_step_is_exact_to_machine_precision(name):
+    f, df, x = FUNCTIONS[name]
+    for h in (1e-20, 1e-10):
+        assert complex_step(f, x, h) == pytest.approx(df(x), rel=1e-13)
+
+
+def test_default_steps_are_near_the_best_possible():
+    # The default h is within 30x of the best error over a fine grid of steps.
+    f, df, x = FUNCTIONS["sin"]
+    grid = np.logspace(-12, -1, 200)
+    for difference, method in ((forward_difference, "forward"), (central_difference, "central")):
+        best = min(abs(difference(f, x, h) - df(x)) for h in grid)
+        assert abs(difference(f, x) - df(x)) <= 30 * best, method
+
+
+def test_default_step_formula():
+    eps64, eps32 = np.finfo(np.float64).eps, np.finfo(np.float32).eps
+    assert default_step(1.0, method="forward") == pytest.approx(eps64**0.5)
+    assert default_step(0.001) == pytest.approx(eps64 ** (1 / 3))  # max(|x|, 1) = 1
+    assert default_step(-50.0, method="richardson") == pytest.approx(50 * eps64**0.2)
+    assert default_step(np.float32(2.0)) == pytest.approx(2 * eps32 ** (1 / 3), rel=1e-6)
+
+
+def test_float32_is_differenced_in_float32_with_float32_accuracy():
+    x32 = np.array([0.5, 1.0, 2.0], dtype=np.float32)
+    grad = central_difference(lambda v: np.sin(v).sum(), x32)
+    assert grad.dtype == np.float32
+    error = np.max(np.abs(grad - np.cos(x32.astype(np.float64))))
+    # eps32^(2/3) ~ 2.4e-5 is the best central difference can do in float32
+    assert 1e-8 < error < 3e-4
+    # a float64-sized step is hopeless in float32: round-off eps/h dominates
+    bad = central_difference(lambda v: np.sin(v).sum(), x32, h=1e-6)
+    assert np.max(np.abs(bad - np.cos(x32.astype(np.float64)))) > 10 * error
+
+
+def test_gradient_of_an_array_function_has_the_shape_of_x():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 4))
+    x = rng.normal(size=(3, 4))
+
+    def f(v):
+        return np.sum(np.tanh(a * v) ** 2)
+
+    exact = 2 * np.tanh(a * x) * (1 - np.tanh(a * x) ** 2) * a
+    for method in (forward_difference, central_difference, richardson, complex_step):
+        grad = method(f, x)
+        assert grad.shape == x.shape
+        tol = 1e-6 if method is forward_difference else 1e-9
+        np.testing.assert_allclose(grad, exact, atol=tol)
+
+
+def test_jacobian_matches_torch_autograd():
+    # Prepare: a float64 MLP from R^5 to R^3
+    generator = torch.Generator().manual_seed(0)
+    model = MLP(5, 7, 3, generator=generator).double()
+    x = torch.randn(5, dtype=torch.float64, generator=generator)
+
+    def f(v):
+        return model(v.reshape(1, 5)).reshape(3)
+
+    # Execute
+    ours = jacobian(f, x)
+    reference = torch.autograd.functional.jacobian(f, x)
+    # Assert
+    assert isinstance(ours, torch.Tensor) and ours.shape == (3, 5)
+    torch.testing.assert_close(ours, reference, rtol=1e-7, atol=1e-9)
+
+
+def test_jacobian_of_numpy_function_and_scalar_input():
+    x = np.array([[1.0, 2.0], [3.0, -1.0]])
+    jac = jacobian(lambda v: v**2, x)
+    assert jac.shape == (2, 2, 2, 2)
+    np.testing.assert_allclose(jac.reshape(4, 4), np.diag(2 * x.ravel()), atol=1e-8)
+    np.testing.assert_allclose(jacobian(lambda t: np.array([t, t**2]), 3.0), [1.0, 6.0])
+
+
+def test_gradient_check_passes_a_right_gradient_and_flags_a_planted_bug():
+    # Prepare: logistic-regression loss in float64, its gradient, and a planted bug
+    rng = np.random.default_rng(1)
+    features, labels = rng.normal(size=(20, 4)), rng.integers(0, 2, size=20)
+
+    def loss(w):
+        z = features @ w
+        return np.mean(np.logaddexp(0, z) - labels * z)
+
+    def grad(w):
+        p = 1 / (1 + np.exp(-(features @ w)))
+        return features.T @ (p - labels) / len(labels)
+
+    def grad_missing_mean(w):  # forgets to divide by n: off by a factor 20
+        return grad(w) * len(labels)
+
+    def grad_one_bad_coordinate(w):
+        g = grad(w).copy()
+        g[2] *= 1.01
+        return g
+
+    w = rng.normal(size=4)
+    # Execute
+    right = gradient_check(loss, grad, w)
+    wrong = gradient_check(loss, grad_missing_mean, w)
+    subtle = gradient_check(loss, grad_one_bad_coordinate, w)
+    # Assert
+    assert isinstance(right, GradientCheck) and right and right.max_relative_error < 1e-8
+    assert not wrong and wrong.max_relative_error > 0.9
+    assert not subtle and subtle.worst_index == (2,)
+    assert subtle.max_relative_error == pytest.approx(0.01 / 1.01, rel=1e-4)
+    assert "FAILED" in repr(subtle) and "passed" in repr(right)
+
+
+def test_gradient_check_on_a_torch_module_and_a_precomputed_gradient():
+    generator = torch.Generator().manual_seed(2)
+    model = MLP(4, 6, 3, generator=generator).double()
+    x = torch.randn(5, 4, dtype=torch.float64, generator=generator)
+    y = torch.tensor([0, 1, 2, 1, 0])
+
+    def loss_of_input(inputs):
+        return torch.nn.functional.cross_entropy(model(inputs), y)
+
+    inputs = x.clone().requires_grad_(True)
+    loss_of_input(inputs).backward()
+    assert gradient_check(loss_of_input, inputs.grad, x)
+    assert not gradient_check(loss_of_input, -inputs.grad, x)
+
+
+def test_gradient_check_float32_uses_a_looser_tolerance():
+    x = np.array([0.3, -1.2], dtype=np.float32)
+    result = gradient_check(lambda v: np.sum(v**3), lambda v: 3 * v**2, x)
+    assert result.tolerance == 1e-2 and result.passed
+    assert result.max_relative_error > 1e-8  # float32 round-off is visible
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.floats(-10, 10),
+    b=st.floats(-10, 10),
+    x=st.floats(-100, 100),
+)
+def test_central_difference_is_exact_for_quadratics_up_to_round_off(a, b, x):
+    # The truncation error h^2/6 f''' vanishes for a quadratic: only round-off remains.
+    def f(t):
+        return a * t * t + b * t
+
+    exact = 2 * a * x + b
+    scale = max(abs(a) * x * x + abs(b * x), 1.0) / default_step(x)
+    assert abs(central_difference(f, x) - exact) <= 10 * np.finfo(float).eps * scale
+
+
+def test_scalar_inputs_return_scalars_of_the_same_kind():
+    assert type(central_difference(math.sin, 1.0)) is float
+    assert type(central_difference(np.sin, np.float32(1.0))) is np.float32
+    assert isinstance(central_difference(lambda t: t * t, torch.tensor(3.0)), torch.Tensor)
+
+
+def test_fitted_order_on_exact_power_laws():
+    h = np.logspace(-4, -1, 5)
+    assert fitted_order(h, 3 * h**2) == pytest.approx(2.0)
+    assert fitted_order(h, 0.5 * h**4) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("method", [forward_difference, central_difference, richardson])
+def test_bad_steps_are_refused(method):
+    with pytest.raises(ValueError, match="h must be > 0, got 0.0"):
+        method(np.sin, 1.0, h=0.0)
+    with pytest.raises(ValueError, match="h must be > 0, got -0.1"):
+        method(np.sin, 1.0, h=-0.1)
+    with pytest.raises(ValueError, match="h must be a finite number"):
+        method(np.sin, 1.0, h=math.nan)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match=r"x must be finite \(no nan or inf\)"):
+        central_difference(np.sin, np.array([1.0, np.inf]))
+    with pytest.raises(ValueError, match="x must be finite"):
+        complex_step(np.sin, math.nan)
+    with pytest.raises(TypeError, match="x must be a real float32 or float64"):
+        central_difference(np.sin, "1.0")
+    with pytest.raises(TypeError, match="x must be a real number or array"):
+        central_difference(np.sin, True)
+    with pytest.raises(TypeError, match="f must be a function"):
+        central_difference(3.0, 1.0)
+    with pytest.raises(ValueError, match="h must be > 0"):
+        complex_step(np.sin, 1.0, h=0)
+
+
+def test_wrong_shaped_outputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="f must be scalar-valued; use jacobian"):
+        central_difference(lambda v: v**2, np.ones(3))
+    with pytest.raises(ValueError, match=r"f\(x \+ h\) must be finite"):
+        central_difference(lambda t: math.inf, 1.0)
+    calls = iter(range(100))
+    with pytest.raises(ValueError, match="f's output shape must be the same at every call"):
+        jacobian(lambda v: np.ones(1 + next(calls) % 2), np.ones(2))
+    with pytest.raises(ValueError, match="grad_f\\(x\\)'s shape must be the shape of x"):
+        gradient_check(lambda v: v.sum(), np.ones(2), np.ones(3))
+    with pytest.raises(ValueError, match="method must be one of"):
+        default_step(1.0, method="backward")
+    with pytest.raises(ValueError, match="h and errors must be positive"):
+        fitted_order([1e-3, 1e-2], [0.0, 1e-4])
