@@ -1,0 +1,166 @@
+"""Figures of notebook 04: mechanism outputs on neighbours and the Gaussian privacy curve.
+
+``gaussian_privacy_figure`` draws the three panels of the sigma dashboard
+and returns the artists; ``update_gaussian_privacy_figure`` moves them to a
+new sigma in place. Every number drawn comes from ``fl_dp_lab.mechanisms``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
+
+from fl_dp_lab.mechanisms import gaussian_delta, gaussian_epsilon, gaussian_privacy_loss
+from fl_dp_lab.plots import PALETTE, new_figure
+
+__all__ = [
+    "gaussian_privacy_figure",
+    "plot_neighbour_densities",
+    "plot_sigma_bounds",
+    "update_gaussian_privacy_figure",
+]
+
+_EPSILONS = np.linspace(0.0, 8.0, 161)
+
+
+def plot_neighbour_densities(
+    x: np.ndarray,
+    density_d: np.ndarray,
+    density_d_prime: np.ndarray,
+    *,
+    epsilon: float,
+    title: str,
+    xlabel: str = "released value",
+) -> plt.Figure:
+    """Two output densities (on D and on D') and their log-ratio, bounded by +-epsilon.
+
+    Left: the densities; right: log(p_D / p_D') with the band [-eps, eps]
+    that epsilon-DP allows.
+    """
+    fig, (left, right) = new_figure(1, 2, width=5.6, height=3.8)
+    left.plot(x, density_d, color=PALETTE["blue"], label="output on D")
+    left.plot(x, density_d_prime, color=PALETTE["orange"], ls="--", label="output on D'")
+    left.set(xlabel=xlabel, ylabel="density", title="The two output laws overlap")
+    left.legend()
+    ratio = np.log(density_d) - np.log(density_d_prime)
+    right.plot(x, ratio, color=PALETTE["green"], label="log p_D / p_D'")
+    right.axhspan(-epsilon, epsilon, color=PALETTE["sky"], alpha=0.2, label=f"±ε = ±{epsilon:g}")
+    right.set(xlabel=xlabel, ylabel="privacy loss (nats)", title=title)
+    right.legend(loc="lower left")
+    return fig
+
+
+def plot_sigma_bounds(
+    epsilons: np.ndarray, classic: np.ndarray, analytic: np.ndarray, *, delta: float
+) -> plt.Figure:
+    """Noise sigma needed per epsilon: classic bound vs the analytic Gaussian mechanism."""
+    fig, ax = new_figure(width=6.8, height=4.2)
+    ax.plot(epsilons, classic, color=PALETTE["vermillion"], ls="--", label="classic bound")
+    ax.plot(epsilons, analytic, color=PALETTE["blue"], label="analytic (Balle & Wang)")
+    ax.set(
+        xlabel="ε",
+        ylabel="noise σ (units of sensitivity)",
+        yscale="log",
+        title=f"The analytic Gaussian needs less noise (δ = {delta:g})",
+    )
+    ax.legend()
+    return fig
+
+
+def gaussian_privacy_figure(
+    sigma: float, *, sensitivity: float = 1.0, delta: float = 1e-5
+) -> tuple[plt.Figure, dict[str, Any]]:
+    """The sigma dashboard's figure: output densities, privacy-loss law, delta(epsilon).
+
+    Args:
+        sigma: noise standard deviation, >= 0 (0 draws the "no privacy" state).
+        sensitivity: distance between q(D) = 0 and q(D') = sensitivity.
+        delta: the fixed delta at which epsilon is read.
+
+    Returns:
+        ``(fig, artists)``; pass ``artists`` to ``update_gaussian_privacy_figure``.
+    """
+    fig, axes = new_figure(1, 3, width=4.6, height=3.8)
+    dens, loss, curve = axes
+    (line_d,) = dens.plot([], [], color=PALETTE["blue"], label="M(D), q(D) = 0")
+    (line_dp,) = dens.plot(
+        [], [], color=PALETTE["orange"], ls="--", label=f"M(D'), q(D') = {sensitivity:g}"
+    )
+    dens.set(xlabel="released value", ylabel="density", title="Outputs on neighbours")
+    dens.legend(loc="upper right", fontsize=10)
+    (loss_line,) = loss.plot([], [], color=PALETTE["green"])
+    eps_marker = loss.axvline(0.0, color=PALETTE["vermillion"], ls=":", label="ε at fixed δ")
+    loss.set(xlabel="privacy loss L (nats)", ylabel="density", title="Privacy-loss distribution")
+    no_loss_text = loss.text(
+        0.5, 0.5, "σ = 0: L = +∞ for sure\n(each output names its dataset)",
+        transform=loss.transAxes, ha="center", va="center", fontsize=12,
+    )  # fmt: skip
+    loss.legend(loc="upper right", fontsize=10)
+    (curve_line,) = curve.plot([], [], color=PALETTE["purple"], label="exact δ(ε)")
+    curve.axhline(delta, color=PALETTE["black"], lw=1, ls="--", label=f"δ = {delta:g}")
+    curve_marker = curve.axvline(0.0, color=PALETTE["vermillion"], ls=":")
+    curve.set(xlabel="ε", ylabel="δ(ε)", yscale="log", xlim=(0, _EPSILONS[-1]), ylim=(1e-12, 1.5))
+    curve.set_title("δ(ε) of the Gaussian mechanism")
+    curve.legend(loc="lower left", fontsize=10)
+    artists = {
+        "fig": fig, "axes": axes, "line_d": line_d, "line_dp": line_dp, "loss_line": loss_line,
+        "eps_marker": eps_marker, "curve_line": curve_line, "curve_marker": curve_marker,
+        "no_loss_text": no_loss_text, "tail": None, "sensitivity": sensitivity, "delta": delta,
+    }  # fmt: skip
+    update_gaussian_privacy_figure(artists, sigma)
+    return fig, artists
+
+
+def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> float:
+    """Move the dashboard's artists to noise ``sigma``; return the epsilon at the fixed delta.
+
+    sigma = 0 draws the two outputs as spikes, empties the privacy-loss panel
+    and returns ``math.inf``: the exact value is released, no epsilon holds.
+    """
+    s, delta = artists["sensitivity"], artists["delta"]
+    dens, loss, curve = artists["axes"]
+    epsilon = gaussian_epsilon(sigma=sigma, delta=delta, sensitivity=s)
+    if artists["tail"] is not None:
+        artists["tail"].remove()
+        artists["tail"] = None
+    artists["no_loss_text"].set_visible(sigma == 0.0)
+    if sigma == 0.0:
+        artists["line_d"].set_data([0.0, 0.0], [0.0, 1.0])
+        artists["line_dp"].set_data([s, s], [0.0, 1.0])
+        dens.set(xlim=(-1.0 * s, 2.0 * s), ylim=(0.0, 1.1))
+        artists["loss_line"].set_data([], [])
+        artists["curve_line"].set_data(_EPSILONS, np.ones_like(_EPSILONS))
+        loss.set(xlim=(0.0, 1.0), ylim=(0.0, 1.0))
+        curve.set_xlim(0.0, _EPSILONS[-1])
+        for marker in (artists["eps_marker"], artists["curve_marker"]):
+            marker.set_visible(False)
+        fig_title = "σ = 0: the exact answer is released, no privacy: ε = ∞"
+    else:
+        x = np.linspace(-4 * sigma, s + 4 * sigma, 400)
+        artists["line_d"].set_data(x, stats.norm.pdf(x, 0.0, sigma))
+        artists["line_dp"].set_data(x, stats.norm.pdf(x, s, sigma))
+        dens.set(xlim=(x[0], x[-1]), ylim=(0.0, 1.15 / (sigma * math.sqrt(2 * math.pi))))
+        mean, std = gaussian_privacy_loss(sigma=sigma, sensitivity=s)
+        grid = np.linspace(mean - 4 * std, max(mean + 4 * std, 1.1 * epsilon), 400)
+        pdf = stats.norm.pdf(grid, mean, std)
+        artists["loss_line"].set_data(grid, pdf)
+        artists["tail"] = loss.fill_between(
+            grid, pdf, where=grid > epsilon, color=PALETTE["vermillion"], alpha=0.3,
+            label="L > ε: paid by δ",
+        )  # fmt: skip
+        loss.legend(loc="upper right", fontsize=10)
+        loss.set(xlim=(grid[0], grid[-1]), ylim=(0.0, 1.15 / (std * math.sqrt(2 * math.pi))))
+        epsilons = np.linspace(0.0, max(_EPSILONS[-1], 1.25 * epsilon), _EPSILONS.size)
+        deltas = [gaussian_delta(sigma=sigma, epsilon=e, sensitivity=s) for e in epsilons]
+        artists["curve_line"].set_data(epsilons, np.maximum(deltas, 1e-300))
+        curve.set_xlim(0.0, epsilons[-1])
+        for marker in (artists["eps_marker"], artists["curve_marker"]):
+            marker.set_xdata([epsilon, epsilon])
+            marker.set_visible(math.isfinite(epsilon))
+        fig_title = f"σ = {sigma:.2f}: (ε, δ) = ({epsilon:.2f}, {delta:g})"
+    artists["fig"].suptitle(fig_title, fontsize=13)
+    return epsilon

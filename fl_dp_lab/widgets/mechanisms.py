@@ -1,0 +1,64 @@
+"""Notebook 04's dashboard: a sigma slider over the Gaussian mechanism's privacy picture."""
+
+from __future__ import annotations
+
+import math
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from fl_dp_lab._validate import check_real
+from fl_dp_lab.plots.mechanisms import gaussian_privacy_figure, update_gaussian_privacy_figure
+
+__all__ = ["gaussian_dashboard", "privacy_readout"]
+
+
+def privacy_readout(sigma: float, epsilon: float, delta: float) -> str:
+    """The sentence under the dashboard's figure.
+
+    >>> privacy_readout(0.0, math.inf, 1e-5)
+    'σ = 0.00: no privacy: epsilon = inf (the exact answer is released)'
+    >>> privacy_readout(1.0, 4.38, 1e-5)
+    'σ = 1.00: the Gaussian mechanism is (4.38, 1e-05)-DP'
+    """
+    if math.isinf(epsilon):
+        return f"σ = {sigma:.2f}: no privacy: epsilon = inf (the exact answer is released)"
+    return f"σ = {sigma:.2f}: the Gaussian mechanism is ({epsilon:.2f}, {delta:g})-DP"
+
+
+def gaussian_dashboard(
+    sigma: float = 1.0, *, sensitivity: float = 1.0, delta: float = 1e-5
+) -> widgets.VBox:
+    """A sigma slider redrawing output densities, privacy-loss law and epsilon at ``delta``.
+
+    Args:
+        sigma: the slider's start value, in [0, 5].
+        sensitivity: |q(D) - q(D')| of the query (the two neighbours' answers differ by it).
+        delta: the fixed delta at which epsilon is read, in (0, 1).
+
+    Returns:
+        ``VBox([slider, readout, figure output])``.
+    """
+    sigma = check_real("sigma", sigma, low=0.0, high=5.0)
+    sensitivity = check_real("sensitivity", sensitivity, low=0.0, low_open=True)
+    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+    slider = widgets.FloatSlider(
+        value=sigma, min=0.0, max=5.0, step=0.05, description="σ", continuous_update=False
+    )
+    readout = widgets.HTML()
+    readout.add_class("fl-dp-lab-readout")
+    output = widgets.Output()
+    fig, artists = gaussian_privacy_figure(sigma, sensitivity=sensitivity, delta=delta)
+    plt.close(fig)  # shown only through the Output below, never twice
+
+    def show(value: float) -> None:
+        epsilon = update_gaussian_privacy_figure(artists, value)
+        readout.value = privacy_readout(value, epsilon, delta)
+        with output:
+            output.clear_output(wait=True)
+            display(fig)
+
+    slider.observe(lambda change: show(change["new"]), names="value")
+    show(sigma)
+    return widgets.VBox([slider, readout, output])

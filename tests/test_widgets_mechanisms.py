@@ -1,0 +1,51 @@
+"""Notebook 04's sigma dashboard, driven without a browser."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from fl_dp_lab.mechanisms import gaussian_epsilon
+from fl_dp_lab.plots.mechanisms import gaussian_privacy_figure, update_gaussian_privacy_figure
+from fl_dp_lab.widgets.mechanisms import gaussian_dashboard
+
+
+def test_dragging_sigma_updates_the_readout_and_reaches_no_privacy():
+    box = gaussian_dashboard(sigma=1.0, delta=1e-5)
+    slider, readout, output = box.children
+    expected = gaussian_epsilon(sigma=1.0, delta=1e-5)
+    assert f"({expected:.2f}, 1e-05)-DP" in readout.value
+    slider.value = 2.0
+    assert f"({gaussian_epsilon(sigma=2.0, delta=1e-5):.2f}, 1e-05)-DP" in readout.value
+    slider.value = 0.0  # the edge: no noise
+    assert "no privacy: epsilon = inf" in readout.value
+    slider.value = slider.step  # the smallest non-zero sigma still draws
+    assert "-DP" in readout.value
+    slider.value = slider.max
+    assert f"({gaussian_epsilon(sigma=5.0, delta=1e-5):.2f}" in readout.value
+
+
+def test_figure_artists_follow_sigma():
+    fig, artists = gaussian_privacy_figure(1.0, sensitivity=2.0, delta=1e-6)
+    x, density = artists["line_d"].get_data()
+    assert np.trapezoid(density, x) == pytest.approx(1.0, abs=1e-3)
+    epsilon = update_gaussian_privacy_figure(artists, 3.0)
+    assert epsilon == pytest.approx(gaussian_epsilon(sigma=3.0, delta=1e-6, sensitivity=2.0))
+    assert artists["curve_marker"].get_xdata()[0] == pytest.approx(epsilon)
+    assert update_gaussian_privacy_figure(artists, 0.0) == math.inf
+    assert artists["no_loss_text"].get_visible()
+    assert not artists["eps_marker"].get_visible()
+    assert "ε = ∞" in fig._suptitle.get_text()
+    update_gaussian_privacy_figure(artists, 0.5)  # and back again
+    assert artists["eps_marker"].get_visible() and not artists["no_loss_text"].get_visible()
+    plt.close(fig)
+
+
+def test_dashboard_validates_its_inputs():
+    with pytest.raises(ValueError, match=r"sigma must be in \[0, 5\], got 6.0"):
+        gaussian_dashboard(sigma=6.0)
+    with pytest.raises(ValueError, match=r"delta must be in \(0, 1\)"):
+        gaussian_dashboard(delta=0.0)
