@@ -1,132 +1,58 @@
 """Federated averaging (FedAvg) and user-level DP-FedAvg, built from small pieces.
 
 A client update is a difference of model weights, ``theta_local - theta_global``,
-flattened into one vector. FedAvg averages those vectors weighted by client
-size (McMahan et al., 2017); DP-FedAvg clips each to L2 norm C, adds Gaussian
-noise N(0, (sigma*C)^2) to their sum and divides by the *expected* number of
-clients (McMahan et al., 2018), which makes the released average
-(epsilon, delta)-DP with respect to adding or removing one whole client.
+flattened into one vector (``fl_dp_lab.client_updates``). FedAvg averages
+those vectors weighted by client size (McMahan et al., 2017); DP-FedAvg clips
+each to L2 norm C, adds Gaussian noise N(0, (sigma*C)^2) to their sum and
+divides by the *expected* number of clients (McMahan et al., 2018), which
+makes the released average (epsilon, delta)-DP with respect to adding or
+removing one whole client.
 
-The pieces here (flatten, local update, clip, noisy aggregate, Poisson client
-sampling) are what notebooks 08-09 write out by hand and what the Flower app
-of notebook 11 reuses. ``run_fedavg`` and ``run_dp_fedavg`` (in
-``fl_dp_lab._simulation``) put them together; the batched many-client local
-training lives in ``fl_dp_lab._vectorised`` and the secure-aggregation toy in
-``fl_dp_lab.secure_aggregation``, all re-exported here.
+This module holds the server side (clip, noisy aggregate, Poisson client
+sampling) and the two simulations ``run_fedavg`` and ``run_dp_fedavg``, and
+re-exports the client side, adaptive clipping (``fl_dp_lab.adaptive_clipping``),
+the batched many-client local training (``fl_dp_lab._vectorised``) and the
+secure-aggregation toy (``fl_dp_lab.secure_aggregation``), so notebooks and
+the Flower app import everything from here.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from fl_dp_lab._validate import check_int, check_real, fail
-from fl_dp_lab.training import shuffled_batches
+from fl_dp_lab._simulation import FederatedHistory, _Run
+from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab._vectorised import batched_local_updates
+from fl_dp_lab.adaptive_clipping import adaptive_clip_norm, update_noise_multiplier
+from fl_dp_lab.client_updates import (
+    assign_flat_parameters,
+    dp_sgd_local_update,
+    flatten_parameters,
+    local_update,
+)
 
 __all__ = [
+    "FederatedHistory",
+    "adaptive_clip_norm",
     "assign_flat_parameters",
+    "batched_local_updates",
     "clip_update",
     "dp_aggregate",
+    "dp_sgd_local_update",
     "flatten_parameters",
     "local_update",
     "poisson_client_sample",
+    "run_dp_fedavg",
+    "run_fedavg",
+    "split_by_client",
+    "update_noise_multiplier",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def flatten_parameters(model: nn.Module) -> torch.Tensor:
-    """All parameters of ``model`` as one detached vector, in ``named_parameters`` order.
-
-    >>> from fl_dp_lab.models import LogisticRegression
-    >>> flatten_parameters(LogisticRegression(64, 10)).shape
-    torch.Size([650])
-    """
-    if not isinstance(model, nn.Module):
-        fail("model", "a torch.nn.Module", model, TypeError)
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
-
-
-def assign_flat_parameters(model: nn.Module, flat: torch.Tensor) -> None:
-    """Copy the vector ``flat`` into the parameters of ``model`` (the inverse of flattening).
-
-    >>> from fl_dp_lab.models import LogisticRegression
-    >>> model = LogisticRegression(4, 2)
-    >>> assign_flat_parameters(model, torch.arange(10.0))
-    >>> model.linear.bias.tolist()
-    [8.0, 9.0]
-    """
-    if not isinstance(model, nn.Module):
-        fail("model", "a torch.nn.Module", model, TypeError)
-    if not isinstance(flat, torch.Tensor):
-        fail("flat", "a torch.Tensor", flat, TypeError)
-    size = sum(p.numel() for p in model.parameters())
-    if flat.shape != (size,):
-        fail(
-            "flat", f"a vector of shape ({size},) (the model's parameter count)", tuple(flat.shape)
-        )
-    offset = 0
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(flat[offset : offset + p.numel()].view_as(p))
-            offset += p.numel()
-
-
-def local_update(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-    loss_fn: LossFn = nn.functional.cross_entropy,
-) -> torch.Tensor:
-    """A client's FedAvg update: train a copy with plain SGD, return new minus old weights.
-
-    ClientUpdate of McMahan et al. (2017, Algorithm 1): ``epochs`` passes over
-    the client's data in shuffled mini-batches of ``batch_size``
-    (``shuffled_batches``), each step theta <- theta - lr * grad mean_loss(batch).
-    The caller's ``model`` is left untouched.
-
-    Args:
-        model: the current global model (not modified).
-        x, y: the client's inputs and labels, same non-zero length.
-        epochs: local epochs E, >= 1.
-        batch_size: local batch size B, >= 1 (B >= len(x) means one full-batch step an epoch).
-        lr: local learning rate, > 0.
-        generator: shuffles the client's batches.
-        loss_fn: mean loss over a batch.
-
-    Returns:
-        The update Delta = theta_after - theta_before, shape ``(P,)``.
-
-    >>> from fl_dp_lab.models import LogisticRegression
-    >>> model = LogisticRegression(2, 2)
-    >>> x, y = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
-    >>> update = local_update(model, x, y, epochs=1, batch_size=2, lr=1.0,
-    ...                       generator=torch.Generator().manual_seed(0))
-    >>> update.tolist()
-    [0.25, -0.25, -0.25, 0.25, 0.0, 0.0]
-    """
-    epochs = check_int("epochs", epochs, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    lr = check_real("lr", lr, low=0.0, low_open=True)
-    _check_client_data(x, y)
-    local = copy.deepcopy(model)
-    before = flatten_parameters(local)
-    params = list(local.parameters())
-    for _ in range(epochs):
-        for batch in shuffled_batches(len(x), batch_size, generator):
-            grads = torch.autograd.grad(loss_fn(local(x[batch]), y[batch]), params)
-            with torch.no_grad():
-                for p, g in zip(params, grads, strict=True):
-                    p -= lr * g
-    return flatten_parameters(local) - before
 
 
 def clip_update(update: torch.Tensor, *, clip_norm: float) -> torch.Tensor:
@@ -223,6 +149,252 @@ def poisson_client_sample(
     return torch.nonzero(draws < sample_rate).flatten()
 
 
+def split_by_client(
+    x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, partition: Sequence[np.ndarray]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Turn a partition (one index array per client) into a list of client data ``(x_k, y_k)``.
+
+    >>> clients = split_by_client(np.zeros((5, 2)), np.arange(5), [np.array([0, 3]), np.array([1])])
+    >>> [tuple(c[1].tolist()) for c in clients]
+    [(0, 3), (1,)]
+    """
+    x = torch.as_tensor(x, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.long)
+    if len(x) != len(y):
+        fail("x and y", "the same length", (len(x), len(y)))
+    return [
+        (x[torch.as_tensor(rows, dtype=torch.long)], y[torch.as_tensor(rows, dtype=torch.long)])
+        for rows in partition
+    ]
+
+
+def run_fedavg(
+    model: nn.Module,
+    clients: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    rounds: int,
+    clients_per_round: int,
+    local_epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    server_lr: float = 1.0,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    loss_fn: LossFn = nn.functional.cross_entropy,
+    vectorised: bool = True,
+    progress: bool = True,
+) -> FederatedHistory:
+    """Federated averaging (McMahan et al., 2017, Algorithm 1), training ``model`` in place.
+
+    Each round: pick m = ``clients_per_round`` clients uniformly without
+    replacement; each runs ``local_update`` (E local epochs of SGD with
+    batch size B and learning rate lr) from the global weights theta; the
+    server moves theta <- theta + server_lr * sum_k n_k Delta_k / sum_k n_k,
+    the client-size-weighted average of the updates (server_lr = 1 is the
+    paper's FedAvg). Every random choice comes from ``generator`` (client
+    ids, then one seed per sampled client for its batch shuffling), so the
+    vectorised and the per-client loop simulations give the same history.
+
+    Args:
+        model: the global model, trained in place.
+        clients: one ``(x_k, y_k)`` pair per client (see ``split_by_client``).
+        rounds: communication rounds, >= 1.
+        clients_per_round: m in [1, len(clients)].
+        local_epochs, batch_size, lr: E, B and the local learning rate.
+        generator: all randomness of the run.
+        server_lr: step size of the server on the averaged update, > 0.
+        x_test, y_test: evaluation data (default: all clients' data pooled).
+        loss_fn: mean loss over a batch.
+        vectorised: train the sampled clients together (``torch.func``) or one by one.
+        progress: show a ``tqdm.auto`` bar over rounds.
+
+    Returns:
+        A ``FederatedHistory`` (round, loss, accuracy, clients).
+    """
+    check_int("clients_per_round", clients_per_round, minimum=1, maximum=len(clients))
+    run = _Run(
+        model,
+        clients,
+        rounds,
+        local_epochs,
+        batch_size,
+        lr,
+        server_lr,
+        generator,
+        x_test,
+        y_test,
+        loss_fn,
+        vectorised,
+        progress,
+    )
+    sizes = torch.tensor([len(c[1]) for c in clients], dtype=torch.float64)
+    for r in run.rounds():
+        ids = torch.randperm(len(clients), generator=generator)[:clients_per_round].sort().values
+        updates = run.client_updates(ids)
+        weights = sizes[ids] / sizes[ids].sum().clamp(min=1.0)
+        run.apply(weights.to(updates.dtype) @ updates)
+        run.record(r, len(ids))
+    return run.history
+
+
+def run_dp_fedavg(
+    model: nn.Module,
+    clients: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    rounds: int,
+    sample_rate: float,
+    noise_multiplier: float,
+    clip_norm: float,
+    delta: float,
+    local_epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    server_lr: float = 1.0,
+    adaptive_clipping: bool = False,
+    target_quantile: float = 0.5,
+    clip_lr: float = 0.2,
+    clip_count_stddev: float | None = None,
+    record_noise_multiplier: float | None = None,
+    record_max_grad_norm: float = 1.0,
+    record_sample_rate: float = 0.5,
+    accountant: str = "pld",
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    loss_fn: LossFn = nn.functional.cross_entropy,
+    vectorised: bool = True,
+    progress: bool = True,
+) -> FederatedHistory:
+    """User-level DP-FedAvg (McMahan et al., 2018, Algorithm 1), training ``model`` in place.
+
+    Each round: every client joins independently with probability q
+    (``poisson_client_sample``); each sampled client computes its update
+    Delta_k; the server releases ``dp_aggregate``: (sum_k clip(Delta_k, C)
+    + N(0, (sigma*C)^2 I)) / (q*K), and moves theta <- theta + server_lr *
+    that. Neighbouring data sets differ in *all* the data of one client, so
+    the guarantee covers a whole user. The epsilon recorded after round r
+    is ``accounting.epsilon(noise_multiplier=sigma, sample_rate=q, steps=r,
+    delta=delta)``: r compositions of the Poisson-subsampled Gaussian
+    mechanism.
+
+    With ``adaptive_clipping`` the clip norm follows the ``target_quantile``
+    of the update norms (``adaptive_clip_norm``, Andrew et al., 2021); the
+    noisy count it uses costs privacy too, paid for by raising the update
+    noise to ``update_noise_multiplier(noise_multiplier=sigma,
+    clip_count_stddev=sigma_b)`` so the accounted sigma stays right.
+
+    With ``record_noise_multiplier`` set, each client also trains with
+    record-level DP-SGD (``fl_dp_lab.dpsgd``: Poisson batches at
+    ``record_sample_rate``, per-example clipping to ``record_max_grad_norm``,
+    noise) for ``local_epochs / record_sample_rate`` steps; ``batch_size``
+    is then unused and clients are trained one by one.
+
+    Args:
+        model: the global model, trained in place.
+        clients: one ``(x_k, y_k)`` pair per client (see ``split_by_client``).
+        rounds: communication rounds T, >= 1.
+        sample_rate: q in (0, 1], the client sampling rate.
+        noise_multiplier: sigma >= 0 (0: no privacy, epsilon is inf).
+        clip_norm: C > 0 (the initial C with adaptive clipping).
+        delta: target delta in (0, 1).
+        local_epochs, batch_size, lr: the clients' local SGD.
+        generator: all randomness of the run.
+        server_lr: server step size, > 0.
+        adaptive_clipping: follow a quantile of the update norms.
+        target_quantile, clip_lr: gamma and eta of adaptive clipping.
+        clip_count_stddev: sigma_b (default q*K/20, as Andrew et al. suggest).
+        record_noise_multiplier, record_max_grad_norm, record_sample_rate:
+            record-level DP-SGD inside each client (off when None).
+        accountant: "pld" or "rdp", passed to ``accounting.epsilon``.
+        x_test, y_test: evaluation data (default: all clients' data pooled).
+        loss_fn: mean loss over a batch.
+        vectorised: train the sampled clients together or one by one.
+        progress: show a ``tqdm.auto`` bar over rounds.
+
+    Returns:
+        A ``FederatedHistory`` with epsilon and clip_norm filled in.
+    """
+    from fl_dp_lab import accounting
+
+    sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
+    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    clip_norm = check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_bool("adaptive_clipping", adaptive_clipping)
+    check_choice("accountant", accountant, ("pld", "rdp"))
+    record = None
+    if record_noise_multiplier is not None:
+        record = {
+            "noise_multiplier": check_real(
+                "record_noise_multiplier", record_noise_multiplier, low=0.0
+            ),
+            "max_grad_norm": check_real(
+                "record_max_grad_norm", record_max_grad_norm, low=0.0, low_open=True
+            ),
+            "sample_rate": check_real(
+                "record_sample_rate", record_sample_rate, low=0.0, high=1.0, low_open=True
+            ),
+        }
+    run = _Run(
+        model,
+        clients,
+        rounds,
+        local_epochs,
+        batch_size,
+        lr,
+        server_lr,
+        generator,
+        x_test,
+        y_test,
+        loss_fn,
+        vectorised,
+        progress,
+    )
+    expected_clients = sample_rate * len(clients)
+    update_sigma = noise_multiplier
+    if adaptive_clipping:
+        if clip_count_stddev is None:
+            clip_count_stddev = expected_clients / 20
+        update_sigma = update_noise_multiplier(
+            noise_multiplier=noise_multiplier, clip_count_stddev=clip_count_stddev
+        )
+        target_quantile = check_real("target_quantile", target_quantile, low=0.0, high=1.0)
+    for r in run.rounds():
+        ids = poisson_client_sample(len(clients), sample_rate=sample_rate, generator=generator)
+        updates = run.client_updates(ids, record)
+        average = dp_aggregate(
+            updates,
+            clip_norm=clip_norm,
+            noise_multiplier=update_sigma,
+            expected_clients=expected_clients,
+            generator=generator,
+        )
+        run.history.clip_norm.append(clip_norm)
+        if adaptive_clipping:
+            clip_norm = adaptive_clip_norm(
+                torch.linalg.vector_norm(updates, dim=1),
+                clip_norm=clip_norm,
+                target_quantile=target_quantile,
+                clip_lr=clip_lr,
+                clip_count_stddev=clip_count_stddev,
+                expected_clients=expected_clients,
+                generator=generator,
+            )
+        run.apply(average)
+        run.record(r, len(ids))
+        run.history.epsilon.append(
+            accounting.epsilon(
+                noise_multiplier=noise_multiplier,
+                sample_rate=sample_rate,
+                steps=r,
+                delta=delta,
+                accountant=accountant,
+            )
+        )
+    return run.history
+
+
 def _stack_updates(updates: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
     shapes = {tuple(u.shape) if isinstance(u, torch.Tensor) else None for u in updates}
     if None in shapes:
@@ -230,10 +402,3 @@ def _stack_updates(updates: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> to
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         fail("updates", "vectors of one shape (P,)", sorted(shapes, key=str))
     return torch.stack(list(updates))
-
-
-def _check_client_data(x: object, y: object) -> None:
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        fail("x and y", "torch.Tensors", (type(x).__name__, type(y).__name__), TypeError)
-    if len(x) != len(y) or len(x) == 0:
-        fail("x and y", "non-empty with the same length", (len(x), len(y)))

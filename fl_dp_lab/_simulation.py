@@ -1,0 +1,168 @@
+"""The round loop shared by ``run_fedavg`` and ``run_dp_fedavg``: state, client updates, history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fl_dp_lab._validate import check_bool, check_int, check_real, fail
+from fl_dp_lab._vectorised import batched_local_updates
+from fl_dp_lab.client_updates import (
+    assign_flat_parameters,
+    dp_sgd_local_update,
+    flatten_parameters,
+    local_update,
+)
+from fl_dp_lab.training import evaluate
+
+__all__ = ["FederatedHistory"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class FederatedHistory:
+    """What a federated run recorded, one entry per round.
+
+    Attributes:
+        round: 1, 2, ...
+        loss, accuracy: the global model's mean loss and accuracy (in [0, 1])
+            on the evaluation data after the round.
+        clients: number of clients that took part in the round.
+        epsilon: user-level epsilon after the round (DP-FedAvg only).
+        clip_norm: the clip norm C used in the round (DP-FedAvg only).
+    """
+
+    round: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    clients: list[int] = field(default_factory=list)
+    epsilon: list[float] = field(default_factory=list)
+    clip_norm: list[float] = field(default_factory=list)
+
+
+class _Run:
+    """The state a simulated run shares between rounds: model, clients, history."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        clients: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        rounds: int,
+        local_epochs: int,
+        batch_size: int,
+        lr: float,
+        server_lr: float,
+        generator: torch.Generator,
+        x_test: torch.Tensor | None,
+        y_test: torch.Tensor | None,
+        loss_fn: LossFn,
+        vectorised: bool,
+        progress: bool,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            fail("model", "a torch.nn.Module", model, TypeError)
+        if not isinstance(clients, Sequence) or len(clients) == 0:
+            fail("clients", "a non-empty list of (x, y) pairs", type(clients).__name__, TypeError)
+        for x, y in clients:
+            if (
+                not isinstance(x, torch.Tensor)
+                or not isinstance(y, torch.Tensor)
+                or len(x) != len(y)
+            ):
+                fail("clients", "(x, y) pairs of tensors with the same length", (x, y), TypeError)
+        if sum(len(y) for _, y in clients) == 0:
+            fail("clients", "holding at least one example in all", 0)
+        if not isinstance(generator, torch.Generator):
+            fail("generator", "a torch.Generator", generator, TypeError)
+        self.rounds_total = check_int("rounds", rounds, minimum=1)
+        self.epochs = check_int("local_epochs", local_epochs, minimum=1)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.lr = check_real("lr", lr, low=0.0, low_open=True)
+        self.server_lr = check_real("server_lr", server_lr, low=0.0, low_open=True)
+        self.vectorised = check_bool("vectorised", vectorised)
+        self.progress = check_bool("progress", progress)
+        if (x_test is None) != (y_test is None):
+            fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
+        if x_test is None:
+            x_test = torch.cat([x for x, _ in clients])
+            y_test = torch.cat([y for _, y in clients])
+        self.model, self.clients, self.generator, self.loss_fn = model, clients, generator, loss_fn
+        self.x_test, self.y_test = x_test, y_test
+        self.flat = flatten_parameters(model)
+        self.history = FederatedHistory()
+
+    def rounds(self) -> Iterator[int]:
+        return iter(
+            tqdm(
+                range(1, self.rounds_total + 1),
+                desc="rounds",
+                disable=not self.progress,
+                leave=False,
+            )
+        )
+
+    def client_updates(
+        self, ids: torch.Tensor, record: dict[str, float] | None = None
+    ) -> torch.Tensor:
+        """Updates of the clients ``ids`` (rows in the order of ``ids``), shape ``(m, P)``."""
+        seeds = torch.randint(0, 2**62, (len(ids),), generator=self.generator)
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        data = [self.clients[int(k)] for k in ids]
+        if self.vectorised and record is None:
+            return batched_local_updates(
+                self.model,
+                [x for x, _ in data],
+                [y for _, y in data],
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                generators=gens,
+                loss_fn=self.loss_fn,
+            )
+        rows = []
+        for (x, y), gen in zip(data, gens, strict=True):
+            if len(y) == 0:
+                rows.append(torch.zeros_like(self.flat))
+            elif record is None:
+                rows.append(
+                    local_update(
+                        self.model,
+                        x,
+                        y,
+                        epochs=self.epochs,
+                        batch_size=self.batch_size,
+                        lr=self.lr,
+                        generator=gen,
+                        loss_fn=self.loss_fn,
+                    )
+                )
+            else:
+                rows.append(
+                    dp_sgd_local_update(
+                        self.model,
+                        x,
+                        y,
+                        epochs=self.epochs,
+                        lr=self.lr,
+                        generator=gen,
+                        loss_fn=self.loss_fn,
+                        **record,
+                    )
+                )
+        return torch.stack(rows) if rows else self.flat.new_zeros(0, self.flat.numel())
+
+    def apply(self, average: torch.Tensor) -> None:
+        self.flat = self.flat + self.server_lr * average.to(self.flat.dtype)
+        assign_flat_parameters(self.model, self.flat)
+
+    def record(self, round_number: int, num_clients: int) -> None:
+        loss, accuracy = evaluate(self.model, self.x_test, self.y_test, self.loss_fn)
+        self.history.round.append(round_number)
+        self.history.loss.append(loss)
+        self.history.accuracy.append(accuracy)
+        self.history.clients.append(num_clients)

@@ -1,0 +1,115 @@
+"""Local training of many clients at once: one batched SGD step for all of them.
+
+The readable reference is ``fl_dp_lab.federated.local_update``, called once
+per client. Here every client's copy of the parameters is stacked along a
+new leading axis and ``torch.func.vmap(torch.func.grad(...))`` takes one SGD
+step for all clients together. Clients hold different amounts of data, so
+their mini-batches are padded to one size with a 0/1 mask (the masked loss
+is the mean over the real rows only), and clients with fewer steps simply
+stop: clients are ordered by their number of steps, so the ones still
+training at step t are a prefix of the stack.
+
+Each client shuffles its batches with its own ``torch.Generator`` exactly as
+``local_update`` does, so both give the same updates up to float rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from fl_dp_lab.training import shuffled_batches
+
+__all__ = ["batched_local_updates"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def batched_local_updates(
+    model: nn.Module,
+    xs: Sequence[torch.Tensor],
+    ys: Sequence[torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generators: Sequence[torch.Generator],
+    loss_fn: LossFn = nn.functional.cross_entropy,
+) -> torch.Tensor:
+    """Updates of all clients, shape ``(num_clients, P)``, trained side by side.
+
+    Same algorithm and same batches as calling ``local_update`` on each
+    client with its generator (clients with no data return a zero update).
+    Arguments are trusted (the public callers validate them).
+    """
+    names = [name for name, _ in model.named_parameters()]
+    start = {name: p.detach() for name, p in model.named_parameters()}
+    num_clients = len(xs)
+    flat_start = torch.cat([p.reshape(-1) for p in start.values()])
+    if num_clients == 0:
+        return flat_start.new_zeros(0, flat_start.numel())
+    index, mask, order, steps = _schedule(xs, epochs, batch_size, generators)
+    x_all = torch.cat([xs[k] for k in order])
+    y_all = torch.cat([ys[k] for k in order])
+    # every client starts from the global model: stack K copies
+    params = {n: p.unsqueeze(0).repeat(num_clients, *[1] * p.dim()) for n, p in start.items()}
+
+    def per_example_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return loss_fn(output.unsqueeze(0), target.unsqueeze(0))
+
+    def masked_loss(
+        client_params: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor
+    ) -> torch.Tensor:
+        output = functional_call(model, client_params, (xb,))
+        losses = vmap(per_example_loss)(output, yb)
+        return (losses * mb).sum() / mb.sum().clamp(min=1.0)
+
+    step = vmap(grad(masked_loss))
+    for t in range(int(steps[0]) if len(steps) else 0):
+        active = int((steps > t).sum())  # clients are sorted by steps, descending
+        rows = index[:active, t]
+        grads = step(
+            {n: p[:active] for n, p in params.items()}, x_all[rows], y_all[rows], mask[:active, t]
+        )
+        for n in names:
+            params[n][:active] -= lr * grads[n]
+    flat = torch.cat([params[n].reshape(num_clients, -1) for n in names], dim=1)
+    updates = torch.empty_like(flat)
+    updates[torch.as_tensor(order)] = flat - flat_start
+    return updates
+
+
+def _schedule(
+    xs: Sequence[torch.Tensor],
+    epochs: int,
+    batch_size: int,
+    generators: Sequence[torch.Generator],
+) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor]:
+    """Padded row indices (K, T, B) into the concatenated data, their mask, the client order.
+
+    Clients are ordered by their number of local steps, most first; row
+    indices refer to the data concatenated in that order.
+    """
+    sizes = [len(x) for x in xs]
+    batches: list[list[torch.Tensor]] = []
+    for n, gen in zip(sizes, generators, strict=True):
+        client: list[torch.Tensor] = []
+        if n > 0:
+            for _ in range(epochs):
+                client.extend(shuffled_batches(n, batch_size, gen))
+        batches.append(client)
+    order = sorted(range(len(xs)), key=lambda k: -len(batches[k]))
+    steps = torch.tensor([len(batches[k]) for k in order])
+    width = max(1, min(batch_size, max(sizes)))
+    index = torch.zeros(len(xs), max(1, int(steps[0])), width, dtype=torch.long)
+    mask = torch.zeros(index.shape)
+    offset = 0
+    for row, k in enumerate(order):
+        for t, batch in enumerate(batches[k]):
+            index[row, t, : len(batch)] = batch + offset
+            mask[row, t, : len(batch)] = 1.0
+        offset += sizes[k]
+    return index, mask, order, steps
