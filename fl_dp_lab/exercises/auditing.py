@@ -1,5 +1,95 @@
-"""Exercises of notebook 10."""
+"""Exercises of notebook 10 (auditing privacy)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from typing import Any
+
+from scipy import stats
+
+from fl_dp_lab.exercises._core import as_number, feedback, is_unanswered, report_unanswered
+
+__all__ = ["check_audit_ceiling", "check_fpr_upper_bound"]
+
+
+def check_fpr_upper_bound(answer: Any) -> bool:
+    """Exercise 10.1: the 95 % Clopper-Pearson upper bound on the FPR for 3 errors in 500.
+
+    The audit guessed "canary in" on 3 of 500 trials without the canary.
+    The upper end of the two-sided 95 % Clopper-Pearson interval is the
+    0.975 quantile of Beta(k + 1, n - k) = Beta(4, 497), about 0.0174:
+    almost three times the plug-in rate 3 / 500 = 0.006.
+    """
+    name = "Exercise 10.1"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_number("answer", answer)
+    k, n = 3, 500
+    expected = float(stats.beta.ppf(0.975, k + 1, n - k))
+    wrong = {
+        k / n: "that is the plug-in rate k / n; the audit needs an upper confidence bound, "
+        "a rate the true FPR stays below with 97.5 % probability.",
+        float(stats.beta.ppf(0.95, k + 1, n - k)): "that is a one-sided 95 % bound; the two-sided "
+        "95 % interval leaves 2.5 % in each tail, so use the 0.975 quantile.",
+        float(stats.beta.ppf(0.975, k, n - k + 1)): "Beta(k, n - k + 1) gives the lower end's "
+        "family; the upper end is the quantile of Beta(k + 1, n - k).",
+        float(stats.beta.ppf(0.025, k, n - k + 1)): "that is the lower end of the interval; the "
+        "audit plugs in the upper end (the worst case for the attack).",
+    }
+    for value_wrong, hint in wrong.items():
+        if math.isclose(value, value_wrong, rel_tol=1e-6):
+            return feedback(name, False, success="", hint=hint)
+    return feedback(
+        name,
+        math.isclose(value, expected, rel_tol=1e-6),
+        success=f"FPR <= {expected:.4f} with 97.5 % confidence, almost three times the "
+        "plug-in 0.006: with few errors, the interval, not the estimate, sets the bound.",
+        hint="use scipy.stats.beta.ppf(q, a, b) with q = 1 - 0.05 / 2, a = k + 1, b = n - k.",
+    )
+
+
+def check_audit_ceiling(answer: Any) -> bool:
+    """Exercise 10.2: the largest epsilon an audit with 500 held-out trials a world can certify.
+
+    With no error at all, FP = FN = 0 in n = 500 trials each, the
+    Clopper-Pearson upper bounds are u = 1 - 0.025^(1/500) ~= 0.00735 and
+    the bound is log((1 - delta - u) / u) ~= 4.91 at delta = 1e-5. No
+    audit of that size, however strong its attack, certifies more.
+    """
+    name = "Exercise 10.2"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_number("answer", answer)
+    delta = 1e-5
+
+    def ceiling(trials: int, tail: float) -> float:
+        u = 1.0 - tail ** (1.0 / trials)
+        return math.log((1.0 - delta - u) / u)
+
+    if math.isinf(value):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="with the plug-in rates 0 / 500 the formula divides by zero; the audit uses the "
+            "Clopper-Pearson upper bounds, which are never 0.",
+        )
+    wrong = {
+        ceiling(1000, 0.025): "only the held-out half is counted: n = 500 per world, not 1,000.",
+        ceiling(500, 0.05): "that is a one-sided 95 % bound; the two-sided interval's upper end "
+        "leaves 2.5 %: u = 1 - 0.025 ** (1 / 500).",
+        math.log(500): "log(n) is the right order of magnitude, but compute the bound itself: "
+        "u = 1 - 0.025 ** (1 / n), then log((1 - delta - u) / u).",
+    }
+    for value_wrong, hint in wrong.items():
+        if math.isclose(value, value_wrong, rel_tol=1e-6):
+            return feedback(name, False, success="", hint=hint)
+    expected = ceiling(500, 0.025)
+    return feedback(
+        name,
+        math.isclose(value, expected, rel_tol=1e-6),
+        success=f"ε <= {expected:.2f} is all that 500 trials a world can ever certify: an "
+        "accountant claiming ε = 8 cannot be caught by this audit, bug or no bug.",
+        hint="no errors means FP = FN = 0; call epsilon_lower_bound with those counts "
+        "(500 trials a world), or compute u = 1 - 0.025 ** (1 / 500) and log((1 - delta - u) / u).",
+    )

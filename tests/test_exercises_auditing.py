@@ -1,0 +1,82 @@
+"""Notebook 10's checks: right answers pass, the usual wrong ones get their hint."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from fl_dp_lab.auditing import clopper_pearson, epsilon_lower_bound
+from fl_dp_lab.exercises import check_audit_ceiling, check_fpr_upper_bound
+
+
+def test_fpr_upper_bound_right_answers_pass(capsys):
+    assert check_fpr_upper_bound(stats.beta.ppf(0.975, 4, 497)) is True
+    assert check_fpr_upper_bound(clopper_pearson(3, 500)[1]) is True
+    assert check_fpr_upper_bound(np.float64(clopper_pearson(3, 500)[1])) is True
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (3 / 500, "plug-in rate"),
+        (stats.beta.ppf(0.95, 4, 497), "one-sided"),
+        (stats.beta.ppf(0.975, 3, 498), "Beta(k + 1, n - k)"),
+        (clopper_pearson(3, 500)[0], "lower end"),
+        (0.02, "scipy.stats.beta.ppf"),
+    ],
+)
+def test_fpr_upper_bound_wrong_answers_get_their_hint(capsys, wrong, hint):
+    assert check_fpr_upper_bound(wrong) is False
+    out = capsys.readouterr().out
+    assert "✗" in out and hint in out
+
+
+def test_audit_ceiling_right_answers_pass(capsys):
+    by_library = epsilon_lower_bound(
+        true_positives=500, false_positives=0, true_negatives=500, false_negatives=0, delta=1e-5
+    )
+    u = 1 - 0.025 ** (1 / 500)
+    assert check_audit_ceiling(by_library) is True
+    assert check_audit_ceiling(math.log((1 - 1e-5 - u) / u)) is True
+    assert check_audit_ceiling(torch.tensor(by_library, dtype=torch.float64)) is True
+    assert "4.91" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (math.inf, "divides by zero"),
+        (
+            epsilon_lower_bound(
+                true_positives=1000,
+                false_positives=0,
+                true_negatives=1000,
+                false_negatives=0,
+                delta=1e-5,
+            ),
+            "held-out half",
+        ),
+        (math.log((1 - 1e-5 - (1 - 0.05 ** (1 / 500))) / (1 - 0.05 ** (1 / 500))), "one-sided"),
+        (math.log(500), "log(n)"),
+        (4.0, "epsilon_lower_bound"),
+    ],
+)
+def test_audit_ceiling_wrong_answers_get_their_hint(capsys, wrong, hint):
+    assert check_audit_ceiling(wrong) is False
+    out = capsys.readouterr().out
+    assert "✗" in out and hint in out
+
+
+@pytest.mark.parametrize("check", [check_fpr_upper_bound, check_audit_ceiling])
+def test_unanswered_and_malformed(capsys, check):
+    assert check(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="answer must be a real number"):
+        check("0.0174")
+    with pytest.raises(TypeError, match="answer must be a real number"):
+        check([0.1, 0.2])
