@@ -164,6 +164,8 @@ def jacobian(f: Callable[[Any], Any], x: Any, h: float | None = None) -> Any:
     """
     call, x_array, wrap = _prepare(f, x)
     steps = _steps(x_array, h, "central")
+    if np.any(x_array + steps == x_array):
+        fail("h", f"large enough that x + h != x in {x_array.dtype}", h)
     out_shape = _array_out(call(x_array), None).shape
     columns = np.empty(out_shape + (x_array.size,), dtype=x_array.dtype)
     for i in range(x_array.size):
@@ -299,6 +301,8 @@ def _difference(f: Callable[[Any], Any], x: Any, h: float | None, method: str) -
     steps = _steps(x_array, h, method)
     grad = np.empty_like(x_array)
     f_x = _scalar(call(x_array), "f(x)") if method == "forward" else None
+    if np.any(x_array + steps == x_array):
+        fail("h", f"large enough that x + h != x in {x_array.dtype}", h)
     for i in range(x_array.size):
         grad.flat[i] = _one_coordinate(call, x_array, i, steps.flat[i], method, f_x)
     return wrap(grad)

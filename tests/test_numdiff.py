@@ -251,3 +251,10 @@ def test_wrong_shaped_outputs_raise_clear_errors():
         default_step(1.0, method="backward")
     with pytest.raises(ValueError, match="h and errors must be positive"):
         fitted_order([1e-3, 1e-2], [0.0, 1e-4])
+
+
+def test_a_step_below_the_spacing_of_floats_is_refused():
+    with pytest.raises(ValueError, match="h must be large enough that x \\+ h != x in float32"):
+        central_difference(np.sin, np.float32(1.0), h=1e-9)
+    with pytest.raises(ValueError, match="x \\+ h != x in float64"):
+        jacobian(np.sin, np.array([1e10]), h=1e-9)

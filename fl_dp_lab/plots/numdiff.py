@@ -1,0 +1,103 @@
+"""Figures of notebook 01: error against step size, and the secant-line explorer.
+
+Each function builds a figure in the course style and returns it with the
+artists a widget updates in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from fl_dp_lab.plots import PALETTE, new_figure
+
+__all__ = ["error_vs_step", "secant_explorer", "update_secant_explorer"]
+
+_COLOURS = [PALETTE[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky")]
+
+
+def error_vs_step(
+    steps: Any,
+    errors: Mapping[str, Any],
+    *,
+    title: str,
+    ax: plt.Axes | None = None,
+    guides: Mapping[str, Any] | None = None,
+) -> tuple[plt.Figure, plt.Axes]:
+    """Log-log plot of absolute error against step size h, one line per method.
+
+    Args:
+        steps: the step sizes h.
+        errors: label -> absolute errors at ``steps`` (zeros are drawn at the
+            bottom of the axis, since log(0) has no place on it).
+        title: the figure's title (state the finding).
+        ax: draw into this axes instead of a new figure.
+        guides: label -> values at ``steps`` drawn dashed (an error model).
+    """
+    if ax is None:
+        fig, ax = new_figure(width=7.0, height=4.5)
+    else:
+        fig = ax.figure
+    steps = np.asarray(steps, dtype=float)
+    for colour, (label, values) in zip(_COLOURS, errors.items(), strict=False):
+        values = np.asarray(values, dtype=float)
+        ax.loglog(steps, np.where(values > 0, values, np.nan), color=colour, label=label)
+    for colour, (label, values) in zip(_COLOURS, (guides or {}).items(), strict=False):
+        ax.loglog(steps, values, "--", color=colour, alpha=0.7, linewidth=1.5, label=label)
+    ax.set_xlabel("step size h")
+    ax.set_ylabel("absolute error |estimate − f′(x)|")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    return fig, ax
+
+
+def secant_explorer(
+    f: Callable[[np.ndarray], np.ndarray],
+    x: float,
+    steps: Any,
+    errors: Any,
+    *,
+    window: float = 1.5,
+    error_label: str = "central difference",
+) -> tuple[plt.Figure, dict[str, Any]]:
+    """The two panels of the step-size widget: the secant on the curve, the error curve.
+
+    Left: f near x, the tangent-to-be-estimated point and the secant through
+    x - h and x + h. Right: error against h (log-log) with a marker at the
+    current h. Returns ``(fig, artists)``; pass ``artists`` to
+    ``update_secant_explorer``. The figure is closed in pyplot so that only
+    the widget shows it.
+    """
+    fig, (left, right) = new_figure(1, 2, width=5.6, height=4.2)
+    t = np.linspace(x - window, x + window, 300)
+    left.plot(t, f(t), color=PALETTE["black"], label="f(x)")
+    (secant,) = left.plot([], [], color=PALETTE["orange"], label="secant through x ± h")
+    (points,) = left.plot([], [], "o", color=PALETTE["orange"], markersize=8)
+    left.plot([x], [f(np.asarray(x))], "o", color=PALETTE["blue"], markersize=6, label="x")
+    left.set(xlabel="x", ylabel="f(x)", xlim=(t[0], t[-1]))
+    left.set_ylim(left.get_ylim())  # freeze: the secant must not rescale the view
+    left.legend(loc="upper left")
+    steps, errors = np.asarray(steps, dtype=float), np.asarray(errors, dtype=float)
+    right.loglog(steps, np.where(errors > 0, errors, np.nan), color=PALETTE["blue"])
+    (marker,) = right.loglog([], [], "o", color=PALETTE["vermillion"], markersize=10)
+    right.set(xlabel="step size h", ylabel="absolute error", title=f"error of the {error_label}")
+    right.set_xlim(steps[0], steps[-1])
+    plt.close(fig)
+    return fig, {"secant": secant, "points": points, "marker": marker, "left": left, "f": f}
+
+
+def update_secant_explorer(
+    artists: dict[str, Any], nodes: Sequence[float], slope: float, h: float, error: float
+) -> None:
+    """Draw the secant through the points at ``nodes`` with ``slope``; move the marker to h."""
+    f, left = artists["f"], artists["left"]
+    nodes = np.asarray(nodes, dtype=float)
+    values = f(nodes)
+    ends = np.array(left.get_xlim())
+    artists["secant"].set_data(ends, values[0] + slope * (ends - nodes[0]))
+    artists["points"].set_data(nodes, values)
+    artists["marker"].set_data([h], [error if error > 0 else np.nan])
+    left.set_title(f"h = {h:.1e}: secant slope {slope:.8f}")

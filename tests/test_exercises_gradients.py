@@ -1,0 +1,152 @@
+"""Checks of notebooks 01-02: right answers pass, typical mistakes get their hint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fl_dp_lab.exercises import (
+    check_numerical_gradient,
+    check_optimal_step_float32,
+    check_per_example_norms,
+    check_softmax_regression_gradient,
+)
+from fl_dp_lab.models import MLP
+
+
+def _central(f, x, h):
+    grad = np.empty_like(x)
+    for index in np.ndindex(x.shape):
+        z = x.copy()
+        z[index] += h
+        up = f(z)
+        z[index] -= 2 * h
+        grad[index] = (up - f(z)) / (2 * h)
+    return grad
+
+
+def _forward(f, x, h):
+    grad = np.empty_like(x)
+    for index in np.ndindex(x.shape):
+        z = x.copy()
+        z[index] += h
+        grad[index] = (f(z) - f(x)) / h
+    return grad
+
+
+def _in_place(f, x, h):
+    grad = np.empty_like(x)
+    for index in np.ndindex(x.shape):
+        x[index] += h
+        up = f(x)
+        x[index] -= 2 * h
+        grad[index] = (up - f(x)) / (2 * h)  # forgets to restore x[index]
+    return grad
+
+
+def test_numerical_gradient(capsys):
+    assert check_numerical_gradient(_central) is True
+    assert "✓" in capsys.readouterr().out
+    assert check_numerical_gradient(_forward) is False
+    assert "forward difference" in capsys.readouterr().out
+    assert check_numerical_gradient(lambda f, x, h: 2 * _central(f, x, h)) is False
+    assert "factor 2" in capsys.readouterr().out
+    assert check_numerical_gradient(_in_place) is False
+    assert "changed x" in capsys.readouterr().out
+    assert check_numerical_gradient(lambda f, x, h: np.zeros_like(x)) is False
+    assert "Hint" in capsys.readouterr().out
+    assert check_numerical_gradient(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+
+
+def test_optimal_step_float32(capsys):
+    eps32 = float(np.finfo(np.float32).eps)
+    assert check_optimal_step_float32(eps32 ** (1 / 3)) is True
+    assert check_optimal_step_float32(np.float32(5e-3)) is True
+    assert check_optimal_step_float32(eps32**0.5) is False
+    assert "forward difference" in capsys.readouterr().out
+    assert check_optimal_step_float32(np.finfo(np.float64).eps ** (1 / 3)) is False
+    assert "float64" in capsys.readouterr().out
+    assert check_optimal_step_float32(0.5) is False
+    assert "minimise" in capsys.readouterr().out
+    assert check_optimal_step_float32(-1.0) is False
+    assert check_optimal_step_float32(...) is False
+
+
+def _softmax_gradient(weight, bias, x, y):
+    z = x @ weight.T + bias
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1
+    return p.T @ x / len(y), p.mean(0)
+
+
+def test_softmax_regression_gradient(capsys):
+    assert check_softmax_regression_gradient(_softmax_gradient) is True
+    assert "✓" in capsys.readouterr().out
+
+    def summed(w, b, x, y):
+        g_w, g_b = _softmax_gradient(w, b, x, y)
+        return g_w * len(y), g_b * len(y)
+
+    assert check_softmax_regression_gradient(summed) is False
+    assert "mean over the batch" in capsys.readouterr().out
+
+    def flipped(w, b, x, y):
+        g_w, g_b = _softmax_gradient(w, b, x, y)
+        return -g_w, -g_b
+
+    assert check_softmax_regression_gradient(flipped) is False
+    assert "sign" in capsys.readouterr().out
+    assert check_softmax_regression_gradient(lambda w, b, x, y: (w * 0, b * 0)) is False
+    assert "softmax" in capsys.readouterr().out
+    assert check_softmax_regression_gradient(...) is False
+
+
+def _model_and_data():
+    generator = torch.Generator().manual_seed(0)
+    model = MLP(6, 5, 3, generator=generator)
+    x = torch.randn(7, 6, generator=generator)
+    y = torch.randint(0, 3, (7,), generator=generator)
+    return model, x, y
+
+
+def _loop_norms(model, x, y):
+    norms = []
+    for i in range(len(x)):
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        norms.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+    return torch.stack(norms)
+
+
+def test_per_example_norms(capsys):
+    model, x, y = _model_and_data()
+    norms = _loop_norms(model, x, y)
+    assert check_per_example_norms(norms, model, x, y) is True
+    assert "✓" in capsys.readouterr().out
+    assert check_per_example_norms(norms**2, model, x, y) is False
+    assert "squared" in capsys.readouterr().out
+    weight_only = []
+    for i in range(len(x)):
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        weight_only.append(torch.autograd.grad(loss, model.fc1.weight)[0].norm())
+    assert check_per_example_norms(torch.stack(weight_only), model, x, y) is False
+    assert "one parameter tensor" in capsys.readouterr().out
+    assert check_per_example_norms(norms * 1.1, model, x, y) is False
+    assert check_per_example_norms(..., model, x, y) is False
+
+
+def test_malformed_answers_raise():
+    model, x, y = _model_and_data()
+    with pytest.raises(ValueError, match=r"norms's shape must be \(7,\)"):
+        check_per_example_norms(np.ones(3), model, x, y)
+    with pytest.raises(TypeError, match="numerical_gradient must be a function"):
+        check_numerical_gradient(3)
+    with pytest.raises(TypeError, match="answer must be a real number"):
+        check_optimal_step_float32("5e-3")
+    with pytest.raises(TypeError, match="must be a pair"):
+        check_softmax_regression_gradient(lambda w, b, x, y: w)
+    with pytest.raises(ValueError, match="grad_weight's shape"):
+        check_softmax_regression_gradient(lambda w, b, x, y: (w.T, b))
