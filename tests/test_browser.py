@@ -9,6 +9,7 @@ FL_DP_LAB_REQUIRE_BROWSER is unset (CI sets it, so there the test always runs).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -60,6 +61,11 @@ def jupyterlab(tmp_path):
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # start the notebook's own kernel without asking (a fresh JupyterLab may show a
+    # "Select Kernel" dialog otherwise)
+    panel = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
+    panel.mkdir(parents=True)
+    (panel / "panel.jupyterlab-settings").write_text(json.dumps({"autoStartDefaultKernel": True}))
     port, token = _free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # inline figures
     env.update(
@@ -105,6 +111,7 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 def test_notebook_00_runs_and_its_widget_answers_in_a_real_browser(jupyterlab):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     url, token = jupyterlab
@@ -114,33 +121,41 @@ def test_notebook_00_runs_and_its_widget_answers_in_a_real_browser(jupyterlab):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/lab/tree/00_start_here.ipynb?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=90_000)  # fmt: skip
-            # Execute: Run > Run All Cells, then wait for the widget round trip to render
-            page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-            readout = page.wait_for_selector(".fl-dp-lab-readout", timeout=120_000)
-            before = readout.inner_text()
-            handle = page.wait_for_selector(".widget-slider .noUi-handle")
-            handle.focus()
-            for _ in range(4):
-                page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "before => document.querySelector('.fl-dp-lab-readout').innerText !== before",
-                arg=before,
-                timeout=30_000,
-            )
-            after = readout.inner_text()
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=120_000)  # fmt: skip
-            errors = page.locator(
-                ".jp-OutputArea-output[data-mime-type*='stderr']"
-            ).all_inner_texts()
-            images = page.locator(".jp-OutputArea-output img").count()
-            readout.scroll_into_view_if_needed()
-            page.screenshot(path=str(shots / "00_start_here.png"))
+            try:
+                page.goto(f"{url}/lab/tree/00_start_here.ipynb?token={token}")
+                page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+                dialog = page.locator(".jp-Dialog button:has-text('Select')")
+                with contextlib.suppress(PlaywrightTimeout):
+                    dialog.click(timeout=5_000)
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                       timeout=90_000)  # fmt: skip
+                # Execute: Run > Run All Cells, then wait for the widget round trip to render
+                page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+                page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+                readout = page.wait_for_selector(".fl-dp-lab-readout", timeout=120_000)
+                before = readout.inner_text()
+                handle = page.wait_for_selector(".widget-slider .noUi-handle")
+                handle.focus()
+                for _ in range(4):
+                    page.keyboard.press("ArrowRight")
+                # four steps of 0.25 from x = 1: the kernel must answer for x = 2
+                page.wait_for_function(
+                    "() => document.querySelector('.fl-dp-lab-readout').innerText"
+                    ".startsWith('x = 2.00')",
+                    timeout=30_000,
+                )
+                after = readout.inner_text()
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                       timeout=120_000)  # fmt: skip
+                errors = page.locator(
+                    ".jp-OutputArea-output[data-mime-type*='stderr']"
+                ).all_inner_texts()
+                images = page.locator(".jp-OutputArea-output img").count()
+                readout.scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / "00_start_here.png"))
+            except Exception:
+                page.screenshot(path=str(shots / "00_start_here_failure.png"))
+                raise
         finally:
             browser.close()
     # Assert: the kernel answered the slider, every cell ran, figures rendered
