@@ -1,0 +1,82 @@
+"""Figures of notebook 02: training curves, per-example gradient norms, the SGD sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from fl_dp_lab.plots import PALETTE, new_figure
+from fl_dp_lab.training import History
+
+__all__ = ["gradient_norm_histogram", "sweep_panels", "training_curves", "update_sweep_panels"]
+
+_COLOURS = [PALETTE[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky")]
+
+
+def training_curves(
+    histories: Mapping[str, History], *, title: str
+) -> tuple[plt.Figure, np.ndarray]:
+    """Training loss and test accuracy against epoch, one colour per run.
+
+    Args:
+        histories: label -> ``History`` (with test accuracy recorded).
+        title: the figure's title (state the finding).
+    """
+    fig, axes = new_figure(1, 2, width=5.6, height=4.0)
+    for colour, (label, history) in zip(_COLOURS, histories.items(), strict=False):
+        axes[0].plot(history.epoch, history.train_loss, color=colour, label=label)
+        accuracy = 100 * np.asarray(history.test_accuracy)
+        axes[1].plot(history.epoch, accuracy, color=colour, label=label)
+    axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy, nats)", yscale="log")
+    axes[1].set(xlabel="epoch", ylabel="test accuracy (%)")
+    axes[1].legend(loc="lower right")
+    fig.suptitle(title)
+    return fig, axes
+
+
+def gradient_norm_histogram(
+    norms: Any, *, title: str, bins: int = 40
+) -> tuple[plt.Figure, plt.Axes]:
+    """Histogram of per-example gradient norms with the median and the maximum marked."""
+    norms = np.asarray(norms, dtype=float)
+    fig, ax = new_figure(width=7.0, height=4.0)
+    ax.hist(norms, bins=bins, color=PALETTE["blue"], alpha=0.85)
+    median, largest = float(np.median(norms)), float(norms.max())
+    ax.axvline(median, color=PALETTE["orange"], linestyle="--", label=f"median {median:.2g}")
+    ax.axvline(largest, color=PALETTE["vermillion"], linestyle=":", label=f"max {largest:.2g}")
+    ax.set(xlabel="L2 norm of one example's gradient", ylabel="number of examples", title=title)
+    ax.legend()
+    return fig, ax
+
+
+def sweep_panels(runs: Mapping[Any, History]) -> tuple[plt.Figure, dict[str, Any]]:
+    """Loss and accuracy curves of every run in grey, with one run highlighted.
+
+    Returns ``(fig, artists)`` for ``update_sweep_panels``; the figure is closed
+    in pyplot so that only the widget shows it.
+    """
+    fig, (loss_ax, acc_ax) = new_figure(1, 2, width=5.4, height=3.8)
+    for history in runs.values():
+        loss_ax.plot(history.epoch, _finite(history.train_loss), color="0.8", linewidth=1)
+        acc_ax.plot(history.epoch, 100 * np.asarray(history.test_accuracy), color="0.8", lw=1)
+    (loss_line,) = loss_ax.plot([], [], color=PALETTE["blue"], linewidth=3)
+    (acc_line,) = acc_ax.plot([], [], color=PALETTE["blue"], linewidth=3)
+    loss_ax.set(xlabel="epoch", ylabel="training loss (nats)", yscale="log")
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(0, 100))
+    plt.close(fig)
+    return fig, {"loss": loss_line, "accuracy": acc_line, "fig": fig}
+
+
+def update_sweep_panels(artists: dict[str, Any], history: History, title: str) -> None:
+    """Highlight ``history`` in the sweep figure and set its title."""
+    artists["loss"].set_data(history.epoch, _finite(history.train_loss))
+    artists["accuracy"].set_data(history.epoch, 100 * np.asarray(history.test_accuracy))
+    artists["fig"].suptitle(title)
+
+
+def _finite(values: Any) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values), values, np.nan)
