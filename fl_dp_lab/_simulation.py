@@ -66,8 +66,10 @@ class _Run:
     ) -> None:
         if not isinstance(model, nn.Module):
             fail("model", "a torch.nn.Module", model, TypeError)
-        if not isinstance(clients, Sequence) or len(clients) == 0:
-            fail("clients", "a non-empty list of (x, y) pairs", type(clients).__name__, TypeError)
+        if not isinstance(clients, Sequence):
+            fail("clients", "a list of (x, y) pairs", type(clients).__name__, TypeError)
+        if len(clients) == 0:
+            fail("clients", "a non-empty list of (x, y) pairs", clients)
         for x, y in clients:
             if (
                 not isinstance(x, torch.Tensor)

@@ -34,6 +34,7 @@ from fl_dp_lab.client_updates import (
     flatten_parameters,
     local_update,
 )
+from fl_dp_lab.secure_aggregation import mask_update, pairwise_seeds, secure_sum, unmask_sum
 
 __all__ = [
     "FederatedHistory",
@@ -45,10 +46,14 @@ __all__ = [
     "dp_sgd_local_update",
     "flatten_parameters",
     "local_update",
+    "mask_update",
+    "pairwise_seeds",
     "poisson_client_sample",
     "run_dp_fedavg",
     "run_fedavg",
+    "secure_sum",
     "split_by_client",
+    "unmask_sum",
     "update_noise_multiplier",
 ]
 
@@ -212,7 +217,6 @@ def run_fedavg(
     Returns:
         A ``FederatedHistory`` (round, loss, accuracy, clients).
     """
-    check_int("clients_per_round", clients_per_round, minimum=1, maximum=len(clients))
     run = _Run(
         model,
         clients,
@@ -228,6 +232,7 @@ def run_fedavg(
         vectorised,
         progress,
     )
+    check_int("clients_per_round", clients_per_round, minimum=1, maximum=len(clients))
     sizes = torch.tensor([len(c[1]) for c in clients], dtype=torch.float64)
     for r in run.rounds():
         ids = torch.randperm(len(clients), generator=generator)[:clients_per_round].sort().values

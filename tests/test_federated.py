@@ -10,15 +10,24 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fl_dp_lab.data import make_synthetic_federated
 from fl_dp_lab.federated import (
+    adaptive_clip_norm,
     assign_flat_parameters,
+    batched_local_updates,
     clip_update,
     dp_aggregate,
+    dp_sgd_local_update,
     flatten_parameters,
     local_update,
     poisson_client_sample,
+    run_dp_fedavg,
+    run_fedavg,
+    split_by_client,
+    update_noise_multiplier,
 )
 from fl_dp_lab.models import MLP, LogisticRegression
+from fl_dp_lab.training import train
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -174,3 +183,281 @@ def test_poisson_client_sample_rate_and_independence():
 def test_poisson_client_sample_rejects_bad_rate(rate):
     with pytest.raises(ValueError, match="sample_rate must be"):
         poisson_client_sample(10, sample_rate=rate, generator=_gen())
+
+
+# ---------------------------------------------------------------- simulations
+
+
+@pytest.fixture(scope="module")
+def synthetic_clients():
+    fed = make_synthetic_federated(num_clients=60, seed=4, mean_samples=12)
+    return split_by_client(fed.x, fed.y, fed.client_indices())
+
+
+def test_batched_local_updates_equal_the_per_client_loop(synthetic_clients):
+    # Prepare: a non-linear model, uneven clients, 2 epochs, a batch size that leaves remainders
+    model = MLP(60, 8, 10, generator=_gen(0))
+    xs = [x for x, _ in synthetic_clients]
+    ys = [y for _, y in synthetic_clients]
+    # Execute
+    batched = batched_local_updates(
+        model,
+        xs,
+        ys,
+        epochs=2,
+        batch_size=5,
+        lr=0.1,
+        generators=[_gen(100 + k) for k in range(len(xs))],
+    )
+    loop = torch.stack(
+        [
+            local_update(model, x, y, epochs=2, batch_size=5, lr=0.1, generator=_gen(100 + k))
+            for k, (x, y) in enumerate(zip(xs, ys, strict=True))
+        ]
+    )
+    # Assert
+    assert loop.abs().max() > 0.01
+    torch.testing.assert_close(batched, loop, atol=1e-6, rtol=1e-5)
+
+
+def test_fedavg_with_one_client_and_one_step_is_centralised_gradient_descent():
+    # Prepare: one client holding all data, full participation, one full-batch step a round
+    torch.manual_seed(1)
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    federated = LogisticRegression(6, 3, generator=_gen(7))
+    central = LogisticRegression(6, 3, generator=_gen(7))
+    # Execute
+    run_fedavg(
+        federated,
+        [(x, y)],
+        rounds=5,
+        clients_per_round=1,
+        local_epochs=1,
+        batch_size=40,
+        lr=0.3,
+        generator=_gen(0),
+        progress=False,
+    )
+    train(central, x, y, epochs=5, batch_size=40, lr=0.3, generator=_gen(0), progress=False)
+    # Assert
+    assert (
+        flatten_parameters(central)
+        - flatten_parameters(LogisticRegression(6, 3, generator=_gen(7)))
+    ).norm() > 0.1
+    torch.testing.assert_close(flatten_parameters(federated), flatten_parameters(central))
+
+
+def test_fedavg_weights_updates_by_client_size():
+    # two clients, one step each from zero weights: the average is n-weighted
+    x1, y1 = torch.eye(4)[:1], torch.tensor([0])
+    x2, y2 = torch.eye(4)[1:4], torch.tensor([1, 1, 1])
+    model = LogisticRegression(4, 2)
+    run_fedavg(
+        model,
+        [(x1, y1), (x2, y2)],
+        rounds=1,
+        clients_per_round=2,
+        local_epochs=1,
+        batch_size=10,
+        lr=1.0,
+        generator=_gen(0),
+        progress=False,
+    )
+    zero = LogisticRegression(4, 2)
+    u1 = local_update(zero, x1, y1, epochs=1, batch_size=10, lr=1.0, generator=_gen(0))
+    u2 = local_update(zero, x2, y2, epochs=1, batch_size=10, lr=1.0, generator=_gen(0))
+    torch.testing.assert_close(flatten_parameters(model), (1 * u1 + 3 * u2) / 4)
+
+
+def test_fedavg_vectorised_and_loop_give_the_same_history(synthetic_clients):
+    histories = []
+    for vectorised in (True, False):
+        model = LogisticRegression(60, 10)
+        histories.append(
+            run_fedavg(
+                model,
+                synthetic_clients,
+                rounds=3,
+                clients_per_round=20,
+                local_epochs=2,
+                batch_size=4,
+                lr=0.2,
+                generator=_gen(3),
+                vectorised=vectorised,
+                progress=False,
+            )
+        )
+    a, b = histories
+    assert a.round == b.round == [1, 2, 3] and a.clients == b.clients == [20, 20, 20]
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
+    np.testing.assert_allclose(a.accuracy, b.accuracy, atol=1e-6)
+    assert a.loss[-1] < a.loss[0]
+
+
+def test_fedavg_is_reproducible_for_a_seed_and_differs_for_another(synthetic_clients):
+    def run(seed):
+        model = LogisticRegression(60, 10)
+        run_fedavg(
+            model,
+            synthetic_clients,
+            rounds=2,
+            clients_per_round=5,
+            local_epochs=1,
+            batch_size=4,
+            lr=0.2,
+            generator=_gen(seed),
+            progress=False,
+        )
+        return flatten_parameters(model)
+
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+
+
+def _dp_run(clients, *, vectorised=True, **overrides):
+    args = dict(
+        rounds=3,
+        sample_rate=0.3,
+        noise_multiplier=0.8,
+        clip_norm=0.5,
+        delta=1e-5,
+        local_epochs=1,
+        batch_size=5,
+        lr=0.2,
+        generator=_gen(9),
+        vectorised=vectorised,
+        progress=False,
+    )
+    args.update(overrides)
+    model = LogisticRegression(60, 10)
+    return model, run_dp_fedavg(model, clients, **args)
+
+
+def test_dp_fedavg_vectorised_and_loop_give_the_same_history(synthetic_clients):
+    _, a = _dp_run(synthetic_clients, vectorised=True, adaptive_clipping=True)
+    _, b = _dp_run(synthetic_clients, vectorised=False, adaptive_clipping=True)
+    assert a.clients == b.clients
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
+    np.testing.assert_allclose(a.clip_norm, b.clip_norm, rtol=1e-5)
+    assert a.epsilon == b.epsilon
+
+
+def test_dp_fedavg_reports_the_accountants_epsilon(synthetic_clients):
+    from fl_dp_lab import accounting
+
+    _, history = _dp_run(synthetic_clients, rounds=4)
+    expected = [
+        accounting.epsilon(noise_multiplier=0.8, sample_rate=0.3, steps=r, delta=1e-5)
+        for r in (1, 2, 3, 4)
+    ]
+    assert history.epsilon == pytest.approx(expected, rel=1e-12)
+    assert all(b > a for a, b in zip(expected, expected[1:]))  # the budget composes
+
+
+def test_dp_fedavg_with_zero_noise_reports_no_privacy(synthetic_clients):
+    _, history = _dp_run(synthetic_clients, noise_multiplier=0.0, rounds=1)
+    assert history.epsilon == [math.inf]
+
+
+def test_dp_fedavg_noise_matches_dp_aggregate_replayed_by_hand(synthetic_clients):
+    # Replay one round with the public pieces and the same generator stream.
+    model, _ = _dp_run(synthetic_clients, rounds=1)
+    gen = _gen(9)
+    ids = poisson_client_sample(len(synthetic_clients), sample_rate=0.3, generator=gen)
+    seeds = torch.randint(0, 2**62, (len(ids),), generator=gen)
+    zero = LogisticRegression(60, 10)
+    updates = torch.stack(
+        [
+            local_update(
+                zero,
+                *synthetic_clients[int(k)],
+                epochs=1,
+                batch_size=5,
+                lr=0.2,
+                generator=_gen(int(s)),
+            )
+            for k, s in zip(ids, seeds, strict=True)
+        ]
+    )
+    average = dp_aggregate(
+        updates, clip_norm=0.5, noise_multiplier=0.8, expected_clients=0.3 * 60, generator=gen
+    )
+    torch.testing.assert_close(flatten_parameters(model), average, atol=1e-6, rtol=1e-5)
+
+
+def test_adaptive_clipping_tracks_the_target_quantile():
+    # Prepare: log-normal update norms (seed 21); the 0.5- and 0.9-quantiles are known
+    gen = _gen(21)
+    for quantile in (0.5, 0.9):
+        clip_norm = 0.01
+        for _ in range(300):
+            norms = torch.exp(torch.randn(200, generator=gen) * 0.5)
+            clip_norm = adaptive_clip_norm(
+                norms,
+                clip_norm=clip_norm,
+                target_quantile=quantile,
+                clip_lr=0.2,
+                clip_count_stddev=10.0,
+                expected_clients=200.0,
+                generator=gen,
+            )
+        # Assert: within 10 % of exp(0.5 * z_quantile)
+        z = {0.5: 0.0, 0.9: 1.2815515655446004}[quantile]
+        assert abs(clip_norm / math.exp(0.5 * z) - 1.0) < 0.1
+
+
+def test_update_noise_multiplier_composes_back_to_the_accounted_sigma():
+    sigma, sigma_b = 1.2, 3.0
+    z_update = update_noise_multiplier(noise_multiplier=sigma, clip_count_stddev=sigma_b)
+    assert z_update > sigma
+    assert (z_update**-2 + (2 * sigma_b) ** -2) ** -0.5 == pytest.approx(sigma, rel=1e-12)
+    with pytest.raises(ValueError, match="clip_count_stddev must be > noise_multiplier / 2"):
+        update_noise_multiplier(noise_multiplier=2.0, clip_count_stddev=1.0)
+
+
+def test_record_level_dp_clients_train_and_stay_deterministic(synthetic_clients):
+    x, y = synthetic_clients[0]
+    model = LogisticRegression(60, 10)
+    args = dict(epochs=1, lr=0.5, sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0)
+    a = dp_sgd_local_update(model, x, y, generator=_gen(0), **args)
+    b = dp_sgd_local_update(model, x, y, generator=_gen(0), **args)
+    assert torch.equal(a, b) and a.norm() > 0
+    _, history = _dp_run(synthetic_clients, rounds=1, record_noise_multiplier=1.0)
+    assert len(history.loss) == 1 and math.isfinite(history.loss[0])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"clip_norm": 0.0}, "clip_norm must be > 0"),
+        ({"noise_multiplier": -1.0}, "noise_multiplier must be >= 0"),
+        ({"sample_rate": 0.0}, "sample_rate must be in"),
+        ({"delta": 0.0}, "delta must be in"),
+        ({"rounds": 0}, "rounds must be an integer >= 1"),
+        ({"accountant": "moments"}, "accountant must be one of"),
+    ],
+)
+def test_dp_fedavg_rejects_bad_input(synthetic_clients, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        _dp_run(synthetic_clients, **overrides)
+
+
+def test_run_fedavg_rejects_bad_clients():
+    model = LogisticRegression(2, 2)
+    args = dict(
+        rounds=1,
+        clients_per_round=1,
+        local_epochs=1,
+        batch_size=1,
+        lr=0.1,
+        generator=_gen(),
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="clients must be a non-empty list"):
+        run_fedavg(model, [], **args)
+    with pytest.raises(TypeError, match="clients must be"):
+        run_fedavg(model, [(torch.zeros(2, 2), torch.zeros(3))], **args)
+    with pytest.raises(ValueError, match="clients_per_round must be an integer <= 1"):
+        run_fedavg(
+            model, [(torch.zeros(2, 2), torch.zeros(2).long())], **{**args, "clients_per_round": 2}
+        )

@@ -1,0 +1,172 @@
+"""A toy of secure aggregation: pairwise additive masks that cancel in the sum.
+
+Bonawitz et al. (2017), "Practical secure aggregation for privacy-preserving
+machine learning", Sec. 3-4, reduced to its core idea. Every pair of
+clients i < j agrees on a shared seed s_ij (in the real protocol through a
+Diffie-Hellman key exchange; here the seeds are drawn from a generator).
+Both expand it with a pseudo-random generator into the same mask vector
+m_ij, uniform on the integers modulo M = 2^32. Client i uploads
+
+    y_i = x_i + sum_{j > i} m_ij - sum_{j < i} m_ji   (mod M),
+
+where x_i is its update in fixed point (``encode``). Each y_i alone is
+uniform on Z_M whatever x_i is, so the server learns nothing from it; in
+sum_i y_i every mask appears once with + and once with -, so the sum is
+exactly sum_i x_i (mod M).
+
+Dropout: if client d never uploads, the masks m_dj it shared with the
+survivors no longer cancel. In the simple case handled here the survivors
+reveal their seeds s_dj with d, the server regenerates those masks and
+removes them (Bonawitz et al. add secret sharing of seeds and self-masks so
+that a late upload of d cannot then be unmasked; that part is left out).
+
+With DP-FedAvg the server then adds noise to a sum it never saw the terms
+of; the two compose: secure aggregation hides individual updates from the
+server, differential privacy hides individuals from whoever sees the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from fl_dp_lab._validate import check_int, fail
+
+__all__ = [
+    "MODULUS",
+    "decode",
+    "encode",
+    "mask_update",
+    "pairwise_seeds",
+    "secure_sum",
+    "unmask_sum",
+]
+
+MODULUS = 2**32
+_SCALE = 2**16
+
+
+def encode(update: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
+    """Fixed point: round(x * scale) as int64 modulo M (negatives wrap around).
+
+    >>> encode(torch.tensor([1.5, -1.0])).tolist()
+    [98304, 4294901760]
+    """
+    if not isinstance(update, torch.Tensor) or not update.is_floating_point():
+        fail("update", "a floating-point torch.Tensor", update, TypeError)
+    return torch.round(update.double() * scale).long() % MODULUS
+
+
+def decode(encoded: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
+    """Inverse of ``encode`` for sums whose true value lies in [-M/2, M/2) / scale.
+
+    >>> decode(encode(torch.tensor([1.5, -1.0]))).tolist()
+    [1.5, -1.0]
+    """
+    signed = torch.where(encoded >= MODULUS // 2, encoded - MODULUS, encoded)
+    return signed.double() / scale
+
+
+def pairwise_seeds(num_clients: int, *, generator: torch.Generator) -> torch.Tensor:
+    """A symmetric matrix of shared seeds: entry (i, j) is the secret s_ij of clients i and j.
+
+    Stands in for the key agreement of the real protocol. The diagonal is unused (0).
+
+    >>> seeds = pairwise_seeds(3, generator=torch.Generator().manual_seed(0))
+    >>> bool((seeds == seeds.T).all()), seeds.diagonal().tolist()
+    (True, [0, 0, 0])
+    """
+    num_clients = check_int("num_clients", num_clients, minimum=2)
+    upper = torch.randint(1, 2**62, (num_clients, num_clients), generator=generator).triu(1)
+    return upper + upper.T
+
+
+def mask_update(encoded: torch.Tensor, client: int, seeds: torch.Tensor) -> torch.Tensor:
+    """What client i uploads: x_i + sum_{j>i} m_ij - sum_{j<i} m_ji (mod M).
+
+    >>> seeds = pairwise_seeds(2, generator=torch.Generator().manual_seed(0))
+    >>> x = encode(torch.tensor([1.0, 2.0]))
+    >>> masked = [mask_update(x, i, seeds) for i in range(2)]
+    >>> decode((masked[0] + masked[1]) % MODULUS).tolist()
+    [2.0, 4.0]
+    """
+    num_clients = _check_seeds(seeds)
+    client = check_int("client", client, minimum=0, maximum=num_clients - 1)
+    if not isinstance(encoded, torch.Tensor) or encoded.dtype != torch.long or encoded.dim() != 1:
+        fail("encoded", "a 1-D int64 tensor from encode()", encoded, TypeError)
+    masked = encoded.clone()
+    for other in range(num_clients):
+        if other != client:
+            sign = 1 if client < other else -1
+            masked = (masked + sign * _mask(int(seeds[client, other]), len(encoded))) % MODULUS
+    return masked
+
+
+def unmask_sum(
+    masked: torch.Tensor,
+    survivors: Iterable[int],
+    seeds: torch.Tensor,
+) -> torch.Tensor:
+    """The server's sum of the survivors' updates (encoded), removing dropped clients' masks.
+
+    ``masked`` holds one row per client (rows of dropped clients are
+    ignored). For each dropped client d, the survivors reveal s_dj and the
+    server subtracts what survivor j added for the pair (j, d).
+
+    Args:
+        masked: int64 rows ``mask_update(...)``, shape ``(num_clients, P)``.
+        survivors: ids of the clients whose rows arrived (at least one).
+        seeds: the pairwise seed matrix (only the survivors' seeds with
+            dropped clients are used, as they would be revealed).
+
+    Returns:
+        sum over survivors of x_i modulo M, int64 shape ``(P,)`` (``decode`` it).
+    """
+    num_clients = _check_seeds(seeds)
+    alive = sorted(
+        {check_int("survivor", int(i), minimum=0, maximum=num_clients - 1) for i in survivors}
+    )
+    if not alive:
+        fail("survivors", "at least one client id", list(survivors))
+    if masked.shape[0] != num_clients:
+        fail("masked", f"one row per client ({num_clients})", tuple(masked.shape))
+    dropped = sorted(set(range(num_clients)) - set(alive))
+    total = masked[alive].sum(0) % MODULUS
+    for d in dropped:
+        for j in alive:  # j reveals s_jd; remove the mask j added for the pair (j, d)
+            sign = 1 if j < d else -1
+            total = (total - sign * _mask(int(seeds[j, d]), masked.shape[1])) % MODULUS
+    return total
+
+
+def secure_sum(
+    updates: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    dropped: Iterable[int] = (),
+) -> torch.Tensor:
+    """End to end: encode, mask, drop some uploads, unmask; returns the survivors' float sum.
+
+    >>> updates = torch.tensor([[0.5, -1.0], [0.25, 2.0], [1.0, 1.0]])
+    >>> secure_sum(updates, generator=torch.Generator().manual_seed(0), dropped=[1]).tolist()
+    [1.5, 0.0]
+    """
+    if not isinstance(updates, torch.Tensor) or updates.dim() != 2 or updates.shape[0] < 2:
+        fail("updates", "a float tensor (num_clients >= 2, P)", updates, ValueError)
+    seeds = pairwise_seeds(updates.shape[0], generator=generator)
+    masked = torch.stack([mask_update(encode(u), i, seeds) for i, u in enumerate(updates)])
+    gone = set(dropped)
+    survivors = [i for i in range(updates.shape[0]) if i not in gone]
+    return decode(unmask_sum(masked, survivors, seeds)).to(updates.dtype)
+
+
+def _mask(seed: int, size: int) -> torch.Tensor:
+    """The pseudo-random mask of one pair: ``size`` integers uniform on [0, M)."""
+    return torch.randint(0, MODULUS, (size,), generator=torch.Generator().manual_seed(seed))
+
+
+def _check_seeds(seeds: object) -> int:
+    if not isinstance(seeds, torch.Tensor) or seeds.dim() != 2 or seeds.shape[0] != seeds.shape[1]:
+        fail("seeds", "a square matrix from pairwise_seeds()", seeds, TypeError)
+    return int(seeds.shape[0])
