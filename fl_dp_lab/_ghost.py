@@ -1,0 +1,191 @@
+"""Per-sample gradient norms and clipped sums from layer activations and backprops.
+
+The machinery behind ``method="ghost"`` (and ``method="hooks"``) of
+``fl_dp_lab.dpsgd``. One ordinary forward pass records, with forward hooks,
+the input ``a`` and the output ``z`` of every ``nn.Linear`` and ``nn.Conv2d``;
+one backward pass to those outputs only (no parameter gradients) gives the
+backprops ``g_i = d loss_i / d z_i``. Every layer then reads as a matrix
+product per example: with ``A_i`` (T x D) the layer's input rows (T = 1 for a
+linear layer on 2-D input; the T positions of a sequence; the T unfolded
+patches of a convolution) and ``G_i`` (T x P) the backprops,
+
+    grad_W loss_i = G_i^T A_i,        grad_b loss_i = sum_t G_i[t].
+
+Norms without per-sample gradients ("ghost norms", Goodfellow 2015;
+Li et al. 2022; Bu et al. 2023):
+
+- T = 1: ||G_i^T A_i||_F = ||a_i|| * ||g_i|| (the norm of an outer product);
+- T > 1 and T * (D + P) < D * P: the Gram-matrix trick,
+  ||G_i^T A_i||_F^2 = sum_{t,s} (A_i A_i^T)[t,s] * (G_i G_i^T)[t,s];
+- otherwise the layer's per-sample gradient is materialised (one bmm),
+  which is then the cheaper of the two.
+
+The clipped sum needs no second backward pass: since example i's loss reaches
+the layer only through z_i, the reweighted loss sum_i w_i loss_i has backprops
+w_i g_i, so its weight gradient is the single product (w * G)^T A over the
+whole batch ("book-keeping", Bu et al. 2023).
+
+Models with trainable parameters outside ``nn.Linear``/``nn.Conv2d`` (or a
+grouped, string-padded or non-zero-padded convolution, a layer called twice,
+an in-place op on a layer output) are not covered: ``capture`` returns
+``None`` and the caller falls back to ``torch.func.vmap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["Layer", "capture", "clipped_sum", "per_sample_gradients", "squared_norms"]
+
+
+@dataclass
+class Layer:
+    """One supported layer's record: parameter names, input rows A, backprops G."""
+
+    weight: str | None  # name in model.named_parameters(), None when frozen
+    bias: str | None
+    shape: torch.Size  # the weight's shape
+    activations: torch.Tensor  # (B, T, D)
+    backprops: torch.Tensor  # (B, T, P), per-example: d loss_i / d z_i
+
+
+def capture(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[list[Layer], torch.Tensor] | None:
+    """Forward and backward once; return the layers' records and the mean loss, or ``None``."""
+    modules = _supported_modules(model)
+    if modules is None:
+        return None
+    seen: dict[int, list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        seen.setdefault(id(module), []).append((inputs[0].detach(), output, output._version))
+
+    handles = [module.register_forward_hook(hook) for module, _, _ in modules]
+    try:
+        loss = loss_fn(model(x), y)
+    finally:
+        for handle in handles:
+            handle.remove()
+    records = [seen.get(id(module), []) for module, _, _ in modules]
+    if any(len(r) != 1 or r[0][1]._version != r[0][2] for r in records):
+        return None  # a layer ran twice (or never), or its output was changed in place
+    if any(r[0][0].dim() != 4 for (m, _, _), r in zip(modules, records) if type(m) is nn.Conv2d):
+        return None  # unbatched input: no example axis to take per-sample gradients over
+    outputs = [r[0][1] for r in records]
+    # loss is the batch mean, so len(x) * d loss / d z_i = d loss_i / d z_i
+    backprops = torch.autograd.grad(loss * len(x), outputs, allow_unused=True)
+    layers = []
+    for (module, weight, bias), ((inp, out, _),), back in zip(modules, records, backprops):
+        back = torch.zeros_like(out) if back is None else back
+        layers.append(Layer(weight, bias, module.weight.shape, *_rows(module, inp, back)))
+    return layers, loss.detach()
+
+
+def squared_norms(layers: list[Layer]) -> torch.Tensor:
+    """Per-example squared L2 norm of the whole gradient, shape (B,)."""
+    total = torch.zeros(len(layers[0].activations), dtype=layers[0].activations.dtype)
+    for layer in layers:
+        a, g = layer.activations, layer.backprops
+        _, t, d = a.shape
+        p = g.shape[2]
+        if layer.weight is not None:
+            if t == 1:
+                total += a.square().sum((1, 2)) * g.square().sum((1, 2))
+            elif t * (d + p) < d * p:
+                total += (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum(
+                    (1, 2)
+                )
+            else:
+                total += torch.bmm(g.transpose(1, 2), a).square().sum((1, 2))
+        if layer.bias is not None:
+            total += g.sum(1).square().sum(1)
+    return total
+
+
+def clipped_sum(layers: list[Layer], factors: torch.Tensor) -> dict[str, torch.Tensor]:
+    """sum_i factors[i] * grad loss_i for every captured parameter, without per-sample gradients."""
+    result = {}
+    for layer in layers:
+        g = layer.backprops * factors[:, None, None]
+        if layer.weight is not None:
+            a = layer.activations
+            flat = g.reshape(-1, g.shape[2]).T @ a.reshape(-1, a.shape[2])
+            result[layer.weight] = flat.reshape(layer.shape)
+        if layer.bias is not None:
+            result[layer.bias] = g.sum((0, 1))
+    return result
+
+
+def per_sample_gradients(layers: list[Layer]) -> dict[str, torch.Tensor]:
+    """Materialised per-sample gradients, {name: (B, *shape)} (Opacus's "hooks" mode)."""
+    result = {}
+    for layer in layers:
+        g = layer.backprops
+        if layer.weight is not None:
+            grad = torch.bmm(g.transpose(1, 2), layer.activations)
+            result[layer.weight] = grad.reshape(len(g), *layer.shape)
+        if layer.bias is not None:
+            result[layer.bias] = g.sum(1)
+    return result
+
+
+def _supported_modules(model: nn.Module) -> list[tuple[nn.Module, str | None, str | None]] | None:
+    """(module, weight name, bias name) for every layer holding trainable parameters, or None."""
+    trainable = {id(p): name for name, p in model.named_parameters() if p.requires_grad}
+    covered: set[int] = set()
+    modules = []
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if not own:
+            continue
+        if not _is_supported(module):
+            return None
+        names = []
+        for param in (module.weight, module.bias):
+            if param is None or not param.requires_grad:
+                names.append(None)
+            elif id(param) in covered or id(param) not in trainable:
+                return None  # a parameter shared between layers
+            else:
+                covered.add(id(param))
+                names.append(trainable[id(param)])
+        modules.append((module, names[0], names[1]))
+    if covered != set(trainable) or not modules:
+        return None
+    return modules
+
+
+def _is_supported(module: nn.Module) -> bool:
+    if type(module) is nn.Linear:
+        return True
+    return (
+        type(module) is nn.Conv2d
+        and module.groups == 1
+        and not isinstance(module.padding, str)
+        and module.padding_mode == "zeros"
+    )
+
+
+def _rows(
+    module: nn.Module, inp: torch.Tensor, back: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's input rows A (B, T, D) and backprops G (B, T, P)."""
+    batch = len(inp)
+    if isinstance(module, nn.Linear):
+        return inp.reshape(batch, -1, inp.shape[-1]), back.reshape(batch, -1, back.shape[-1])
+    patches = nn.functional.unfold(
+        inp,
+        module.kernel_size,
+        dilation=module.dilation,
+        padding=module.padding,
+        stride=module.stride,
+    )
+    return patches.transpose(1, 2), back.reshape(batch, back.shape[1], -1).transpose(1, 2)

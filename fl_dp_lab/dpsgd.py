@@ -1,0 +1,433 @@
+"""DP-SGD from its parts: per-sample gradients, clipping, noise, Poisson sampling.
+
+One DP-SGD step (Abadi et al., 2016, Algorithm 1) on a Poisson-sampled batch B:
+
+    g~ = (sum_{i in B} clip_C(grad loss_i) + N(0, sigma^2 C^2 I)) / (q N),
+    clip_C(v) = v * min(1, C / ||v||),
+
+with C = ``max_grad_norm``, sigma = ``noise_multiplier``, q = ``sample_rate``
+and q N the expected batch size. Clipping bounds every example's influence on
+the sum (L2 sensitivity C under add/remove neighbours), the Gaussian noise
+hides it, and the accountant (``fl_dp_lab.accounting``) turns sigma, q and the
+number of steps into (epsilon, delta).
+
+Conventions: ``loss_fn(output, target)`` returns the MEAN loss over a batch
+(like ``torch.nn.functional.cross_entropy``); a per-sample gradient is the
+gradient of one example's own loss; gradients are dicts keyed like
+``model.named_parameters()`` (trainable parameters only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fl_dp_lab import _ghost
+from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab.training import History, evaluate
+
+__all__ = [
+    "DPHistory",
+    "add_noise",
+    "clip_per_sample",
+    "clipped_gradient_sum",
+    "dp_sgd_step",
+    "ghost_norms",
+    "per_sample_gradients",
+    "per_sample_norms",
+    "poisson_batches",
+    "train_dp_sgd",
+]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Gradients = dict[str, torch.Tensor]
+PER_SAMPLE_METHODS = ("loop", "vmap", "hooks")
+CLIP_METHODS = ("ghost", "vmap", "loop", "hooks")
+
+
+def per_sample_gradients(
+    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, method: str = "vmap"
+) -> Gradients:
+    """The gradient of every example's own loss, {name: tensor (B, *param.shape)}.
+
+    Methods (all give the same numbers):
+
+    - ``"loop"``: one backward pass per example (the definition; slow).
+    - ``"vmap"``: ``torch.func.vmap(torch.func.grad(loss of one example))``,
+      any model without batch-mixing layers.
+    - ``"hooks"``: G_i^T A_i from the layer inputs and backprops of one
+      ordinary forward/backward (Opacus's hooks mode; see ``fl_dp_lab._ghost``);
+      ``nn.Linear``/``nn.Conv2d`` only, otherwise it falls back to vmap.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> model = LogisticRegression(4, 2, generator=torch.Generator().manual_seed(0))
+    >>> x, y = torch.ones(3, 4), torch.tensor([0, 1, 1])
+    >>> per_sample_gradients(model, nn.functional.cross_entropy, x, y)["linear.weight"].shape
+    torch.Size([3, 2, 4])
+    """
+    _check_batch(model, x, y)
+    check_choice("method", method, PER_SAMPLE_METHODS)
+    if method == "hooks":
+        captured = _ghost.capture(model, loss_fn, x, y)
+        if captured is not None:
+            return _ghost.per_sample_gradients(captured[0])
+        method = "vmap"
+    params = _trainable(model)
+    if method == "loop":
+        rows = [
+            torch.autograd.grad(loss_fn(model(x[i : i + 1]), y[i : i + 1]), list(params.values()))
+            for i in range(len(x))
+        ]
+        return {name: torch.stack([row[k] for row in rows]) for k, name in enumerate(params)}
+    detached = {name: p.detach() for name, p in params.items()}
+    buffers = dict(model.named_buffers())
+
+    def loss_one(p: Gradients, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        out = torch.func.functional_call(model, (p, buffers), (xi.unsqueeze(0),))
+        return loss_fn(out, yi.unsqueeze(0))
+
+    return torch.func.vmap(torch.func.grad(loss_one), in_dims=(None, 0, 0))(detached, x, y)
+
+
+def ghost_norms(
+    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample gradient norms ||grad loss_i||, shape (B,), without per-sample gradients.
+
+    For ``nn.Linear`` on 2-D input the weight part is ||a_i|| * ||g_i|| (input
+    times backprop); sequences and convolutions use the Gram-matrix trick or
+    materialise one layer, whichever is cheaper (see ``fl_dp_lab._ghost``).
+    Models with other trainable layers fall back to vmap.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> model = LogisticRegression(4, 2, generator=torch.Generator().manual_seed(0))
+    >>> x, y = torch.ones(3, 4), torch.tensor([0, 1, 1])
+    >>> loss = nn.functional.cross_entropy
+    >>> bool(torch.allclose(ghost_norms(model, loss, x, y),
+    ...      per_sample_norms(per_sample_gradients(model, loss, x, y))))
+    True
+    """
+    _check_batch(model, x, y)
+    captured = _ghost.capture(model, loss_fn, x, y)
+    if captured is None:
+        return per_sample_norms(per_sample_gradients(model, loss_fn, x, y, "vmap"))
+    return _ghost.squared_norms(captured[0]).sqrt()
+
+
+def per_sample_norms(grads: Gradients) -> torch.Tensor:
+    """The L2 norm of each example's whole gradient (all parameters together), shape (B,).
+
+    >>> grads = {"w": torch.tensor([[3.0, 0.0], [0.0, 1.0]]), "b": torch.tensor([[4.0], [0.0]])}
+    >>> per_sample_norms(grads)
+    tensor([5., 1.])
+    """
+    _check_gradients(grads)
+    return torch.stack([g.flatten(1).square().sum(1) for g in grads.values()]).sum(0).sqrt()
+
+
+def clip_per_sample(grads: Gradients, *, max_grad_norm: float) -> Gradients:
+    """Scale every example's gradient to norm at most C: v * min(1, C / (||v|| + 1e-6)).
+
+    The 1e-6 guards a zero gradient (and matches Opacus), so clipped norms are
+    strictly below C for every example whose norm exceeds C.
+
+    >>> clip_per_sample({"w": torch.tensor([[3.0, 4.0], [0.3, 0.4]])}, max_grad_norm=1.0)["w"]
+    tensor([[0.6000, 0.8000],
+            [0.3000, 0.4000]])
+    """
+    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    factors = _clip_factors(per_sample_norms(grads), max_grad_norm)
+    return {name: g * factors.view(-1, *[1] * (g.dim() - 1)) for name, g in grads.items()}
+
+
+def clipped_gradient_sum(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    max_grad_norm: float,
+    method: str = "ghost",
+) -> Gradients:
+    """sum_i clip_C(grad loss_i) over the batch, {name: tensor (*param.shape)}.
+
+    ``"loop"``, ``"vmap"`` and ``"hooks"`` materialise per-sample gradients,
+    clip and sum. ``"ghost"`` (ghost clipping, Li et al. 2022; Bu et al. 2023)
+    never does: it gets the norms from layer inputs and backprops, then the
+    reweighted sum sum_i w_i grad loss_i with w_i = min(1, C / ||grad loss_i||),
+    which is the gradient of sum_i w_i loss_i, as one matrix product per
+    layer ((w * G)^T A) instead of a second backward pass. It covers
+    ``nn.Linear`` and ``nn.Conv2d`` (groups 1, zero padding) and falls back to
+    vmap for models with any other trainable layer. An empty batch gives zeros.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> model = LogisticRegression(4, 2, generator=torch.Generator().manual_seed(0))
+    >>> x, y = torch.ones(3, 4), torch.tensor([0, 1, 1])
+    >>> sums = [clipped_gradient_sum(model, nn.functional.cross_entropy, x, y,
+    ...         max_grad_norm=0.1, method=m)["linear.bias"] for m in ("ghost", "loop")]
+    >>> bool(torch.allclose(*sums))
+    True
+    """
+    return _clipped_sum_and_loss(model, loss_fn, x, y, max_grad_norm, method)[0]
+
+
+def add_noise(
+    grad_sum: Gradients,
+    *,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    generator: torch.Generator,
+) -> Gradients:
+    """grad_sum + N(0, (sigma C)^2 I) on every coordinate (the Gaussian mechanism).
+
+    The L2 sensitivity of a sum of clipped gradients is C, so noise of std
+    sigma * C gives the privacy the accountant computes for sigma.
+    sigma = 0 returns an unchanged copy (no privacy).
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> add_noise({"w": torch.zeros(2)}, max_grad_norm=1.0, noise_multiplier=0.0, generator=g)
+    {'w': tensor([0., 0.])}
+    """
+    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    _check_generator(generator)
+    std = noise_multiplier * max_grad_norm
+    if std == 0.0:
+        return {name: g.clone() for name, g in grad_sum.items()}
+    return {
+        name: g + std * torch.randn(g.shape, generator=generator, dtype=g.dtype)
+        for name, g in grad_sum.items()
+    }
+
+
+def poisson_batches(
+    num_examples: int, *, sample_rate: float, steps: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """``steps`` batches, each holding every index independently with probability q.
+
+    Batch sizes vary (Binomial(N, q), mean q N) and a batch may be empty;
+    an empty batch is still a step (noise only), as the subsampled-Gaussian
+    analysis assumes (Abadi et al., 2016; Mironov et al., 2019).
+
+    >>> [b.tolist() for b in poisson_batches(6, sample_rate=0.5, steps=2,
+    ...                                       generator=torch.Generator().manual_seed(0))]
+    [[0, 2, 3, 4], [0, 2, 4, 5]]
+    """
+    num_examples = check_int("num_examples", num_examples, minimum=1)
+    sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
+    steps = check_int("steps", steps, minimum=0)
+    _check_generator(generator)
+    return [
+        (torch.rand(num_examples, generator=generator) < sample_rate).nonzero().flatten()
+        for _ in range(steps)
+    ]
+
+
+def dp_sgd_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lr: float,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    expected_batch_size: float,
+    generator: torch.Generator,
+    method: str = "ghost",
+) -> Gradients:
+    """One DP-SGD step in place: theta <- theta - lr * (clipped sum + noise) / (q N).
+
+    Dividing by the expected batch size q N, not the realised one, keeps the
+    sensitivity at C / (q N) (like Opacus's ``DPOptimizer`` followed by SGD).
+    ``x`` may be empty (a noise-only step). ``.grad`` is left untouched.
+
+    Returns:
+        The noisy gradient that was applied, {name: tensor (*param.shape)}.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> model = LogisticRegression(4, 2)
+    >>> g = dp_sgd_step(model, nn.functional.cross_entropy, torch.ones(0, 4),
+    ...     torch.ones(0, dtype=torch.long), lr=1.0, max_grad_norm=1.0, noise_multiplier=0.0,
+    ...     expected_batch_size=2, generator=torch.Generator().manual_seed(0))
+    >>> model.linear.bias
+    Parameter containing:
+    tensor([0., 0.], requires_grad=True)
+    """
+    return _step(
+        model, loss_fn, x, y, lr, max_grad_norm, noise_multiplier, expected_batch_size,
+        generator, method,
+    )[0]  # fmt: skip
+
+
+@dataclass
+class DPHistory(History):
+    """What ``train_dp_sgd`` recorded, one entry per epoch (on top of ``History``).
+
+    Attributes:
+        steps: DP-SGD steps taken so far.
+        epsilon: epsilon spent so far at the run's delta (math.inf when sigma = 0).
+    """
+
+    steps: list[int] = field(default_factory=list)
+    epsilon: list[float] = field(default_factory=list)
+
+
+def train_dp_sgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    sample_rate: float,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    lr: float,
+    epochs: int,
+    delta: float,
+    generator: torch.Generator,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    method: str = "ghost",
+    progress: bool = True,
+    loss_fn: LossFn = nn.functional.cross_entropy,
+) -> DPHistory:
+    """Train ``model`` in place with DP-SGD on Poisson batches; record loss, accuracy, epsilon.
+
+    An epoch is round(1 / q) steps (one pass over the data in expectation).
+    After each epoch, epsilon is ``fl_dp_lab.accounting.epsilon`` at the
+    steps so far (Poisson sampling; add/remove neighbours).
+
+    Returns:
+        A ``DPHistory``; ``train_loss`` is the mean over the epoch's non-empty batches.
+    """
+    sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
+    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    epochs = check_int("epochs", epochs, minimum=1)
+    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_choice("method", method, CLIP_METHODS)
+    check_bool("progress", progress)
+    _check_batch(model, x, y)
+    from fl_dp_lab.accounting import epsilon as accountant_epsilon
+
+    steps_per_epoch = max(1, round(1 / sample_rate))
+    history = DPHistory()
+    bar = tqdm(total=epochs * steps_per_epoch, desc="DP-SGD steps", disable=not progress)
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for batch in poisson_batches(
+            len(x), sample_rate=sample_rate, steps=steps_per_epoch, generator=generator
+        ):
+            _, loss = _step(
+                model, loss_fn, x[batch], y[batch], lr, max_grad_norm, noise_multiplier,
+                sample_rate * len(x), generator, method,
+            )  # fmt: skip
+            if loss is not None:
+                losses.append(loss)
+            bar.update()
+        steps = epoch * steps_per_epoch
+        history.epoch.append(epoch)
+        history.steps.append(steps)
+        history.train_loss.append(sum(losses) / len(losses) if losses else float("nan"))
+        history.epsilon.append(
+            accountant_epsilon(
+                noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps, delta=delta
+            )
+        )
+        if x_test is not None and y_test is not None:
+            test_loss, test_accuracy = evaluate(model, x_test, y_test, loss_fn)
+            history.test_loss.append(test_loss)
+            history.test_accuracy.append(test_accuracy)
+        bar.set_postfix(epsilon=f"{history.epsilon[-1]:.2f}")
+    bar.close()
+    return history
+
+
+def _step(model, loss_fn, x, y, lr, max_grad_norm, noise_multiplier, expected_batch_size,
+          generator, method):  # fmt: skip
+    """dp_sgd_step, also returning the batch's mean loss (None for an empty batch)."""
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    size = check_real("expected_batch_size", expected_batch_size, low=0.0, low_open=True)
+    _check_generator(generator)
+    grad_sum, loss = _clipped_sum_and_loss(model, loss_fn, x, y, max_grad_norm, method)
+    # L2 sensitivity is C: every term of the sum was clipped to norm <= C
+    noisy = add_noise(
+        grad_sum, max_grad_norm=max_grad_norm, noise_multiplier=noise_multiplier,
+        generator=generator,
+    )  # fmt: skip
+    params = _trainable(model)
+    with torch.no_grad():
+        for name, g in noisy.items():
+            g /= size
+            params[name].sub_(lr * g)
+    return noisy, loss
+
+
+def _clipped_sum_and_loss(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    max_grad_norm: float,
+    method: str,
+) -> tuple[Gradients, float | None]:
+    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    check_choice("method", method, CLIP_METHODS)
+    _check_batch(model, x, y, allow_empty=True)
+    params = _trainable(model)
+    if len(x) == 0:
+        return {name: torch.zeros_like(p.detach()) for name, p in params.items()}, None
+    if method == "ghost":
+        captured = _ghost.capture(model, loss_fn, x, y)
+        if captured is not None:
+            layers, loss = captured
+            factors = _clip_factors(_ghost.squared_norms(layers).sqrt(), max_grad_norm)
+            return _ghost.clipped_sum(layers, factors), float(loss)
+        method = "vmap"
+    grads = per_sample_gradients(model, loss_fn, x, y, method)
+    clipped = clip_per_sample(grads, max_grad_norm=max_grad_norm)
+    with torch.no_grad():
+        loss = float(loss_fn(model(x), y))
+    return {name: g.sum(0) for name, g in clipped.items()}, loss
+
+
+def _clip_factors(norms: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
+    return (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+
+
+def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
+    if not isinstance(model, nn.Module):
+        fail("model", "a torch.nn.Module", model, TypeError)
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _check_batch(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, allow_empty: bool = False
+) -> None:
+    if not isinstance(model, nn.Module):
+        fail("model", "a torch.nn.Module", model, TypeError)
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        fail("x and y", "torch.Tensors", (type(x).__name__, type(y).__name__), TypeError)
+    if len(x) != len(y):
+        fail("x and y", "batches of the same size", (len(x), len(y)))
+    if len(x) == 0 and not allow_empty:
+        fail("x and y", "non-empty batches", (len(x), len(y)))
+
+
+def _check_gradients(grads: Gradients) -> None:
+    if not isinstance(grads, dict) or not grads:
+        fail("grads", "a non-empty dict {name: tensor (B, ...)}", grads, TypeError)
+    sizes = {len(g) for g in grads.values()}
+    if len(sizes) != 1:
+        fail("grads", "tensors with the same batch size", sorted(sizes))
+
+
+def _check_generator(generator: object) -> None:
+    if not isinstance(generator, torch.Generator):
+        fail("generator", "a torch.Generator", generator, TypeError)
