@@ -1,0 +1,198 @@
+"""Privacy-loss distributions (PLDs) of the Poisson-subsampled Gaussian, on a grid.
+
+Private math behind ``fl_dp_lab.accounting``; callers pass checked arguments.
+
+A PLD is the distribution of the privacy loss L = log(P(x) / Q(x)) for x ~ P,
+where (P, Q) are the output distributions on two neighbouring datasets. For
+any epsilon, the tightest delta is the hockey-stick divergence
+
+    delta(epsilon) = P(L = inf) + E[(1 - exp(epsilon - L))_+],
+
+and composing mechanisms adds their losses, so the PLD of T steps is the
+T-fold convolution of one step's PLD (Sommer, Meiser, Mohammadi 2019; Koskela,
+Jälkö, Honkela 2020).
+
+One step of DP-SGD with sample rate q and noise multiplier sigma (sensitivity
+1, Poisson sampling, add/remove neighbours) has two directions:
+
+- remove: P = (1 - q) N(0, s^2) + q N(1, s^2), Q = N(0, s^2),
+  L(x) = log(1 - q + q exp((2x - 1) / (2 s^2))), increasing in x;
+- add: P = N(0, s^2), Q = the mixture, L(x) = -(the same), decreasing in x.
+
+We keep both and report the larger epsilon, as dp_accounting does.
+
+Discretisation ("connect the dots", Doroshenko, Ghazi, Kamath, Kumar,
+Manurangsi 2022): losses live on the grid k * h. The P-mass and Q-mass of
+each interval (k - 1) h < L <= k h are split between its two end points so
+that both masses are kept. This is a mean-preserving spread of exp(-L) inside
+the interval, and (1 - exp(epsilon) exp(-L))_+ is convex in exp(-L), so delta
+can only grow: the grid PLD is pessimistic (epsilon an upper bound) and yet
+has no per-step bias. Mass below the grid is rounded up to its first point;
+mass above it is counted as infinite loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import fft
+from scipy.special import logsumexp, ndtr
+
+__all__ = ["GridPLD", "compose", "epsilon_for_delta", "subsampled_gaussian_pld"]
+
+_TAIL_Z = 9.5  # truncate x at 9.5 noise std: each Gaussian tail beyond holds < 1.1e-21
+_LOG_WINDOW_TAIL = -50.0  # composed mass left outside the FFT window: < exp(-50) each side
+
+
+@dataclass(frozen=True)
+class GridPLD:
+    """Masses ``pmf[i]`` at losses ``(offset + i) * interval``, plus mass at +infinity."""
+
+    offset: int
+    pmf: np.ndarray
+    infinity_mass: float
+    interval: float
+
+
+@lru_cache(maxsize=64)
+def subsampled_gaussian_pld(sigma: float, q: float, interval: float, direction: str) -> GridPLD:
+    """One step's pessimistic grid PLD in ``direction`` ("remove" or "add")."""
+    h = interval
+    x_lo, x_hi = -_TAIL_Z * sigma, 1.0 + _TAIL_Z * sigma
+    sign = 1.0 if direction == "remove" else -1.0
+    loss_lo, loss_hi = sorted(sign * _mixture_log_ratio(np.array([x_lo, x_hi]), sigma, q))
+    if direction == "add" and q < 1.0:
+        loss_hi = -math.log1p(-q)  # the add-direction loss never exceeds log(1/(1-q))
+    k = np.arange(math.floor(loss_lo / h), math.ceil(loss_hi / h) + 1)
+    losses = k * h
+    x = _inverse_loss(losses, sigma, q, sign)  # boundaries, in order of increasing loss
+    # P and Q masses of each interval (losses[i-1], losses[i]]
+    if direction == "remove":
+        n0 = _normal_mass(x[:-1], x[1:], 0.0, sigma)
+        n1 = _normal_mass(x[:-1], x[1:], 1.0, sigma)
+        p_int, q_int = (1 - q) * n0 + q * n1, n0
+        p_below = (1 - q) * ndtr(x[0] / sigma) + q * ndtr((x[0] - 1) / sigma)
+        p_above = (1 - q) * ndtr(-x[-1] / sigma) + q * ndtr(-(x[-1] - 1) / sigma)
+    else:
+        n0 = _normal_mass(x[1:], x[:-1], 0.0, sigma)
+        n1 = _normal_mass(x[1:], x[:-1], 1.0, sigma)
+        p_int, q_int = n0, (1 - q) * n0 + q * n1
+        p_below = ndtr(-x[0] / sigma)
+        p_above = ndtr(x[-1] / sigma) if np.isfinite(x[-1]) else 0.0
+    # split (p_int, q_int) between the interval's ends l0 < l1 = l0 + h keeping both masses:
+    # upper + lower = p_int and upper exp(-l1) + lower exp(-l0) = q_int
+    upper = (p_int - q_int * np.exp(losses[:-1])) / (-math.expm1(-h))
+    upper = np.clip(upper, 0.0, p_int)
+    pmf = np.zeros(len(losses))
+    pmf[1:] += upper
+    pmf[:-1] += p_int - upper
+    pmf[0] += p_below
+    return GridPLD(int(k[0]), pmf, float(p_above), h)
+
+
+def compose(parts: list[tuple[GridPLD, int]]) -> GridPLD:
+    """The PLD of running each ``(pld, count)`` ``count`` times, by one FFT.
+
+    The circular convolution lives on a window chosen by a Chernoff bound, so
+    at most exp(-50) of mass falls outside it on either side; the part above it
+    is added to the infinite-loss mass (pessimistic), the part below wraps to
+    higher losses (also pessimistic).
+    """
+    parts = [(pld, count) for pld, count in parts if count > 0]
+    h = parts[0][0].interval
+    survive = math.prod((1.0 - pld.infinity_mass) ** count for pld, count in parts)
+    if len(parts) == 1 and parts[0][1] == 1:
+        return parts[0][0]
+    lowest = sum(pld.offset * c for pld, c in parts)
+    highest = sum((pld.offset + len(pld.pmf) - 1) * c for pld, c in parts)
+    low, high, tail = _chernoff_window(parts)
+    low, high = max(low, lowest), min(high, highest)
+    if high == highest:
+        tail = 0.0
+    size = fft.next_fast_len(high - low + 1, real=True)
+    spectrum = np.ones(size // 2 + 1, dtype=np.complex128)
+    for pld, count in parts:
+        folded = np.bincount(np.arange(len(pld.pmf)) % size, weights=pld.pmf, minlength=size)
+        spectrum *= fft.rfft(folded) ** count
+    pmf = np.maximum(fft.irfft(spectrum, n=size), 0.0)
+    pmf = np.roll(pmf, (lowest - low) % size)
+    return GridPLD(low, pmf, 1.0 - survive + tail, h)
+
+
+def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
+    """Smallest epsilon >= 0 with delta(epsilon) <= delta, solved exactly between grid points."""
+    if pld.infinity_mass > delta:
+        return math.inf
+    losses = (pld.offset + np.arange(len(pld.pmf))) * pld.interval
+    keep = losses > 0
+    losses, pmf = losses[keep], pld.pmf[keep]
+    if len(losses) == 0:
+        return 0.0
+    # S[j] = P(L >= l_j) + P(L = inf), R[j] = E[exp(-L); L >= l_j]  (suffix sums)
+    s = np.append(np.cumsum(pmf[::-1])[::-1], 0.0) + pld.infinity_mass
+    r = np.append(np.cumsum((pmf * np.exp(-losses))[::-1])[::-1], 0.0)
+    if s[0] - r[0] <= delta:  # delta(0) <= delta
+        return 0.0
+    at_grid = s[1:] - np.exp(losses) * r[1:]  # delta(l_j), non-increasing in j
+    j = int(np.argmax(at_grid <= delta))  # first grid point that meets delta
+    # between l_{j-1} and l_j the losses above epsilon are exactly {l_i: i >= j}
+    eps = math.log((s[j] - delta) / r[j])
+    lower = losses[j - 1] if j > 0 else 0.0
+    return float(min(max(eps, lower), losses[j]))
+
+
+def _mixture_log_ratio(x: np.ndarray, sigma: float, q: float) -> np.ndarray:
+    """log(1 - q + q exp((2x - 1) / (2 sigma^2))), computed stably."""
+    z = (2.0 * x - 1.0) / (2.0 * sigma**2)
+    if q == 1.0:
+        return z
+    return np.logaddexp(math.log1p(-q), math.log(q) + z)
+
+
+def _inverse_loss(losses: np.ndarray, sigma: float, q: float, sign: float) -> np.ndarray:
+    """x with sign * _mixture_log_ratio(x) = loss (-inf where no x reaches it)."""
+    if q == 1.0:
+        return sign * losses * sigma**2 + 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = (np.expm1(sign * losses) + q) / q
+        x = sigma**2 * np.log(inner) + 0.5
+    x = np.where(inner > 0, x, -np.inf)
+    return x if sign > 0 else np.where(np.isnan(x), -np.inf, x)
+
+
+def _normal_mass(a: np.ndarray, b: np.ndarray, mean: float, sigma: float) -> np.ndarray:
+    """N(mean, sigma^2) mass of [a, b] (a <= b), using the far tail for accuracy."""
+    za, zb = (a - mean) / sigma, (b - mean) / sigma
+    return np.where(za > 0, ndtr(-za) - ndtr(-zb), ndtr(zb) - ndtr(za))
+
+
+def _chernoff_window(parts: list[tuple[GridPLD, int]]) -> tuple[int, int, float]:
+    """Grid indices [low, high] holding all but exp(-50) of the composed mass on each side.
+
+    P(S >= u) <= exp(sum_c c log M(t) - t u) for any t > 0, with M the moment
+    generating function of one step's grid index (and symmetrically below).
+    """
+    mean = var = 0.0
+    for pld, count in parts:
+        idx = np.arange(len(pld.pmf))
+        mass = pld.pmf.sum()
+        m = float(np.dot(idx, pld.pmf) / mass)
+        mean += count * (pld.offset + m)
+        var += count * float(np.dot((idx - m) ** 2, pld.pmf) / mass)
+    spread = math.sqrt(max(var, 1e-12))
+    t = np.geomspace(0.02, 40.0, 40) / spread
+    t = np.concatenate([t, -t])
+    log_mgf = np.zeros(len(t))
+    for pld, count in parts:
+        idx = np.arange(len(pld.pmf))
+        with np.errstate(divide="ignore"):
+            log_pmf = np.log(pld.pmf)
+        log_mgf += count * (t * pld.offset + logsumexp(log_pmf[None, :] + t[:, None] * idx, axis=1))
+    bounds = (log_mgf - _LOG_WINDOW_TAIL) / t
+    up, down = t > 0, t < 0
+    high = math.ceil(float(np.min(bounds[up])))
+    low = math.floor(float(np.max(bounds[down])))
+    return min(low, math.floor(mean)), max(high, math.ceil(mean)), math.exp(_LOG_WINDOW_TAIL)
