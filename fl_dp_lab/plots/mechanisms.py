@@ -50,7 +50,8 @@ def plot_neighbour_densities(
     right.plot(x, ratio, color=PALETTE["green"], label="log p_D / p_D'")
     right.axhspan(-epsilon, epsilon, color=PALETTE["sky"], alpha=0.2, label=f"±ε = ±{epsilon:g}")
     right.set(xlabel=xlabel, ylabel="privacy loss (nats)", title=title)
-    right.legend(loc="lower left")
+    right.set_ylim(-1.8 * epsilon, 1.8 * epsilon)
+    right.legend(loc="upper left")
     return fig
 
 
