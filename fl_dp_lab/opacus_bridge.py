@@ -1,0 +1,450 @@
+"""Thin helpers that run the course's models and data through Opacus (notebook 07).
+
+Opacus (Yousefpour et al., 2021) turns a PyTorch model, optimizer and data
+loader into DP-SGD: ``PrivacyEngine.make_private`` wraps the model in a
+``GradSampleModule`` (per-sample gradients), the optimizer in a
+``DPOptimizer`` (clip each per-sample gradient to ``max_grad_norm``, sum, add
+N(0, (noise_multiplier * max_grad_norm)^2) per coordinate, divide by the
+*expected* batch size ``sample_rate * N``) and the loader in a
+``DPDataLoader`` (Poisson sampling with rate ``sample_rate = 1 / len(loader)``).
+
+Nothing here re-implements DP-SGD: these functions only wire tensors into
+Opacus so that notebook 07, its tests and ``benchmarks/dpsgd_step.py`` build
+Opacus the same way. Two details they take care of:
+
+- determinism: Opacus's Poisson sampler draws from torch's global RNG unless
+  it is given a generator; here the caller's ``generator`` drives both the
+  sampler and the noise;
+- ``grad_sample_mode="ghost"`` (ghost clipping) returns a fourth object, a
+  wrapped loss whose ``backward()`` runs the two passes; the helpers hide that
+  difference so every mode is called alike.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from opacus import GradSampleModule, PrivacyEngine
+from opacus.optimizers import DPOptimizer
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab.training import evaluate
+
+__all__ = [
+    "GRAD_SAMPLE_MODES",
+    "OpacusHistory",
+    "PrivateTraining",
+    "SweepResult",
+    "make_private",
+    "opacus_dp_optimizer",
+    "opacus_dp_step",
+    "opacus_per_sample_gradients",
+    "private_sweep",
+    "train_private",
+]
+
+#: Opacus's ways of getting per-sample gradient norms: backward hooks,
+#: ``torch.func`` (vmap), and ghost clipping (norms without per-sample gradients).
+GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
+
+
+@dataclass
+class PrivateTraining:
+    """The objects ``PrivacyEngine.make_private`` returns, plus what it decided.
+
+    Attributes:
+        engine: the ``PrivacyEngine`` (its ``accountant`` keeps the step history).
+        module: the model wrapped in a ``GradSampleModule``; train and evaluate this.
+        optimizer: the ``DPOptimizer`` (clip, sum, noise, divide by expected batch).
+        criterion: the loss to call as ``criterion(output, target)``; with
+            ghost clipping it is Opacus's wrapped loss.
+        data_loader: the Poisson-sampling ``DPDataLoader``.
+        noise_multiplier: sigma actually used (computed by
+            ``make_private_with_epsilon`` when a target epsilon was given).
+        sample_rate: q = 1 / len(data_loader) = batch_size / N.
+    """
+
+    engine: PrivacyEngine
+    module: nn.Module
+    optimizer: DPOptimizer
+    criterion: Callable[..., Any]
+    data_loader: DataLoader
+    noise_multiplier: float
+    sample_rate: float
+
+
+@dataclass
+class OpacusHistory:
+    """Per-epoch record of an Opacus training run (lists of equal length)."""
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    epsilon: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SweepResult:
+    """Final test accuracy and epsilon of a sigma x C grid of Opacus runs.
+
+    Attributes:
+        noise_multipliers, max_grad_norms: the grid axes.
+        accuracy: array ``(len(noise_multipliers), len(max_grad_norms))`` in [0, 1].
+        epsilon: array ``(len(noise_multipliers),)``; epsilon does not depend on C.
+        baseline_accuracy: the same training with noise and clipping switched off
+            (plain SGD on the same Poisson batches' expected size).
+        delta, sample_rate, steps: the accounting parameters (Opacus's
+            q = 1 / len(data_loader), steps = epochs * len(data_loader)).
+    """
+
+    noise_multipliers: np.ndarray
+    max_grad_norms: np.ndarray
+    accuracy: np.ndarray
+    epsilon: np.ndarray
+    baseline_accuracy: float
+    delta: float
+    sample_rate: float
+    steps: int
+
+
+def make_private(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    lr: float,
+    max_grad_norm: float,
+    generator: torch.Generator,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    epochs: int | None = None,
+    delta: float = 1e-5,
+    grad_sample_mode: str = "ghost",
+    accountant: str = "rdp",
+) -> PrivateTraining:
+    """Make ``model`` trainable with Opacus DP-SGD on ``(x, y)``: SGD, Poisson batches.
+
+    Give either ``noise_multiplier`` (``make_private``) or ``target_epsilon``
+    with ``epochs`` (``make_private_with_epsilon``: Opacus searches sigma so
+    that ``epochs / q`` steps spend exactly ``target_epsilon`` at ``delta``).
+    Opacus derives the sample rate from the loader it is given:
+    q = 1 / len(loader) = 1 / ceil(len(x) / batch_size) (1/16 = 0.0625 for
+    4,000 examples in batches of 256, not 256/4000 = 0.064), and divides
+    gradient sums by the expected batch size int(q * len(x)) (250, not 256).
+
+    Args:
+        model: a model without BatchNorm (see ``opacus.validators.ModuleValidator``).
+        x, y: training inputs and labels.
+        batch_size: the loader's batch size; sets q = 1 / ceil(len(x) / batch_size).
+        lr: SGD learning rate, > 0.
+        max_grad_norm: C, the per-sample clipping norm, > 0.
+        generator: drives Poisson sampling and the noise.
+        noise_multiplier: sigma >= 0, or None when ``target_epsilon`` is given.
+        target_epsilon, epochs: the budget to calibrate sigma for.
+        delta: the delta of the budget (and of ``target_epsilon``).
+        grad_sample_mode: one of ``GRAD_SAMPLE_MODES``.
+        accountant: Opacus accountant, ``"rdp"`` or ``"prv"``.
+
+    Returns:
+        A ``PrivateTraining``.
+    """
+    batch_size = check_int("batch_size", batch_size, minimum=1, maximum=len(x))
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_choice("grad_sample_mode", grad_sample_mode, GRAD_SAMPLE_MODES)
+    check_choice("accountant", accountant, ("rdp", "prv"))
+    if (noise_multiplier is None) == (target_epsilon is None):
+        fail(
+            "noise_multiplier and target_epsilon",
+            "exactly one given",
+            (noise_multiplier, target_epsilon),
+        )
+    if len(x) != len(y):
+        fail("x and y", "the same length", (len(x), len(y)))
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    common = dict(
+        module=model,
+        optimizer=optimizer,
+        criterion=nn.CrossEntropyLoss(),
+        data_loader=loader,
+        max_grad_norm=max_grad_norm,
+        noise_generator=generator,
+        grad_sample_mode=grad_sample_mode,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Secure RNG turned off": fine for a course
+        engine = PrivacyEngine(accountant=accountant)
+        if target_epsilon is None:
+            sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
+            out = engine.make_private(noise_multiplier=sigma, **common)
+        else:
+            target_epsilon = check_real("target_epsilon", target_epsilon, low=0.0, low_open=True)
+            epochs = check_int("epochs", epochs, minimum=1)
+            out = engine.make_private_with_epsilon(
+                target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, **common
+            )
+    module, dp_optimizer, *rest = out
+    criterion = rest[0] if len(rest) == 2 else nn.CrossEntropyLoss()
+    data_loader = rest[-1]
+    data_loader.batch_sampler.generator = generator  # Poisson draws from our generator
+    return PrivateTraining(
+        engine=engine,
+        module=module,
+        optimizer=dp_optimizer,
+        criterion=criterion,
+        data_loader=data_loader,
+        noise_multiplier=float(dp_optimizer.noise_multiplier),
+        sample_rate=data_loader.sample_rate,
+    )
+
+
+def train_private(
+    private: PrivateTraining,
+    *,
+    epochs: int,
+    delta: float = 1e-5,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    progress: bool = False,
+) -> OpacusHistory:
+    """Run ``epochs`` passes of Opacus DP-SGD; record loss, test accuracy, epsilon.
+
+    One epoch is ``len(data_loader) = 1 / q`` Poisson batches; every batch is
+    one optimizer step, so the accountant sees ``epochs / q`` steps in all.
+    Epsilon is read from the engine's own accountant after each epoch.
+    """
+    epochs = check_int("epochs", epochs, minimum=1)
+    check_bool("progress", progress)
+    history = OpacusHistory()
+    for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False):
+        private.module.train()
+        losses = []
+        for xb, yb in private.data_loader:
+            private.optimizer.zero_grad()
+            loss = private.criterion(private.module(xb), yb)
+            loss.backward()
+            private.optimizer.step()
+            losses.append(float(loss.detach()) if len(xb) else float("nan"))
+        history.epoch.append(epoch)
+        history.train_loss.append(float(np.nanmean(losses)))
+        if x_test is not None and y_test is not None:
+            history.test_accuracy.append(evaluate(private.module, x_test, y_test)[1])
+        history.epsilon.append(_epsilon(private, delta))
+    return history
+
+
+def private_sweep(
+    noise_multipliers: Sequence[float],
+    max_grad_norms: Sequence[float],
+    *,
+    make_model: Callable[[torch.Generator], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    batch_size: int,
+    epochs: int,
+    lr: float,
+    seed: int,
+    delta: float = 1e-5,
+    progress: bool = True,
+) -> SweepResult:
+    """Train one Opacus (ghost clipping) model per (sigma, C) pair; collect accuracy and epsilon.
+
+    Every run starts from ``make_model(torch.Generator().manual_seed(seed))``
+    and samples batches and noise from ``torch.Generator().manual_seed(seed + 1)``,
+    so runs differ only in sigma and C. The baseline is plain SGD with
+    shuffled batches of ``batch_size``, the same epochs and learning rate.
+    """
+    from fl_dp_lab.training import train
+
+    sigmas = np.array([check_real("noise_multipliers", s, low=0.0) for s in noise_multipliers])
+    norms = np.array(
+        [check_real("max_grad_norms", c, low=0.0, low_open=True) for c in max_grad_norms]
+    )
+    if sigmas.size == 0 or norms.size == 0:
+        fail("noise_multipliers and max_grad_norms", "non-empty", (sigmas.size, norms.size))
+    seed = check_int("seed", seed, minimum=0)
+    accuracy = np.zeros((sigmas.size, norms.size))
+    epsilon = np.zeros(sigmas.size)
+    private = None
+    grid = [(i, j) for i in range(sigmas.size) for j in range(norms.size)]
+    for i, j in tqdm(grid, desc="sigma x C", disable=not progress, leave=False):
+        model = make_model(torch.Generator().manual_seed(seed))
+        private = make_private(
+            model,
+            x,
+            y,
+            batch_size=batch_size,
+            lr=lr,
+            max_grad_norm=float(norms[j]),
+            noise_multiplier=float(sigmas[i]),
+            generator=torch.Generator().manual_seed(seed + 1),
+        )
+        history = train_private(private, epochs=epochs, delta=delta, x_test=x_test, y_test=y_test)
+        accuracy[i, j], epsilon[i] = history.test_accuracy[-1], history.epsilon[-1]
+    baseline = make_model(torch.Generator().manual_seed(seed))
+    history = train(
+        baseline,
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        x_test=x_test,
+        y_test=y_test,
+        generator=torch.Generator().manual_seed(seed + 1),
+        progress=False,
+    )
+    return SweepResult(
+        noise_multipliers=sigmas,
+        max_grad_norms=norms,
+        accuracy=accuracy,
+        epsilon=epsilon,
+        baseline_accuracy=history.test_accuracy[-1],
+        delta=delta,
+        sample_rate=private.sample_rate,
+        steps=epochs * len(private.data_loader),
+    )
+
+
+def opacus_per_sample_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
+) -> dict[str, torch.Tensor]:
+    """Per-sample gradients from Opacus's ``GradSampleModule`` (backward hooks).
+
+    ``loss_fn`` returns the mean loss over the batch, so Opacus is told
+    ``loss_reduction="mean"`` and rescales by the batch size: row i is the
+    gradient of example i's own loss. ``model`` is left as it was (hooks removed,
+    ``.grad`` untouched).
+
+    Returns:
+        ``{name: tensor (B, *param.shape)}`` keyed like ``model.named_parameters()``.
+    """
+    if len(x) != len(y) or len(x) == 0:
+        fail("x and y", "non-empty with the same length", (len(x), len(y)))
+    saved = {name: p.grad for name, p in model.named_parameters()}
+    gsm = GradSampleModule(model, loss_reduction="mean")
+    try:
+        loss_fn(gsm(x), y).backward()
+        grads = {name: p.grad_sample.detach().clone() for name, p in model.named_parameters()}
+    finally:
+        gsm.to_standard_module()
+        for name, p in model.named_parameters():
+            p.grad = saved[name]
+    return grads
+
+
+def opacus_dp_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    expected_batch_size: int,
+    generator: torch.Generator,
+    grad_sample_mode: str = "hooks",
+) -> tuple[nn.Module, DPOptimizer, Callable[..., Any]]:
+    """Opacus's three DP-SGD pieces for ``model``, built without a data loader.
+
+    This is what ``PrivacyEngine.make_private`` assembles, minus the sampler
+    and the accountant: a grad-sample wrapper of ``model`` (hooks, functorch
+    or ghost clipping), a ``DPOptimizer`` around plain SGD, and the loss to
+    call (Opacus's two-pass loss for ghost clipping, else cross-entropy).
+    Call ``wrapped.to_standard_module()`` when done to remove the hooks.
+
+    Returns:
+        ``(wrapped_model, dp_optimizer, criterion)``; a training step is
+        ``optimizer.zero_grad(); criterion(wrapped(x), y).backward(); optimizer.step()``.
+    """
+    from opacus.grad_sample.utils import get_gsm_class
+    from opacus.optimizers import get_optimizer_class
+    from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    expected_batch_size = check_int("expected_batch_size", expected_batch_size, minimum=1)
+    check_choice("grad_sample_mode", grad_sample_mode, GRAD_SAMPLE_MODES)
+    ghost = grad_sample_mode == "ghost"
+    extra = {"max_grad_norm": max_grad_norm} if ghost else {}
+    wrapped = get_gsm_class(grad_sample_mode)(model, loss_reduction="mean", **extra)
+    optimizer_class = get_optimizer_class(
+        clipping="flat", distributed=False, grad_sample_mode=grad_sample_mode
+    )
+    optimizer = optimizer_class(
+        torch.optim.SGD(model.parameters(), lr=lr),
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        expected_batch_size=expected_batch_size,
+        generator=generator,
+    )
+    criterion: Callable[..., Any] = nn.CrossEntropyLoss()
+    if ghost:
+        criterion = DPLossFastGradientClipping(wrapped, optimizer, criterion, "mean")
+    return wrapped, optimizer, criterion
+
+
+def opacus_dp_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lr: float,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    expected_batch_size: int,
+    generator: torch.Generator,
+    grad_sample_mode: str = "hooks",
+) -> dict[str, torch.Tensor]:
+    """One Opacus ``DPOptimizer`` SGD step on the batch ``(x, y)``, applied to ``model`` in place.
+
+    The update is p <- p - lr * g with
+    g = (sum_i clip_C(grad_i) + N(0, (sigma C)^2 I)) / expected_batch_size,
+    clip_C(v) = v * min(1, C / (||v|| + 1e-6)) (Opacus's clip factor), and
+    cross-entropy as the mean loss (``loss_reduction="mean"``). Note the
+    division by the *expected* batch size, not by ``len(x)``: under Poisson
+    sampling the batch size is random, and dividing by it would leak it.
+
+    Returns:
+        The noisy gradient g, ``{name: tensor}`` keyed like ``model.named_parameters()``.
+    """
+    if len(x) != len(y):
+        fail("x and y", "the same length", (len(x), len(y)))
+    wrapped, optimizer, criterion = opacus_dp_optimizer(
+        model,
+        lr=lr,
+        max_grad_norm=max_grad_norm,
+        noise_multiplier=noise_multiplier,
+        expected_batch_size=expected_batch_size,
+        generator=generator,
+        grad_sample_mode=grad_sample_mode,
+    )
+    try:
+        optimizer.zero_grad()
+        criterion(wrapped(x), y).backward()
+        optimizer.step()
+        noisy = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+    finally:
+        wrapped.to_standard_module()
+    return noisy
+
+
+def _epsilon(private: PrivateTraining, delta: float) -> float:
+    if private.noise_multiplier == 0:
+        return float("inf")
+    return float(private.engine.get_epsilon(delta))
