@@ -45,6 +45,7 @@ DEFAULT_ORDERS: tuple[float, ...] = _rdp.DEFAULT_ORDERS
 
 ACCOUNTANTS = ("rdp", "pld")
 PLD_INTERVAL = 1e-4  # grid step of the privacy loss, as dp_accounting's PLDAccountant
+_SIGMA_RANGE = (0.01, 1e4)  # where noise_multiplier_for_epsilon searches
 
 
 def epsilon(
@@ -155,6 +156,116 @@ def rdp_to_epsilon(
     return eps, order
 
 
+def noise_multiplier_for_epsilon(
+    *,
+    target_epsilon: float,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    accountant: str = "pld",
+) -> float:
+    """The noise multiplier sigma at which ``steps`` steps spend ``target_epsilon``.
+
+    Epsilon falls as sigma grows, so we bracket the answer and shrink the
+    bracket (bisection on log sigma) until the epsilon achieved is within
+    0.1 % of the target, never above it: the returned sigma always satisfies
+    epsilon(sigma) <= target_epsilon (what Opacus's ``get_noise_multiplier``
+    promises too). RDP is calibrated first (cheap), and since RDP never
+    reports less than PLD, its sigma is a valid upper end for the PLD search.
+
+    Args:
+        target_epsilon: epsilon > 0 to spend.
+        sample_rate: q in (0, 1].
+        steps: T >= 1.
+        delta: target delta in (0, 1).
+        accountant: "pld" or "rdp".
+
+    Returns:
+        sigma > 0.
+
+    Raises:
+        ValueError: if even sigma = 1e4 spends more than the target. The
+            search stops at sigma = 0.01: a target so loose that less noise
+            would do returns 0.01.
+
+    >>> sigma = noise_multiplier_for_epsilon(target_epsilon=1.0, sample_rate=0.01,
+    ...                                      steps=1000, delta=1e-5, accountant="rdp")
+    >>> 0.99 < epsilon(noise_multiplier=sigma, sample_rate=0.01, steps=1000,
+    ...                delta=1e-5, accountant="rdp") <= 1.0
+    True
+    """
+    target = check_real("target_epsilon", target_epsilon, low=0.0, low_open=True)
+    _, q, steps, delta = _check_mechanism(1.0, sample_rate, steps, delta)
+    if steps == 0:
+        fail("steps", "an integer >= 1 (zero steps spend no epsilon)", steps)
+    check_choice("accountant", accountant, ACCOUNTANTS)
+    return _calibrate(target, q, steps, delta, accountant)
+
+
+class PrivacyAccountant:
+    """Keeps the history of noisy steps and reports the epsilon spent so far.
+
+    Like Opacus's accountants: ``history`` is a list of
+    ``(noise_multiplier, sample_rate, steps)``; repeated calls with the same
+    sigma and q extend the last entry. Different entries compose exactly: RDP
+    adds per-order RDP, PLD convolves all the steps' PLDs in one FFT.
+
+    Args:
+        accountant: "pld" (default) or "rdp".
+
+    >>> acc = PrivacyAccountant(accountant="rdp")
+    >>> acc.step(noise_multiplier=4.0, sample_rate=0.01, steps=5_000)
+    >>> acc.step(noise_multiplier=4.0, sample_rate=0.01, steps=5_000)
+    >>> acc.history
+    [(4.0, 0.01, 10000)]
+    >>> round(acc.get_epsilon(1e-5), 3)
+    1.035
+    """
+
+    def __init__(self, accountant: str = "pld") -> None:
+        self.accountant = check_choice("accountant", accountant, ACCOUNTANTS)
+        self.history: list[tuple[float, float, int]] = []
+
+    def step(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
+        """Record ``steps`` steps at noise ``noise_multiplier`` and rate ``sample_rate``."""
+        sigma, q, steps, _ = _check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
+        if steps == 0:
+            return
+        if self.history and self.history[-1][:2] == (sigma, q):
+            self.history[-1] = (sigma, q, self.history[-1][2] + steps)
+        else:
+            self.history.append((sigma, q, steps))
+
+    def get_epsilon(self, delta: float) -> float:
+        """Epsilon of everything recorded so far, at ``delta`` in (0, 1)."""
+        delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+        totals: dict[tuple[float, float], int] = {}
+        for sigma, q, steps in self.history:
+            totals[(sigma, q)] = totals.get((sigma, q), 0) + steps
+        if not totals:
+            return 0.0
+        if any(sigma == 0.0 for sigma, _ in totals):
+            return math.inf
+        if len(totals) == 1:
+            (((sigma, q), steps),) = totals.items()
+            return _epsilon(sigma, q, steps, delta, self.accountant)
+        if self.accountant == "rdp":
+            rdp = sum(t * _rdp_cached(q, s, DEFAULT_ORDERS) for (s, q), t in totals.items())
+            return rdp_to_epsilon(rdp=rdp, orders=DEFAULT_ORDERS, delta=delta)[0]
+        return max(
+            _pld.epsilon_for_delta(
+                _pld.compose(
+                    [
+                        (_pld.subsampled_gaussian_pld(s, q, PLD_INTERVAL, direction), t)
+                        for (s, q), t in totals.items()
+                    ]
+                ),
+                delta,
+            )
+            for direction in ("remove", "add")
+        )
+
+
 def _epsilon(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
     """``epsilon`` after validation."""
     if steps == 0:
@@ -162,12 +273,43 @@ def _epsilon(sigma: float, q: float, steps: int, delta: float, accountant: str) 
     if sigma == 0.0:
         return math.inf
     if accountant == "rdp":
-        rdp = steps * _rdp_cached(sigma=sigma, q=q, orders=DEFAULT_ORDERS)
+        rdp = steps * _rdp_cached(q, sigma, DEFAULT_ORDERS)
         return rdp_to_epsilon(rdp=rdp, orders=DEFAULT_ORDERS, delta=delta)[0]
     return max(
         _pld.epsilon_for_delta(_composed_pld(sigma, q, steps, direction), delta)
         for direction in ("remove", "add")
     )
+
+
+def _calibrate(target: float, q: float, steps: int, delta: float, accountant: str) -> float:
+    """Bracket sigma by doubling, then bisect log sigma until epsilon is in [0.999, 1] target."""
+
+    def spent(sigma: float) -> float:
+        return _epsilon(sigma, q, steps, delta, accountant)
+
+    low, high = _SIGMA_RANGE
+    start = 1.0 if accountant == "rdp" else _calibrate(target, q, steps, delta, "rdp")
+    if spent(start) > target:
+        low = start
+        while spent(min(2.0 * low, high)) > target:
+            if 2.0 * low >= high:
+                fail("target_epsilon", f"reachable with noise_multiplier <= {high:g}", target)
+            low *= 2.0
+        high = min(2.0 * low, high)
+    else:
+        high = start
+        while low < high / 2.0 and spent(high / 2.0) <= target:
+            high /= 2.0
+        low = max(high / 2.0, low)
+        if spent(low) <= target:
+            return low
+    while spent(high) < 0.999 * target and high / low > 1.0 + 1e-9:
+        middle = math.sqrt(low * high)
+        if spent(middle) > target:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 @lru_cache(maxsize=32)
