@@ -45,7 +45,7 @@ def plot_batch_sizes(sizes: Sequence[int], *, num_examples: int, sample_rate: fl
     """Histogram of Poisson batch sizes with the Binomial(num_examples, sample_rate) law."""
     sizes = np.asarray(sizes, dtype=int)
     fig, ax = new_figure(width=6.4, height=4.0)
-    edges = np.arange(sizes.min() - 0.5, sizes.max() + 1.5, max(1, (sizes.ptp() + 1) // 25))
+    edges = np.arange(sizes.min() - 0.5, sizes.max() + 1.5, max(1, (np.ptp(sizes) + 1) // 25))
     ax.hist(sizes, bins=edges, density=True, color=PALETTE["sky"], label="observed batches")
     k = np.arange(sizes.min(), sizes.max() + 1)
     ax.plot(
