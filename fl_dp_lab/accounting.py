@@ -44,7 +44,6 @@ __all__ = [
 DEFAULT_ORDERS: tuple[float, ...] = _rdp.DEFAULT_ORDERS
 
 ACCOUNTANTS = ("rdp", "pld")
-PLD_INTERVAL = 1e-4  # grid step of the privacy loss, as dp_accounting's PLDAccountant
 _SIGMA_RANGE = (0.01, 1e4)  # where noise_multiplier_for_epsilon searches
 
 
@@ -252,11 +251,12 @@ class PrivacyAccountant:
         if self.accountant == "rdp":
             rdp = sum(t * _rdp_cached(q, s, DEFAULT_ORDERS) for (s, q), t in totals.items())
             return rdp_to_epsilon(rdp=rdp, orders=DEFAULT_ORDERS, delta=delta)[0]
+        interval = min(_pld.grid_interval(s, q) for s, q in totals)
         return max(
             _pld.epsilon_for_delta(
                 _pld.compose(
                     [
-                        (_pld.subsampled_gaussian_pld(s, q, PLD_INTERVAL, direction), t)
+                        (_pld.subsampled_gaussian_pld(s, q, interval, direction), t)
                         for (s, q), t in totals.items()
                     ]
                 ),
@@ -314,7 +314,7 @@ def _calibrate(target: float, q: float, steps: int, delta: float, accountant: st
 
 @lru_cache(maxsize=32)
 def _composed_pld(sigma: float, q: float, steps: int, direction: str) -> _pld.GridPLD:
-    one = _pld.subsampled_gaussian_pld(sigma, q, PLD_INTERVAL, direction)
+    one = _pld.subsampled_gaussian_pld(sigma, q, _pld.grid_interval(sigma, q), direction)
     return _pld.compose([(one, steps)])
 
 
