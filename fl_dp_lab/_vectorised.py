@@ -15,13 +15,12 @@ Each client shuffles its batches with its own ``torch.Generator`` exactly as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
-
-from fl_dp_lab.training import shuffled_batches
 
 __all__ = ["batched_local_updates"]
 
@@ -60,12 +59,17 @@ def batched_local_updates(
     def per_example_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return loss_fn(output.unsqueeze(0), target.unsqueeze(0))
 
+    per_example = (
+        functools.partial(nn.functional.cross_entropy, reduction="none")
+        if loss_fn is nn.functional.cross_entropy
+        else vmap(per_example_loss)
+    )
+
     def masked_loss(
         client_params: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor
     ) -> torch.Tensor:
         output = functional_call(model, client_params, (xb,))
-        losses = vmap(per_example_loss)(output, yb)
-        return (losses * mb).sum() / mb.sum().clamp(min=1.0)
+        return (per_example(output, yb) * mb).sum() / mb.sum().clamp(min=1.0)
 
     step = vmap(grad(masked_loss))
     for t in range(int(steps[0]) if len(steps) else 0):
@@ -88,28 +92,31 @@ def _schedule(
     batch_size: int,
     generators: Sequence[torch.Generator],
 ) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor]:
-    """Padded row indices (K, T, B) into the concatenated data, their mask, the client order.
+    """Padded row indices (K, T, W) into the concatenated data, their mask, the client order.
 
+    Client k's epoch is ``shuffled_batches(n_k, batch_size, generator_k)``: one
+    permutation cut into chunks, drawn exactly as ``local_update`` draws it.
     Clients are ordered by their number of local steps, most first; row
     indices refer to the data concatenated in that order.
     """
     sizes = [len(x) for x in xs]
-    batches: list[list[torch.Tensor]] = []
-    for n, gen in zip(sizes, generators, strict=True):
-        client: list[torch.Tensor] = []
-        if n > 0:
-            for _ in range(epochs):
-                client.extend(shuffled_batches(n, batch_size, gen))
-        batches.append(client)
-    order = sorted(range(len(xs)), key=lambda k: -len(batches[k]))
-    steps = torch.tensor([len(batches[k]) for k in order])
     width = max(1, min(batch_size, max(sizes)))
-    index = torch.zeros(len(xs), max(1, int(steps[0])), width, dtype=torch.long)
-    mask = torch.zeros(index.shape)
+    blocks: list[torch.Tensor] = []
+    for n, gen in zip(sizes, generators, strict=True):
+        per_epoch = -(-n // batch_size)  # ceil(n / B) batches, the last one short
+        block = torch.full((epochs * per_epoch, width), -1, dtype=torch.long)
+        for e in range(epochs if n > 0 else 0):
+            perm = torch.randperm(n, generator=gen)
+            rows = block[e * per_epoch : (e + 1) * per_epoch].view(-1)
+            rows[:n] = perm  # width == B here unless there is one batch of n < B rows
+        blocks.append(block)
+    order = sorted(range(len(xs)), key=lambda k: -len(blocks[k]))
+    steps = torch.tensor([len(blocks[k]) for k in order])
+    index = torch.full((len(xs), max(1, int(steps[0])), width), -1, dtype=torch.long)
     offset = 0
     for row, k in enumerate(order):
-        for t, batch in enumerate(batches[k]):
-            index[row, t, : len(batch)] = batch + offset
-            mask[row, t, : len(batch)] = 1.0
+        block = blocks[k]
+        index[row, : len(block)] = torch.where(block >= 0, block + offset, -1)
         offset += sizes[k]
-    return index, mask, order, steps
+    mask = (index >= 0).float()
+    return index.clamp(min=0), mask, order, steps
