@@ -44,13 +44,16 @@ __all__ = ["Layer", "capture", "clipped_sum", "per_sample_gradients", "squared_n
 
 @dataclass
 class Layer:
-    """One supported layer's record: parameter names, input rows A, backprops G."""
+    """One supported layer's record: parameter names, input columns A, backprops G."""
 
+    module: nn.Module
     weight: str | None  # name in model.named_parameters(), None when frozen
     bias: str | None
-    shape: torch.Size  # the weight's shape
-    activations: torch.Tensor  # (B, T, D)
-    backprops: torch.Tensor  # (B, T, P), per-example: d loss_i / d z_i
+    inputs: torch.Tensor  # the layer's input, as the forward pass saw it
+    output_shape: torch.Size  # the layer's output z, (B, ...)
+    activations: torch.Tensor  # (B, D, T): column t is the input row A_i[t]
+    backprops: torch.Tensor  # (B, P, T), per-example: d loss_i / d z_i
+    per_sample: torch.Tensor | None = None  # (B, P, D) once materialised
 
 
 def capture(
@@ -85,7 +88,7 @@ def capture(
     layers = []
     for (module, weight, bias), ((inp, out, _),), back in zip(modules, records, backprops):
         back = torch.zeros_like(out) if back is None else back
-        layers.append(Layer(weight, bias, module.weight.shape, *_rows(module, inp, back)))
+        layers.append(Layer(module, weight, bias, inp, out.shape, *_columns(module, inp, back)))
     return layers, loss.detach()
 
 
@@ -94,19 +97,22 @@ def squared_norms(layers: list[Layer]) -> torch.Tensor:
     total = torch.zeros(len(layers[0].activations), dtype=layers[0].activations.dtype)
     for layer in layers:
         a, g = layer.activations, layer.backprops
-        _, t, d = a.shape
-        p = g.shape[2]
+        _, d, t = a.shape
+        p = g.shape[1]
         if layer.weight is not None:
-            if t == 1:
-                total += a.square().sum((1, 2)) * g.square().sum((1, 2))
+            if t == 1:  # ||g a^T|| = ||a|| ||g||
+                a_norm = torch.linalg.vector_norm(a.reshape(len(a), d), dim=1)
+                g_norm = torch.linalg.vector_norm(g.reshape(len(g), p), dim=1)
+                total += (a_norm * g_norm).square()
             elif t * (d + p) < d * p:
-                total += (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum(
-                    (1, 2)
-                )
+                gram_a = torch.bmm(a.transpose(1, 2), a)
+                gram_g = torch.bmm(g.transpose(1, 2), g)
+                total += (gram_a * gram_g).sum((1, 2))
             else:
-                total += torch.bmm(g.transpose(1, 2), a).square().sum((1, 2))
+                layer.per_sample = torch.bmm(g, a.transpose(1, 2))
+                total += layer.per_sample.square().sum((1, 2))
         if layer.bias is not None:
-            total += g.sum(1).square().sum(1)
+            total += torch.linalg.vector_norm(g.sum(2), dim=1).square()
     return total
 
 
@@ -115,12 +121,24 @@ def clipped_sum(layers: list[Layer], factors: torch.Tensor) -> dict[str, torch.T
     result = {}
     for layer in layers:
         g = layer.backprops * factors[:, None, None]
+        module = layer.module
         if layer.weight is not None:
-            a = layer.activations
-            flat = g.reshape(-1, g.shape[2]).T @ a.reshape(-1, a.shape[2])
-            result[layer.weight] = flat.reshape(layer.shape)
+            if layer.per_sample is not None:
+                flat = torch.einsum("b,bpd->pd", factors, layer.per_sample)
+            elif isinstance(module, nn.Conv2d):
+                flat = torch.nn.grad.conv2d_weight(
+                    layer.inputs,
+                    module.weight.shape,
+                    g.reshape(layer.output_shape),
+                    module.stride,
+                    module.padding,
+                    module.dilation,
+                )
+            else:
+                flat = g.transpose(1, 2).reshape(-1, g.shape[1]).T @ _rows(layer.activations)
+            result[layer.weight] = flat.reshape(module.weight.shape)
         if layer.bias is not None:
-            result[layer.bias] = g.sum((0, 1))
+            result[layer.bias] = g.sum((0, 2))
     return result
 
 
@@ -130,10 +148,10 @@ def per_sample_gradients(layers: list[Layer]) -> dict[str, torch.Tensor]:
     for layer in layers:
         g = layer.backprops
         if layer.weight is not None:
-            grad = torch.bmm(g.transpose(1, 2), layer.activations)
-            result[layer.weight] = grad.reshape(len(g), *layer.shape)
+            grad = torch.bmm(g, layer.activations.transpose(1, 2))
+            result[layer.weight] = grad.reshape(len(g), *layer.module.weight.shape)
         if layer.bias is not None:
-            result[layer.bias] = g.sum(1)
+            result[layer.bias] = g.sum(2)
     return result
 
 
@@ -174,18 +192,21 @@ def _is_supported(module: nn.Module) -> bool:
     )
 
 
-def _rows(
+def _columns(
     module: nn.Module, inp: torch.Tensor, back: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's input rows A (B, T, D) and backprops G (B, T, P)."""
+    """The layer's input columns A (B, D, T) and backprops G (B, P, T), as views where possible."""
     batch = len(inp)
     if isinstance(module, nn.Linear):
-        return inp.reshape(batch, -1, inp.shape[-1]), back.reshape(batch, -1, back.shape[-1])
+        a = inp.reshape(batch, -1, inp.shape[-1]).transpose(1, 2)
+        return a, back.reshape(batch, -1, back.shape[-1]).transpose(1, 2)
     patches = nn.functional.unfold(
-        inp,
-        module.kernel_size,
-        dilation=module.dilation,
-        padding=module.padding,
+        inp, module.kernel_size, dilation=module.dilation, padding=module.padding,
         stride=module.stride,
-    )
-    return patches.transpose(1, 2), back.reshape(batch, back.shape[1], -1).transpose(1, 2)
+    )  # fmt: skip
+    return patches, back.flatten(2)
+
+
+def _rows(columns: torch.Tensor) -> torch.Tensor:
+    """(B, D, T) columns as a (B * T, D) matrix of rows."""
+    return columns.transpose(1, 2).reshape(-1, columns.shape[1])

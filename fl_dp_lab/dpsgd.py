@@ -199,7 +199,7 @@ def add_noise(
     if std == 0.0:
         return {name: g.clone() for name, g in grad_sum.items()}
     return {
-        name: g + std * torch.randn(g.shape, generator=generator, dtype=g.dtype)
+        name: torch.add(g, torch.randn(g.shape, generator=generator, dtype=g.dtype), alpha=std)
         for name, g in grad_sum.items()
     }
 
@@ -364,8 +364,7 @@ def _step(model, loss_fn, x, y, lr, max_grad_norm, noise_multiplier, expected_ba
     params = _trainable(model)
     with torch.no_grad():
         for name, g in noisy.items():
-            g /= size
-            params[name].sub_(lr * g)
+            params[name].sub_(g.div_(size), alpha=lr)
     return noisy, loss
 
 
