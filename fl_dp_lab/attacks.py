@@ -32,6 +32,7 @@ __all__ = [
     "InversionResult",
     "auc",
     "gradient_inversion",
+    "gradients_from_update",
     "match_reconstructions",
     "membership_inference_scores",
     "psnr",
@@ -192,6 +193,43 @@ def gradient_inversion(
         else torch.softmax(dummy_logits, dim=1)
     )
     return InversionResult(inputs=dummy_x.detach(), labels=soft.detach(), loss=history)
+
+
+def gradients_from_update(
+    model: nn.Module, update: torch.Tensor, *, lr: float
+) -> dict[str, torch.Tensor]:
+    """Turn a flat client update into the gradient dict ``gradient_inversion`` matches.
+
+    A federated client that takes ONE local SGD step on its whole data from
+    the server's weights sends update = new - old = -lr * gradient (FedSGD,
+    McMahan et al., 2017). Splitting ``-update / lr`` by the shapes of
+    ``model.named_parameters()`` (the order ``flatten_parameters`` uses)
+    gives back that gradient, clipped and noised if the update was, so the
+    attack of notebook 03 runs unchanged against a DP client update
+    (notebook 09). For several local steps it is only an approximation.
+
+    Args:
+        model: the server's model, whose parameter shapes define the split.
+        update: flat tensor ``(P,)`` with P the number of parameters.
+        lr: the client's learning rate, > 0.
+
+    Returns:
+        ``{name: tensor}`` keyed like ``model.named_parameters()``.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> grads = gradients_from_update(LogisticRegression(2, 2), -0.5 * torch.arange(6.0), lr=0.5)
+    >>> grads["linear.bias"].tolist()
+    [4.0, 5.0]
+    """
+    if not isinstance(model, nn.Module):
+        fail("model", "a torch.nn.Module", model, TypeError)
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    named = list(model.named_parameters())
+    size = sum(p.numel() for _, p in named)
+    if not isinstance(update, torch.Tensor) or tuple(update.shape) != (size,):
+        fail("update", f"a flat tensor of shape ({size},)", getattr(update, "shape", update))
+    parts = torch.split(-update.detach() / lr, [p.numel() for _, p in named])
+    return {name: part.reshape(p.shape) for (name, p), part in zip(named, parts, strict=True)}
 
 
 def match_reconstructions(x_true: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

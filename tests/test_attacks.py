@@ -12,6 +12,7 @@ from torch import nn
 from fl_dp_lab.attacks import (
     auc,
     gradient_inversion,
+    gradients_from_update,
     match_reconstructions,
     membership_inference_scores,
     psnr,
@@ -108,6 +109,19 @@ def test_dlg_accepts_a_subset_of_parameters_and_known_labels(digits):
     )  # fmt: skip
     assert result.inputs.shape == (2, 8, 8) and len(result.loss) == 5
     torch.testing.assert_close(result.labels.argmax(1), y[:2])
+
+
+def test_a_one_step_client_update_gives_the_gradient_back(digits):
+    x, y, _, _ = digits
+    model = MLP(64, 8, 10, generator=torch.Generator().manual_seed(0))
+    grads = _gradients(model, x[:5], y[:5])
+    update = -0.3 * torch.cat([g.reshape(-1) for g in grads.values()])  # one SGD step, lr 0.3
+    recovered = gradients_from_update(model, update, lr=0.3)
+    assert list(recovered) == list(grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(recovered[name], grad)
+    with pytest.raises(ValueError, match=r"update must be a flat tensor of shape \(610,\)"):
+        gradients_from_update(model, torch.zeros(3), lr=0.3)
 
 
 def test_perfect_random_and_reversed_scorers():
