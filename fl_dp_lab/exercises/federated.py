@@ -1,5 +1,170 @@
-"""Exercises of notebooks 08-09."""
+"""Exercises of notebooks 08-09 (FedAvg and DP-FedAvg)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from typing import Any
+
+import torch
+
+from fl_dp_lab.exercises._core import (
+    as_array,
+    as_number,
+    feedback,
+    is_unanswered,
+    report_unanswered,
+)
+
+__all__ = [
+    "check_dp_aggregate",
+    "check_fedavg_average",
+    "check_local_steps",
+    "check_user_level_epsilon",
+]
+
+
+def check_fedavg_average(average: Any) -> bool:
+    """Exercise 08.1: ``average(updates, sizes)``, the FedAvg average sum_k n_k Delta_k / sum_k n_k.
+
+    Tested on three clients of sizes 1, 2 and 7, so an unweighted mean or
+    a sum divided by the number of clients is caught.
+    """
+    name = "Exercise 08.1"
+    if is_unanswered(average):
+        return report_unanswered(name)
+    if not callable(average):
+        raise TypeError(f"average must be a function average(updates, sizes), got {average!r}")
+    updates = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    sizes = torch.tensor([1.0, 2.0, 7.0])
+    expected = (sizes[:, None] * updates).sum(0) / sizes.sum()
+    got = as_array("average(updates, sizes)", average(updates, sizes), shape=(2,))
+    if torch.allclose(torch.as_tensor(got, dtype=torch.float32), updates.mean(0)):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="that is the plain mean: a client with 7 examples should count "
+            "7 times as much as one with 1. Weight each row by its size n_k.",
+        )
+    return feedback(
+        name,
+        bool(torch.allclose(torch.as_tensor(got, dtype=torch.float32), expected, atol=1e-6)),
+        success="each client counts in proportion to its data, so FedAvg with full "
+        "participation and one full-batch step is exactly gradient descent on the pooled data.",
+        hint="compute sum_k n_k * Delta_k, then divide by the total number of examples sum_k n_k.",
+    )
+
+
+def check_local_steps(answer: Any) -> bool:
+    """Exercise 08.2: local SGD steps of a client with 45 examples, E = 3 epochs, B = 10.
+
+    Each epoch cuts a shuffled copy into ceil(45 / 10) = 5 batches (the last
+    holds 5 examples), so 3 * 5 = 15 steps.
+    """
+    name = "Exercise 08.2"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_number("answer", answer)
+    if abs(value - 13.5) < 1e-9 or abs(value - 12) < 1e-9:
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="the last batch of an epoch is short but still a step: "
+            "round 45 / 10 up, not down.",
+        )
+    if abs(value - 5) < 1e-9:
+        return feedback(name, False, success="", hint="that is one epoch; the client runs E = 3.")
+    return feedback(
+        name,
+        value == 15,
+        success="15 steps: a big client moves further from the global model than a small one "
+        "in the same round, one source of client drift on non-IID data.",
+        hint="steps = E * ceil(n / B).",
+    )
+
+
+def check_dp_aggregate(dp_average: Any) -> bool:
+    """Exercise 09.1: the clip-then-noise average, written by the learner.
+
+    ``dp_average(updates, clip_norm, noise_multiplier, expected_clients, generator)`` must return (sum_k clip(Delta_k, C) + N(0, (sigma*C)^2 I)) / (q*K).
+    Checked without noise on rows that need clipping (so a missing clip or
+    a division by the actual number of clients is caught), then with noise
+    on zero updates: the output's standard deviation must be sigma*C/(q*K)
+    (so noise of std sigma, or noise added after the division, is caught).
+    """
+    name = "Exercise 09.1"
+    if is_unanswered(dp_average):
+        return report_unanswered(name)
+    if not callable(dp_average):
+        raise TypeError(f"dp_average must be a function, got {dp_average!r}")
+    updates = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 2.0]], dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    got = as_array("dp_average(...)", dp_average(updates, 1.0, 0.0, 5.0, generator), shape=(2,))
+    expected = torch.tensor([0.6 + 0.3 + 0.0, 0.8 + 0.4 + 1.0]) / 5.0
+    if not torch.allclose(torch.as_tensor(got).float(), expected, atol=1e-5):
+        unclipped = updates.sum(0) / 5.0
+        if torch.allclose(torch.as_tensor(got).float(), unclipped.float(), atol=1e-5):
+            hint = "clip every row to norm <= C first: row * min(1, C / ||row||)."
+        elif torch.allclose(torch.as_tensor(got).float(), expected * 5.0 / 3.0, atol=1e-5):
+            hint = (
+                "divide by the expected number of clients q*K, not by how many came: "
+                "the count itself would leak who took part."
+            )
+        else:
+            hint = "without noise the result is the sum of the clipped rows divided by q*K."
+        return feedback(name, False, success="", hint=hint)
+    zeros = torch.zeros(4, 50_000, dtype=torch.float64)
+    noisy = as_array(
+        "dp_average(...)", dp_average(zeros, 0.5, 2.0, 10.0, generator), shape=(50_000,)
+    )
+    ratio = float(noisy.std()) / (2.0 * 0.5 / 10.0)
+    return feedback(
+        name,
+        abs(ratio - 1.0) < 0.03,
+        success="the noise std is sigma*C/(q*K): sensitivity C (one user's clipped update), "
+        "scaled by sigma, shared by the expected number of users.",
+        hint=f"the noise std came out {ratio:.2f} times sigma*C/(q*K): add N(0, (sigma*C)^2) to "
+        "the sum, then divide by q*K.",
+    )
+
+
+def check_user_level_epsilon(answer: Any) -> bool:
+    """Exercise 09.2: user-level epsilon of 50 rounds with q = 0.05, sigma = 1.0, delta = 1e-5.
+
+    One Poisson-subsampled Gaussian step per round, composed over all
+    rounds: ``accounting.epsilon(noise_multiplier=1.0, sample_rate=0.05,
+    steps=50, delta=1e-5)``.
+    """
+    from fl_dp_lab.accounting import epsilon
+
+    name = "Exercise 09.2"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_number("answer", answer)
+    expected = epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=50, delta=1e-5)
+    per_round = epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=1, delta=1e-5)
+    no_sampling = epsilon(noise_multiplier=1.0, sample_rate=1.0, steps=50, delta=1e-5)
+    if math.isclose(value, per_round, rel_tol=0.02):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="that is one round's epsilon; the budget composes over all 50 rounds.",
+        )
+    if math.isclose(value, no_sampling, rel_tol=0.02):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="with sample_rate=1 you lose the amplification: each user takes part "
+            "in a round only with probability q = 0.05.",
+        )
+    return feedback(
+        name,
+        math.isclose(value, expected, rel_tol=0.02),
+        success=f"ε ≈ {expected:.2f} for every user, whatever their data: rounds compose, "
+        "and sampling each user with probability q amplifies privacy.",
+        hint="call fl_dp_lab.accounting.epsilon with noise_multiplier, sample_rate = q, "
+        "steps = rounds and delta.",
+    )

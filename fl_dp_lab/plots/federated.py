@@ -1,0 +1,204 @@
+"""Figures of notebooks 08-09: client label histograms, FedAvg curves, DP-FedAvg readouts.
+
+Each builder returns ``(fig, artists)``; the ``update_*`` functions change
+those artists in place, so the dashboards of ``fl_dp_lab.widgets.federated``
+redraw without rebuilding the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from fl_dp_lab._simulation import FederatedHistory
+from fl_dp_lab.plots import PALETTE, new_figure
+
+__all__ = [
+    "client_label_counts",
+    "dirichlet_figure",
+    "dp_fedavg_figure",
+    "fedavg_curves",
+    "update_dirichlet_figure",
+    "update_dp_fedavg_figure",
+]
+
+_CLASS_COLOURS = [
+    PALETTE[c]
+    for c in ("blue", "orange", "green", "vermillion", "sky", "purple", "yellow", "black")
+] + ["#999999", "#7F3C8D"]
+
+
+def client_label_counts(
+    labels: np.ndarray, partition: Sequence[np.ndarray], num_classes: int
+) -> np.ndarray:
+    """Counts of each label on each client, shape ``(num_clients, num_classes)``.
+
+    >>> client_label_counts(np.array([0, 1, 1, 2]), [np.array([0, 1]), np.array([2, 3])], 3)
+    array([[1, 1, 0],
+           [0, 1, 1]])
+    """
+    labels = np.asarray(labels)
+    return np.stack([np.bincount(labels[p], minlength=num_classes) for p in partition])
+
+
+def fedavg_curves(
+    histories: Mapping[str, FederatedHistory],
+    *,
+    title: str,
+    metric: str = "accuracy",
+    reference: float | None = None,
+    reference_label: str = "centralised",
+) -> tuple[Any, Any]:
+    """Test accuracy (or loss) against the round for several runs, one line each."""
+    fig, ax = new_figure(width=7.0, height=4.0)
+    for (label, history), colour in zip(histories.items(), _CLASS_COLOURS, strict=False):
+        values = np.asarray(getattr(history, metric))
+        ax.plot(
+            history.round,
+            100 * values if metric == "accuracy" else values,
+            label=label,
+            color=colour,
+        )
+    if reference is not None:
+        ax.axhline(100 * reference, color=PALETTE["black"], ls="--", lw=1.2, label=reference_label)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy (%)" if metric == "accuracy" else "test loss")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    return fig, ax
+
+
+def dirichlet_figure(
+    labels: np.ndarray,
+    partition: Sequence[np.ndarray],
+    histories: Mapping[float, FederatedHistory],
+    alpha: float,
+    *,
+    num_classes: int = 10,
+) -> tuple[Any, dict[str, Any]]:
+    """Left: labels held by each client (stacked bars); right: accuracy curve for each alpha.
+
+    The curve of the selected ``alpha`` is drawn bold, the others faint.
+    """
+    fig, (left, right) = new_figure(1, 2, width=6.0, height=4.2)
+    num_clients = len(partition)
+    bars = []
+    for c in range(num_classes):
+        bars.append(
+            left.barh(
+                np.arange(num_clients),
+                np.zeros(num_clients),
+                height=0.8,
+                color=_CLASS_COLOURS[c % len(_CLASS_COLOURS)],
+                label=str(c),
+            )
+        )
+    left.set_yticks(np.arange(num_clients))
+    left.set_yticklabels([str(k) for k in range(num_clients)])
+    left.invert_yaxis()
+    left.set_xlabel("examples on the client")
+    left.set_ylabel("client")
+    left.legend(title="digit", ncols=2, fontsize=9, title_fontsize=10, loc="lower right")
+    lines = {}
+    for a, history in histories.items():
+        (lines[a],) = right.plot(
+            history.round,
+            100 * np.asarray(history.accuracy),
+            color=PALETTE["sky"],
+            lw=1.2,
+            alpha=0.6,
+        )
+    (bold,) = right.plot([], [], color=PALETTE["blue"], lw=3.0)
+    right.set_xlabel("round")
+    right.set_ylabel("test accuracy (%)")
+    right.set_ylim(0, 100)
+    artists = {
+        "fig": fig,
+        "left": left,
+        "right": right,
+        "bars": bars,
+        "bold": bold,
+        "lines": lines,
+        "labels": np.asarray(labels),
+        "num_classes": num_classes,
+        "histories": histories,
+    }
+    update_dirichlet_figure(artists, partition, alpha)
+    return fig, artists
+
+
+def update_dirichlet_figure(
+    artists: dict[str, Any], partition: Sequence[np.ndarray], alpha: float
+) -> float:
+    """Redraw the label bars for ``partition``, highlight ``alpha``; return its final accuracy."""
+    counts = client_label_counts(artists["labels"], partition, artists["num_classes"])
+    lefts = np.zeros(len(partition))
+    for c, container in enumerate(artists["bars"]):
+        for patch, start, width in zip(container.patches, lefts, counts[:, c], strict=True):
+            patch.set_x(start)
+            patch.set_width(width)
+        lefts = lefts + counts[:, c]
+    artists["left"].set_xlim(0, max(1.0, lefts.max()) * 1.05)
+    history = artists["histories"][alpha]
+    artists["bold"].set_data(history.round, 100 * np.asarray(history.accuracy))
+    final = history.accuracy[-1]
+    artists["left"].set_title(f"α = {alpha:g}: labels per client")
+    artists["right"].set_title(
+        f"FedAvg reaches {100 * final:.0f} % after {history.round[-1]} rounds"
+    )
+    artists["fig"].canvas.draw_idle()
+    return final
+
+
+def dp_fedavg_figure(
+    history: FederatedHistory, *, max_epsilon: float = 20.0
+) -> tuple[Any, dict[str, Any]]:
+    """Left: user-level epsilon after each round; right: test accuracy after each round."""
+    fig, (left, right) = new_figure(1, 2, width=5.2, height=3.8)
+    (eps_line,) = left.plot([], [], color=PALETTE["vermillion"], marker="o", ms=4)
+    left.set_xlabel("round")
+    left.set_ylabel("user-level ε (δ fixed)")
+    left.set_ylim(0, max_epsilon)
+    no_privacy = left.text(
+        0.5,
+        0.5,
+        "σ = 0: no privacy (ε = ∞)",
+        transform=left.transAxes,
+        ha="center",
+        va="center",
+        fontsize=13,
+        color=PALETTE["vermillion"],
+    )
+    (acc_line,) = right.plot([], [], color=PALETTE["blue"], marker="o", ms=4)
+    right.set_xlabel("round")
+    right.set_ylabel("test accuracy (%)")
+    right.set_ylim(0, 50)
+    artists = {
+        "fig": fig,
+        "left": left,
+        "right": right,
+        "eps": eps_line,
+        "acc": acc_line,
+        "no_privacy": no_privacy,
+    }
+    update_dp_fedavg_figure(artists, history)
+    return fig, artists
+
+
+def update_dp_fedavg_figure(artists: dict[str, Any], history: FederatedHistory) -> None:
+    """Show ``history`` in a figure built by ``dp_fedavg_figure``."""
+    finite = all(math.isfinite(e) for e in history.epsilon)
+    artists["eps"].set_data(history.round, history.epsilon if finite else [])
+    artists["no_privacy"].set_visible(not finite)
+    artists["left"].set_xlim(0, history.round[-1] + 1)
+    artists["acc"].set_data(history.round, 100 * np.asarray(history.accuracy))
+    artists["right"].set_xlim(0, history.round[-1] + 1)
+    eps_text = f"ε = {history.epsilon[-1]:.2f}" if finite else "ε = ∞"
+    artists["left"].set_title(f"privacy spent: {eps_text}")
+    artists["right"].set_title(
+        f"accuracy after {history.round[-1]} rounds: {100 * history.accuracy[-1]:.1f} %"
+    )
+    artists["fig"].canvas.draw_idle()
