@@ -87,7 +87,8 @@ def check_local_steps(answer: Any) -> bool:
 def check_dp_aggregate(dp_average: Any) -> bool:
     """Exercise 09.1: the clip-then-noise average, written by the learner.
 
-    ``dp_average(updates, clip_norm, noise_multiplier, expected_clients, generator)`` must return (sum_k clip(Delta_k, C) + N(0, (sigma*C)^2 I)) / (q*K).
+    ``dp_average(updates, clip_norm, noise_multiplier, expected_clients, generator)``
+    must return (sum_k clip(Delta_k, C) + N(0, (sigma*C)^2 I)) / (q*K).
     Checked without noise on rows that need clipping (so a missing clip or
     a division by the actual number of clients is caught), then with noise
     on zero updates: the output's standard deviation must be sigma*C/(q*K)
