@@ -231,14 +231,17 @@ def gradient_check(
     than its own error (this is the usual metric of CS231n's gradient-check
     notes, with a floor). Works on NumPy functions and on torch functions or
     modules: pass x as a tensor and f receives tensors. Check in float64:
-    float32 round-off alone gives relative errors near 1e-3.
+    float32 round-off alone gives relative errors of 1e-3 to 1e-2, so
+    its tolerance must be loose enough to hide bugs of that size.
 
     Args:
         f: scalar-valued function of x.
         grad_f: a function returning the claimed gradient at x, or that gradient.
         x: a float, NumPy array or torch tensor.
         h: step > 0; ``None`` as in ``central_difference``.
-        tolerance: pass threshold; ``None`` means 1e-6 for float64, 1e-2 for float32.
+        tolerance: pass threshold; ``None`` means 1e-5 for float64, 5e-2 for float32
+            (a right gradient usually shows 1e-10 to 1e-7 in float64; the
+            margin covers coordinates compared against the floor).
 
     Returns:
         A ``GradientCheck``; ``bool(result)`` says whether it passed.
@@ -254,7 +257,7 @@ def gradient_check(
     if analytic.shape != numeric.shape:
         fail("grad_f(x)'s shape", f"the shape of x, {numeric.shape}", analytic.shape)
     if tolerance is None:
-        tolerance = 1e-2 if _to_numpy(x).dtype == np.float32 else 1e-6
+        tolerance = 5e-2 if _to_numpy(x).dtype == np.float32 else 1e-5
     tolerance = check_real("tolerance", tolerance, low=0.0, low_open=True)
     scale = np.maximum(np.abs(analytic), np.abs(numeric))
     floor = max(1e-3 * float(scale.max(initial=0.0)), np.finfo(np.float64).tiny)

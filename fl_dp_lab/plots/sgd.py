@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from fl_dp_lab.plots import PALETTE, new_figure
 from fl_dp_lab.training import History
@@ -33,17 +34,29 @@ def training_curves(
     axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy, nats)", yscale="log")
     axes[1].set(xlabel="epoch", ylabel="test accuracy (%)")
     axes[1].legend(loc="lower right")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     return fig, axes
 
 
 def gradient_norm_histogram(
-    norms: Any, *, title: str, bins: int = 40
+    norms: Any, *, title: str, bins: int = 40, log: bool = True
 ) -> tuple[plt.Figure, plt.Axes]:
-    """Histogram of per-example gradient norms with the median and the maximum marked."""
+    """Histogram of per-example gradient norms with the median and the maximum marked.
+
+    ``log`` spaces the bins evenly in log(norm) and draws a log x-axis: the
+    norms usually span several orders of magnitude.
+    """
     norms = np.asarray(norms, dtype=float)
     fig, ax = new_figure(width=7.0, height=4.0)
-    ax.hist(norms, bins=bins, color=PALETTE["blue"], alpha=0.85)
+    if log:
+        positive = norms[norms > 0]
+        edges = np.logspace(np.log10(positive.min()), np.log10(positive.max()), bins + 1)
+        ax.set_xscale("log")
+    else:
+        edges = bins
+    ax.hist(norms, bins=edges, color=PALETTE["blue"], alpha=0.85)
     median, largest = float(np.median(norms)), float(norms.max())
     ax.axvline(median, color=PALETTE["orange"], linestyle="--", label=f"median {median:.2g}")
     ax.axvline(largest, color=PALETTE["vermillion"], linestyle=":", label=f"max {largest:.2g}")
