@@ -1,0 +1,472 @@
+"""Tests of fl_dp_lab.dpsgd against a naive loop, central differences and Opacus."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from fl_dp_lab import accounting
+from fl_dp_lab.dpsgd import (
+    DPHistory,
+    add_noise,
+    clip_per_sample,
+    clipped_gradient_sum,
+    dp_sgd_step,
+    ghost_norms,
+    per_sample_gradients,
+    per_sample_norms,
+    poisson_batches,
+    train_dp_sgd,
+)
+from fl_dp_lab.models import MLP, LogisticRegression, SmallCNN
+
+LOSS = nn.functional.cross_entropy
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+class _Sequence(nn.Module):
+    """Linear layers on (B, T, 16) inputs: the Gram-matrix (T=3) and materialised (T=40) paths."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.mix = nn.Linear(16, 12)
+        self.head = nn.Linear(12 * steps, 3)
+        self.steps = steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.mix(x.view(len(x), self.steps, 16))).flatten(1))
+
+
+class _WithNorm(nn.Module):
+    """A GroupNorm layer ghost clipping does not cover: exercises the vmap fallback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 6)
+        self.norm = nn.GroupNorm(2, 6)
+        self.out = nn.Linear(6, 3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm(self.fc(x)))
+
+
+def _case(name: str, batch: int = 6):
+    """(model, x, y) for each architecture the tests cover."""
+    g = _gen(1)
+    if name == "mlp":
+        model, x, classes = MLP(784, 32, 10, generator=_gen(0)), torch.rand(batch, 28, 28), 10
+    elif name == "cnn":
+        model, x, classes = SmallCNN(10, generator=_gen(0)), torch.rand(batch, 1, 28, 28), 10
+    elif name in ("seq3", "seq40"):
+        steps = int(name[3:])
+        model, x, classes = _Sequence(steps), torch.randn(batch, steps * 16, generator=g), 3
+    else:
+        model, x, classes = _WithNorm(), torch.randn(batch, 8, generator=g), 3
+    torch.manual_seed(0)  # only _Sequence/_WithNorm use torch's default init
+    return model, x, torch.randint(0, classes, (batch,), generator=g)
+
+
+CASES = ("mlp", "cnn", "seq3", "seq40", "norm")
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("method", ["vmap", "hooks"])
+def test_per_sample_gradients_equal_the_naive_loop(case, method):
+    model, x, y = _case(case)
+    loop = per_sample_gradients(model, LOSS, x, y, method="loop")
+    fast = per_sample_gradients(model, LOSS, x, y, method=method)
+    assert fast.keys() == dict(model.named_parameters()).keys()
+    for name, grad in loop.items():
+        assert fast[name].shape == (len(x), *dict(model.named_parameters())[name].shape)
+        torch.testing.assert_close(fast[name], grad, atol=1e-5, rtol=1e-5)
+
+
+def test_per_sample_gradients_are_the_gradients_of_each_examples_loss():
+    # Prepare: the loop is checked once against the definition, one backward per example
+    model, x, y = _case("mlp", batch=3)
+    grads = per_sample_gradients(model, LOSS, x, y, method="loop")
+    for i in range(3):
+        model.zero_grad()
+        LOSS(model(x[i : i + 1]), y[i : i + 1]).backward()
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(grads[name][i], p.grad)
+    # Assert: the per-sample gradients average to the batch gradient
+    model.zero_grad()
+    LOSS(model(x), y).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(grads[name].mean(0), p.grad, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["loop", "vmap", "hooks"])
+def test_per_sample_gradients_match_central_differences_in_float64(method):
+    # Prepare: a tiny float64 model, so central differences are accurate to ~1e-9
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    x = torch.randn(4, 3, dtype=torch.float64, generator=_gen(2))
+    y = torch.tensor([0, 1, 1, 0])
+    h = 1e-6
+    # Execute
+    grads = per_sample_gradients(model, LOSS, x, y, method=method)
+    # Assert: (f(theta + h e_k) - f(theta - h e_k)) / (2 h) for every coordinate k
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.view(-1)
+            for k in range(flat.numel()):
+                flat[k] += h
+                up = torch.stack([LOSS(model(x[i : i + 1]), y[i : i + 1]) for i in range(4)])
+                flat[k] -= 2 * h
+                down = torch.stack([LOSS(model(x[i : i + 1]), y[i : i + 1]) for i in range(4)])
+                flat[k] += h
+                expected = (up - down) / (2 * h)
+                torch.testing.assert_close(
+                    grads[name].reshape(4, -1)[:, k], expected, atol=1e-8, rtol=1e-6
+                )
+
+
+@pytest.mark.parametrize("case", ["mlp", "cnn"])
+def test_per_sample_gradients_match_opacus_grad_sample_module(case):
+    from opacus import GradSampleModule
+
+    model, x, y = _case(case)
+    ours = per_sample_gradients(model, LOSS, x, y, method="vmap")
+    ghost_free = per_sample_gradients(model, LOSS, x, y, method="hooks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = GradSampleModule(model, loss_reduction="mean")
+        LOSS(wrapped(x), y).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ours[name], p.grad_sample, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ghost_free[name], p.grad_sample, atol=1e-5, rtol=1e-5)
+    wrapped._close()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_ghost_norms_equal_the_norms_of_the_naive_loop(case):
+    model, x, y = _case(case)
+    expected = per_sample_norms(per_sample_gradients(model, LOSS, x, y, method="loop"))
+    torch.testing.assert_close(ghost_norms(model, LOSS, x, y), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_per_sample_norms_is_the_norm_over_all_parameters_together():
+    grads = {"w": torch.tensor([[3.0, 0.0], [1.0, 1.0]]), "b": torch.tensor([[4.0], [1.0]])}
+    torch.testing.assert_close(per_sample_norms(grads), torch.tensor([5.0, math.sqrt(3.0)]))
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("max_grad_norm", [0.05, 100.0])
+def test_clipped_gradient_sum_agrees_across_methods(case, max_grad_norm):
+    # Prepare: the reference clips the naive loop's gradients by hand
+    model, x, y = _case(case)
+    grads = per_sample_gradients(model, LOSS, x, y, method="loop")
+    norms = per_sample_norms(grads)
+    factors = torch.clamp(max_grad_norm / (norms + 1e-6), max=1.0)
+    expected = {n: (g * factors.view(-1, *[1] * (g.dim() - 1))).sum(0) for n, g in grads.items()}
+    for method in ("ghost", "vmap", "loop", "hooks"):
+        # Execute
+        got = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=max_grad_norm, method=method)
+        # Assert
+        assert got.keys() == expected.keys()
+        for name in expected:
+            torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5)
+
+
+def test_clipped_gradient_sum_skips_frozen_parameters_and_empty_batches():
+    model, x, y = _case("mlp")
+    model.fc1.weight.requires_grad_(False)
+    ghost = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.1, method="ghost")
+    loop = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.1, method="loop")
+    assert set(ghost) == {"fc1.bias", "fc2.weight", "fc2.bias"} == set(loop)
+    for name in ghost:
+        torch.testing.assert_close(ghost[name], loop[name], atol=1e-6, rtol=1e-5)
+    empty = clipped_gradient_sum(model, LOSS, x[:0], y[:0], max_grad_norm=0.1)
+    assert all(torch.count_nonzero(g) == 0 for g in empty.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scales=st.lists(st.floats(0.0, 1e4), min_size=1, max_size=8),
+    max_grad_norm=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 2**16),
+    double=st.booleans(),
+)
+def test_clipped_norms_never_exceed_max_grad_norm(scales, max_grad_norm, seed, double):
+    # float64: within C + 1e-6; float32 rounds a norm of C to within a few ulps of C,
+    # so there the band is relative, C * (1 + 1e-6)
+    dtype = torch.float64 if double else torch.float32
+    g = _gen(seed)
+    scale = torch.tensor(scales, dtype=dtype).view(-1, 1)
+    grads = {
+        "w": torch.randn(len(scales), 7, generator=g, dtype=dtype) * scale,
+        "b": torch.randn(len(scales), 1, generator=g, dtype=dtype),
+    }
+    clipped = clip_per_sample(grads, max_grad_norm=max_grad_norm)
+    norms, after = per_sample_norms(grads), per_sample_norms(clipped)
+    bound = max_grad_norm + 1e-6 if double else max_grad_norm * (1 + 1e-6)
+    assert torch.all(after <= bound)
+    # a gradient already inside the ball is untouched (up to the 1e-6 guard)
+    inside = norms <= max_grad_norm
+    torch.testing.assert_close(after[inside], norms[inside], atol=1e-5, rtol=1e-5)
+
+
+def test_add_noise_has_std_noise_multiplier_times_max_grad_norm():
+    # Prepare: 400,000 coordinates; the std's standard error is std / sqrt(2 n) ~ 0.11 %,
+    # so a 1 % band passes reliably and fails for sigma alone (x 1/0.7) or a sqrt(2) slip
+    zero = {"w": torch.zeros(1000, 200), "b": torch.zeros(200_000)}
+    # Execute
+    noisy = add_noise(zero, max_grad_norm=0.7, noise_multiplier=1.5, generator=_gen(0))
+    # Assert
+    values = torch.cat([v.flatten() for v in noisy.values()]).double()
+    assert values.std().item() == pytest.approx(1.5 * 0.7, rel=0.01)
+    assert abs(values.mean().item()) < 5 * 1.05 / math.sqrt(len(values))
+    assert torch.count_nonzero(zero["w"]) == 0  # the input is not modified
+
+
+def test_add_noise_is_reproducible_and_zero_noise_is_the_identity():
+    grads = {"w": torch.arange(4.0)}
+    a = add_noise(grads, max_grad_norm=1.0, noise_multiplier=2.0, generator=_gen(3))
+    b = add_noise(grads, max_grad_norm=1.0, noise_multiplier=2.0, generator=_gen(3))
+    torch.testing.assert_close(a["w"], b["w"])
+    assert not torch.equal(a["w"], grads["w"])
+    same = add_noise(grads, max_grad_norm=1.0, noise_multiplier=0.0, generator=_gen(3))
+    torch.testing.assert_close(same["w"], grads["w"])
+
+
+def test_poisson_batches_have_mean_size_q_n_and_include_each_example_with_rate_q():
+    # Prepare: 2,000 steps, N = 500, q = 0.04: the mean batch size has standard error
+    # sqrt(N q (1 - q) / steps) ~ 0.098, so a band of 0.5 is ~5 standard errors
+    batches = poisson_batches(500, sample_rate=0.04, steps=2000, generator=_gen(0))
+    sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64)
+    # Assert
+    assert len(batches) == 2000
+    assert sizes.mean().item() == pytest.approx(0.04 * 500, abs=0.5)
+    assert sizes.var().item() == pytest.approx(500 * 0.04 * 0.96, rel=0.1)  # Binomial, not fixed
+    counts = torch.bincount(torch.cat(batches), minlength=500).double() / 2000
+    assert counts.mean().item() == pytest.approx(0.04, abs=0.001)
+    assert all(torch.equal(b, b.unique()) for b in batches[:50])  # sorted, no repeats
+
+
+def test_poisson_batches_can_be_empty_and_an_empty_batch_is_a_noise_only_step():
+    batches = poisson_batches(5, sample_rate=0.05, steps=40, generator=_gen(0))
+    empty = [b for b in batches if len(b) == 0]
+    assert len(empty) > 10  # P(empty) = 0.95**5 = 0.77
+    # Execute: a step on an empty batch moves the model by the noise alone
+    model = LogisticRegression(4, 2)
+    x, y = torch.ones(5, 4), torch.tensor([0, 1, 0, 1, 1])
+    noisy = dp_sgd_step(
+        model, LOSS, x[empty[0]], y[empty[0]], lr=0.5, max_grad_norm=2.0,
+        noise_multiplier=3.0, expected_batch_size=0.25, generator=_gen(7),
+    )  # fmt: skip
+    # Assert: the same draws as add_noise on zeros, divided by q N
+    expected = add_noise(
+        {n: torch.zeros_like(p) for n, p in model.named_parameters()},
+        max_grad_norm=2.0, noise_multiplier=3.0, generator=_gen(7),
+    )  # fmt: skip
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(noisy[name], expected[name] / 0.25)
+        torch.testing.assert_close(p.detach(), -0.5 * noisy[name])
+
+
+@pytest.mark.parametrize("case", ["mlp", "cnn"])
+@pytest.mark.parametrize("method", ["ghost", "vmap"])
+def test_dp_sgd_step_without_noise_equals_one_opacus_dp_optimizer_step(case, method):
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    # Prepare: the same model twice, one batch, C small enough that most examples clip
+    ours, x, y = _case(case, batch=8)
+    theirs, _, _ = _case(case, batch=8)
+    theirs.load_state_dict(ours.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = GradSampleModule(theirs, loss_reduction="mean")
+        optimizer = DPOptimizer(
+            torch.optim.SGD(wrapped.parameters(), lr=0.3), noise_multiplier=0.0,
+            max_grad_norm=0.2, expected_batch_size=10,
+        )  # fmt: skip
+        # Execute
+        LOSS(wrapped(x), y).backward()
+        optimizer.step()
+    dp_sgd_step(
+        ours, LOSS, x, y, lr=0.3, max_grad_norm=0.2, noise_multiplier=0.0,
+        expected_batch_size=10, generator=_gen(0), method=method,
+    )  # fmt: skip
+    # Assert
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+    wrapped._close()
+
+
+def test_dp_sgd_step_noise_has_std_sigma_c_over_the_expected_batch_size():
+    # Prepare: the clipped sum is fixed; repeated steps differ only by their noise
+    model, x, y = _case("mlp", batch=4)
+    reference = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.5)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # Execute: 20 steps x 25,450 coordinates; a 2 % band on the std (~0.4 % standard error)
+    g, residuals = _gen(5), []
+    for _ in range(20):
+        model.load_state_dict(state)
+        noisy = dp_sgd_step(
+            model, LOSS, x, y, lr=0.1, max_grad_norm=0.5, noise_multiplier=2.0,
+            expected_batch_size=4.0, generator=g,
+        )  # fmt: skip
+        residuals += [(noisy[n] - reference[n] / 4.0).flatten() for n in noisy]
+    # Assert
+    assert torch.cat(residuals).std().item() == pytest.approx(2.0 * 0.5 / 4.0, rel=0.02)
+
+
+def test_train_dp_sgd_learns_and_records_epsilon_from_the_accountant():
+    # Prepare: two well-separated blobs, 200 examples
+    g = _gen(0)
+    y = torch.arange(200) % 2
+    x = torch.randn(200, 2, generator=g) + 3.0 * (2 * y[:, None] - 1)
+    model = LogisticRegression(2, 2)
+    # Execute
+    history = train_dp_sgd(
+        model, x, y, sample_rate=0.1, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5,
+        epochs=3, delta=1e-5, generator=g, x_test=x, y_test=y, progress=False,
+    )  # fmt: skip
+    # Assert
+    assert isinstance(history, DPHistory)
+    assert history.epoch == [1, 2, 3] and history.steps == [10, 20, 30]
+    expected = [
+        accounting.epsilon(noise_multiplier=1.0, sample_rate=0.1, steps=s, delta=1e-5)
+        for s in (10, 20, 30)
+    ]
+    assert history.epsilon == pytest.approx(expected)
+    assert history.epsilon[0] < history.epsilon[1] < history.epsilon[2]
+    assert history.test_accuracy[-1] > 0.95
+    assert len(history.train_loss) == len(history.test_loss) == 3
+
+
+def test_train_dp_sgd_without_noise_reports_infinite_epsilon():
+    x, y = torch.randn(20, 3, generator=_gen(0)), torch.arange(20) % 2
+    history = train_dp_sgd(
+        LogisticRegression(3, 2), x, y, sample_rate=0.5, noise_multiplier=0.0,
+        max_grad_norm=1.0, lr=0.1, epochs=1, delta=1e-5, generator=_gen(1), progress=False,
+    )  # fmt: skip
+    assert history.epsilon == [math.inf]
+    assert history.test_accuracy == []
+
+
+def _step(**overrides):
+    model, x, y = _case("mlp", batch=2)
+    kwargs = dict(
+        lr=0.1, max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_size=2.0,
+        generator=_gen(0), method="ghost",
+    )  # fmt: skip
+    kwargs.update(overrides)
+    return dp_sgd_step(model, LOSS, x, y, **kwargs)
+
+
+def _call_args():
+    model, x, y = _case("mlp", batch=2)
+    return model, LOSS, x, y
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: _step(max_grad_norm=0.0), ValueError, "max_grad_norm must be > 0"),
+        (lambda: _step(max_grad_norm=-1.0), ValueError, "max_grad_norm must be > 0"),
+        (lambda: _step(noise_multiplier=-0.1), ValueError, "noise_multiplier must be >= 0"),
+        (lambda: _step(method="ghosts"), ValueError, "method must be one of"),
+        (lambda: _step(lr=0.0), ValueError, "lr must be > 0"),
+        (lambda: _step(expected_batch_size=0), ValueError, "expected_batch_size must be > 0"),
+        (lambda: _step(generator=0), TypeError, "generator must be a torch.Generator"),
+        (
+            lambda: poisson_batches(10, sample_rate=0.0, steps=1, generator=_gen()),
+            ValueError,
+            r"sample_rate must be in \(0, 1\]",
+        ),
+        (
+            lambda: poisson_batches(10, sample_rate=1.5, steps=1, generator=_gen()),
+            ValueError,
+            r"sample_rate must be in \(0, 1\]",
+        ),
+        (
+            lambda: poisson_batches(10, sample_rate=0.5, steps=-1, generator=_gen()),
+            ValueError,
+            "steps must be an integer >= 0",
+        ),
+        (
+            lambda: per_sample_gradients(
+                *_case("mlp")[:1], LOSS, torch.ones(3, 784), torch.ones(2)
+            ),
+            ValueError,
+            "x and y must be batches of the same size",
+        ),
+        (
+            lambda: per_sample_gradients(*_call_args(), method="ghost"),
+            ValueError,
+            "method must be one of",
+        ),
+        (
+            lambda: clipped_gradient_sum(*_call_args(), max_grad_norm=1.0, method="naive"),
+            ValueError,
+            "method must be one of",
+        ),
+        (
+            lambda: clip_per_sample({"w": torch.ones(2, 3)}, max_grad_norm=0.0),
+            ValueError,
+            "max_grad_norm must be > 0",
+        ),
+        (
+            lambda: clip_per_sample({"w": torch.ones(2, 3), "b": torch.ones(3)}, max_grad_norm=1.0),
+            ValueError,
+            "grads must be tensors with the same batch size",
+        ),
+        (
+            lambda: add_noise(
+                {"w": torch.ones(2)}, max_grad_norm=1.0, noise_multiplier=-1.0, generator=_gen()
+            ),
+            ValueError,
+            "noise_multiplier must be >= 0",
+        ),
+        (
+            lambda: train_dp_sgd(
+                LogisticRegression(2, 2),
+                torch.ones(4, 2),
+                torch.ones(4, dtype=torch.long),
+                sample_rate=1.2,
+                noise_multiplier=1.0,
+                max_grad_norm=1.0,
+                lr=0.1,
+                epochs=1,
+                delta=1e-5,
+                generator=_gen(),
+                progress=False,
+            ),  # fmt: skip
+            ValueError,
+            r"sample_rate must be in \(0, 1\]",
+        ),
+        (
+            lambda: train_dp_sgd(
+                LogisticRegression(2, 2),
+                torch.ones(4, 2),
+                torch.ones(4, dtype=torch.long),
+                sample_rate=0.5,
+                noise_multiplier=1.0,
+                max_grad_norm=1.0,
+                lr=0.1,
+                epochs=1,
+                delta=0.0,
+                generator=_gen(),
+                progress=False,
+            ),  # fmt: skip
+            ValueError,
+            r"delta must be in \(0, 1\)",
+        ),
+    ],
+)
+def test_bad_input_gives_a_clear_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
