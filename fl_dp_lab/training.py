@@ -125,7 +125,7 @@ def train(
             loss = loss_fn(model(x[batch]), y[batch])
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         history.epoch.append(epoch)
         history.train_loss.append(sum(losses) / len(losses))
         if x_test is not None and y_test is not None:
