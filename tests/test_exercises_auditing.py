@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from fl_dp_lab.auditing import clopper_pearson, epsilon_lower_bound
-from fl_dp_lab.exercises import check_audit_ceiling, check_fpr_upper_bound
+from fl_dp_lab.exercises import check_audit_ceiling, check_fpr_upper_bound, check_trials_needed
 
 
 def test_fpr_upper_bound_right_answers_pass(capsys):
@@ -72,7 +72,38 @@ def test_audit_ceiling_wrong_answers_get_their_hint(capsys, wrong, hint):
     assert "✗" in out and hint in out
 
 
-@pytest.mark.parametrize("check", [check_fpr_upper_bound, check_audit_ceiling])
+def _ceiling(n: int) -> float:
+    return epsilon_lower_bound(
+        true_positives=n, false_positives=0, true_negatives=n, false_negatives=0, delta=1e-5
+    )
+
+
+def test_trials_needed_right_answer_is_the_first_ceiling_above_the_claim(capsys):
+    # Independent search with the library: the first n whose ceiling passes 4.38.
+    n = next(n for n in range(1, 2000) if _ceiling(n) > 4.38)
+    assert _ceiling(n - 1) <= 4.38 < _ceiling(n)
+    assert check_trials_needed(n) is True
+    assert check_trials_needed(np.int64(n)) is True
+    assert f"n = {n}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (594, "both worlds"),
+        (296, "almost"),
+        (241, "one-sided"),
+        (80, "rule of thumb"),
+        (300, "loop n"),
+    ],
+)
+def test_trials_needed_wrong_answers_get_their_hint(capsys, wrong, hint):
+    assert check_trials_needed(wrong) is False
+    out = capsys.readouterr().out
+    assert "✗" in out and hint in out
+
+
+@pytest.mark.parametrize("check", [check_fpr_upper_bound, check_audit_ceiling, check_trials_needed])
 def test_unanswered_and_malformed(capsys, check):
     assert check(...) is False
     assert "not answered yet" in capsys.readouterr().out

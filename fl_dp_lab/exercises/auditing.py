@@ -9,7 +9,7 @@ from scipy import stats
 
 from fl_dp_lab.exercises._core import as_number, feedback, is_unanswered, report_unanswered
 
-__all__ = ["check_audit_ceiling", "check_fpr_upper_bound"]
+__all__ = ["check_audit_ceiling", "check_fpr_upper_bound", "check_trials_needed"]
 
 
 def check_fpr_upper_bound(answer: Any) -> bool:
@@ -92,4 +92,49 @@ def check_audit_ceiling(answer: Any) -> bool:
         "accountant claiming ε = 8 cannot be caught by this audit, bug or no bug.",
         hint="no errors means FP = FN = 0; call epsilon_lower_bound with those counts "
         "(500 trials a world), or compute u = 1 - 0.025 ** (1 / 500) and log((1 - delta - u) / u).",
+    )
+
+
+def check_trials_needed(answer: Any) -> bool:
+    """Exercise 10.3: the fewest counted trials per world that could certify more than 4.38.
+
+    A perfect attack (no errors in n counted trials per world) certifies
+    log((1 - delta - u) / u) with u = 1 - 0.025^(1/n), at delta = 1e-5.
+    That first exceeds 4.38 (the accountant's claim at sigma = 1) at n = 297;
+    n = 296 gives 4.3788. Below that no audit of one step at sigma = 1 can
+    catch any bug, however blatant.
+    """
+    name = "Exercise 10.3"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_number("answer", answer)
+    target, delta = 4.38, 1e-5
+
+    def smallest(tail: float) -> int:
+        n = 1
+        while math.log((1.0 - delta) / (1.0 - tail ** (1.0 / n)) - 1.0) <= target:
+            n += 1
+        return n
+
+    expected = smallest(0.025)
+    wrong = {
+        2 * expected: "that counts both worlds (or the threshold half too); the question asks "
+        "for the counted trials in each world.",
+        expected - 1: f"almost: n = {expected - 1} certifies just under 4.38. Find the smallest n "
+        "whose ceiling is above it.",
+        smallest(0.05): "that uses a one-sided 95 % bound; the audit's upper ends leave 2.5 %: "
+        "u = 1 - 0.025 ** (1 / n).",
+        round(math.exp(target)): "e^eps is only a rule of thumb for the ceiling; compute the "
+        "Clopper-Pearson ceiling for each n.",
+    }
+    for value_wrong, hint in wrong.items():
+        if value == value_wrong:
+            return feedback(name, False, success="", hint=hint)
+    return feedback(
+        name,
+        value == expected,
+        success=f"n = {expected}: with fewer counted trials a world, even a bug that leaks "
+        "everything passes an audit of one step at sigma = 1.",
+        hint="loop n = 1, 2, ... and stop at the first n whose ceiling, epsilon_lower_bound with "
+        "no errors in n trials of each kind, is above 4.38.",
     )
