@@ -285,7 +285,9 @@ def _calibrate(target: float, q: float, steps: int, delta: float, accountant: st
     """Bracket sigma by doubling, then bisect log sigma until epsilon is in [0.999, 1] target."""
 
     def spent(sigma: float) -> float:
-        return _epsilon(sigma, q, steps, delta, accountant)
+        with warnings.catch_warnings():  # edge-of-grid orders while bracketing are expected
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return _epsilon(sigma, q, steps, delta, accountant)
 
     low, high = _SIGMA_RANGE
     start = 1.0 if accountant == "rdp" else _calibrate(target, q, steps, delta, "rdp")
