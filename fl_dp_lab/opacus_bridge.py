@@ -83,12 +83,19 @@ class PrivateTraining:
 
 @dataclass
 class OpacusHistory:
-    """Per-epoch record of an Opacus training run (lists of equal length)."""
+    """What an Opacus training run recorded.
+
+    Attributes:
+        epoch, train_loss, test_accuracy: one entry per epoch (accuracy only
+            when a test set was given).
+        epsilon: the epsilon spent by the whole run, at the delta it was asked
+            for (``math.inf`` without noise, ``nan`` when not asked).
+    """
 
     epoch: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
-    epsilon: list[float] = field(default_factory=list)
+    epsilon: float = float("nan")
 
 
 @dataclass
@@ -213,16 +220,17 @@ def train_private(
     private: PrivateTraining,
     *,
     epochs: int,
-    delta: float = 1e-5,
+    delta: float | None = 1e-5,
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     progress: bool = False,
 ) -> OpacusHistory:
-    """Run ``epochs`` passes of Opacus DP-SGD; record loss, test accuracy, epsilon.
+    """Run ``epochs`` passes of Opacus DP-SGD; record loss, test accuracy and the epsilon spent.
 
     One epoch is ``len(data_loader) = 1 / q`` Poisson batches; every batch is
     one optimizer step, so the accountant sees ``epochs / q`` steps in all.
-    Epsilon is read from the engine's own accountant after each epoch.
+    Epsilon is read once, at the end, from the engine's own accountant
+    (Opacus's RDP takes a fraction of a second per call); ``delta=None`` skips it.
     """
     epochs = check_int("epochs", epochs, minimum=1)
     check_bool("progress", progress)
@@ -240,7 +248,8 @@ def train_private(
         history.train_loss.append(float(np.nanmean(losses)))
         if x_test is not None and y_test is not None:
             history.test_accuracy.append(evaluate(private.module, x_test, y_test)[1])
-        history.epsilon.append(_epsilon(private, delta))
+    if delta is not None:
+        history.epsilon = _epsilon(private, delta)
     return history
 
 
@@ -258,6 +267,7 @@ def private_sweep(
     lr: float,
     seed: int,
     delta: float = 1e-5,
+    baseline_lr: float | None = None,
     progress: bool = True,
 ) -> SweepResult:
     """Train one Opacus (ghost clipping) model per (sigma, C) pair; collect accuracy and epsilon.
@@ -265,7 +275,9 @@ def private_sweep(
     Every run starts from ``make_model(torch.Generator().manual_seed(seed))``
     and samples batches and noise from ``torch.Generator().manual_seed(seed + 1)``,
     so runs differ only in sigma and C. The baseline is plain SGD with
-    shuffled batches of ``batch_size``, the same epochs and learning rate.
+    shuffled batches of ``batch_size`` and the same epochs, at ``baseline_lr``
+    (default ``lr``; clipping bounds the private step, so the private and the
+    non-private runs may each need their own learning rate).
     """
     from fl_dp_lab.training import train
 
@@ -292,8 +304,10 @@ def private_sweep(
             noise_multiplier=float(sigmas[i]),
             generator=torch.Generator().manual_seed(seed + 1),
         )
-        history = train_private(private, epochs=epochs, delta=delta, x_test=x_test, y_test=y_test)
-        accuracy[i, j], epsilon[i] = history.test_accuracy[-1], history.epsilon[-1]
+        account = delta if j == 0 else None  # epsilon depends on sigma only
+        history = train_private(private, epochs=epochs, delta=account, x_test=x_test, y_test=y_test)
+        accuracy[i, j] = history.test_accuracy[-1]
+        epsilon[i] = history.epsilon if j == 0 else epsilon[i]
     baseline = make_model(torch.Generator().manual_seed(seed))
     history = train(
         baseline,
@@ -301,7 +315,7 @@ def private_sweep(
         y,
         epochs=epochs,
         batch_size=batch_size,
-        lr=lr,
+        lr=lr if baseline_lr is None else baseline_lr,
         x_test=x_test,
         y_test=y_test,
         generator=torch.Generator().manual_seed(seed + 1),

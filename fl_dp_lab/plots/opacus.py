@@ -18,6 +18,7 @@ __all__ = [
     "plot_agreement",
     "plot_batch_sizes",
     "plot_epsilon_curves",
+    "plot_noise",
     "plot_sweep",
     "update_sweep",
 ]
@@ -45,7 +46,7 @@ def plot_batch_sizes(sizes: Sequence[int], *, num_examples: int, sample_rate: fl
     """Histogram of Poisson batch sizes with the Binomial(num_examples, sample_rate) law."""
     sizes = np.asarray(sizes, dtype=int)
     fig, ax = new_figure(width=6.4, height=4.0)
-    edges = np.arange(sizes.min() - 0.5, sizes.max() + 1.5, max(1, (np.ptp(sizes) + 1) // 25))
+    edges = np.arange(sizes.min() - 0.5, sizes.max() + 1.5, max(1, (np.ptp(sizes) + 1) // 12))
     ax.hist(sizes, bins=edges, density=True, color=PALETTE["sky"], label="observed batches")
     k = np.arange(sizes.min(), sizes.max() + 1)
     ax.plot(
@@ -70,14 +71,52 @@ def plot_batch_sizes(sizes: Sequence[int], *, num_examples: int, sample_rate: fl
     return fig
 
 
+def plot_noise(ours: np.ndarray, theirs: np.ndarray, *, std: float, title: str) -> plt.Figure:
+    """Histograms of two samples of gradient noise with the N(0, std^2) density on top."""
+    ours, theirs = np.asarray(ours, dtype=float).ravel(), np.asarray(theirs, dtype=float).ravel()
+    fig, ax = new_figure(width=6.4, height=4.0)
+    bins = np.linspace(-4 * std, 4 * std, 61)
+    ax.hist(
+        ours, bins=bins, density=True, histtype="step", lw=2, color=PALETTE["blue"], label="ours"
+    )
+    ax.hist(
+        theirs,
+        bins=bins,
+        density=True,
+        histtype="step",
+        lw=2,
+        ls="--",
+        color=PALETTE["orange"],
+        label="Opacus",
+    )
+    t = np.linspace(-4 * std, 4 * std, 200)
+    ax.plot(
+        t, stats.norm.pdf(t, scale=std), color=PALETTE["black"], lw=1.2, label=f"N(0, {std:.2g}²)"
+    )
+    ax.set(xlabel="noise in one gradient coordinate", ylabel="density", title=title)
+    ax.legend()
+    return fig
+
+
 def plot_epsilon_curves(
     steps: np.ndarray, curves: Mapping[str, np.ndarray], *, delta: float, title: str
 ) -> plt.Figure:
-    """Epsilon (at ``delta``) against training steps, one line per accountant."""
+    """Epsilon (at ``delta``) against training steps, one curve per accountant.
+
+    The first half of ``curves`` are drawn as lines, the second half as open
+    markers in the same colours: pass ``{"A": .., "B": .., "A'": .., "B'": ..}``
+    to show A' on top of A and B' on top of B.
+    """
     fig, ax = new_figure(width=6.8, height=4.2)
-    styles = ["-", "--", "-", ":"]
+    # Lines for the first half of the curves, open markers for the second half, so two
+    # accountants that agree show as markers sitting on a line.
+    half = (len(curves) + 1) // 2
     for k, (label, eps) in enumerate(curves.items()):
-        ax.plot(steps, eps, styles[k % 4], color=PALETTE[_LINE_COLOURS[k % 6]], label=label)
+        colour = PALETTE[_LINE_COLOURS[k % half]]
+        if k < half:
+            ax.plot(steps, eps, "-", color=colour, label=label)
+        else:
+            ax.plot(steps, eps, "o", ms=10, mfc="none", mew=2, color=colour, label=label)
     ax.set(xlabel="training steps", ylabel=f"ε at δ = {delta:g}", title=title)
     ax.legend()
     return fig
