@@ -37,6 +37,7 @@ __all__ = [
     "PrivacyAccountant",
     "advanced_composition",
     "composed_epsilon",
+    "epsilon_curves",
     "epsilon",
     "noise_multiplier_for_epsilon",
     "rdp_subsampled_gaussian",
@@ -137,6 +138,11 @@ def composed_epsilon(
     """
     sigma, q, steps, delta = _check_mechanism(noise_multiplier, sample_rate, steps, delta)
     check_choice("method", method, COMPOSITIONS)
+    return _composed(sigma, q, steps, delta, method)
+
+
+def _composed(sigma: float, q: float, steps: int, delta: float, method: str) -> float:
+    """``composed_epsilon`` after validation."""
     if method in ACCOUNTANTS or steps == 0 or sigma == 0.0:
         return _epsilon(sigma, q, steps, delta, "pld" if method == "basic" else method[:3])
     if method == "basic":
@@ -145,6 +151,38 @@ def composed_epsilon(
     return advanced_composition(
         epsilon=step_eps, delta=delta / (2 * steps), steps=steps, delta_slack=delta / 2
     )[0]
+
+
+def epsilon_curves(
+    *,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    points: int = 8,
+    methods: Sequence[str] = COMPOSITIONS,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Epsilon against step count for each method, at ``points`` log-spaced step counts.
+
+    What notebook 05's figure and dashboard draw: a few step counts from 1 to
+    ``steps`` (every one-step PLD, RDP curve and composed PLD is cached, so
+    dragging a slider back is instant).
+
+    Returns:
+        (step counts, {method: epsilons}); all inf when sigma is 0.
+
+    >>> grid, curves = epsilon_curves(noise_multiplier=4.0, sample_rate=0.01, steps=100,
+    ...                               delta=1e-5, points=3)
+    >>> grid.tolist(), bool(np.all(curves["pld"] <= curves["rdp"]))
+    ([1, 10, 100], True)
+    """
+    sigma, q, steps, delta = _check_mechanism(noise_multiplier, sample_rate, steps, delta)
+    points = check_int("points", points, minimum=2)
+    for method in methods:
+        check_choice("method", method, COMPOSITIONS)
+    grid = np.unique(np.round(np.geomspace(1, max(steps, 1), points)).astype(int))
+    curves = {m: np.array([_composed(sigma, q, int(t), delta, m) for t in grid]) for m in methods}
+    return grid, curves
 
 
 def rdp_subsampled_gaussian(

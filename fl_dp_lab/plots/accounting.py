@@ -1,0 +1,132 @@
+"""Figures of notebook 05: epsilon against steps for each composition method, and more."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+
+from fl_dp_lab.plots import _STYLE, PALETTE, new_figure
+
+__all__ = [
+    "METHOD_COLOURS",
+    "METHOD_LABELS",
+    "amplification_figure",
+    "epsilon_steps_figure",
+    "update_epsilon_steps_figure",
+]
+
+METHOD_COLOURS = {
+    "basic": PALETTE["vermillion"],
+    "advanced": PALETTE["orange"],
+    "rdp": PALETTE["blue"],
+    "pld": PALETTE["green"],
+    "opacus rdp": PALETTE["sky"],
+    "opacus prv": PALETTE["purple"],
+}
+METHOD_LABELS = {
+    "basic": "basic composition",
+    "advanced": "advanced (DRV 2010)",
+    "rdp": "RDP",
+    "pld": "PLD",
+    "opacus rdp": "Opacus RDP (orders ≤ 63)",
+    "opacus prv": "Opacus PRV",
+}
+
+
+def epsilon_steps_figure(
+    steps: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str, delta: float
+) -> tuple[Any, dict[str, Any]]:
+    """Log-log epsilon against steps, one line per method; returns (fig, artists).
+
+    ``artists`` holds the axes, one line per method and a centred "no privacy"
+    text, so ``update_epsilon_steps_figure`` can redraw in place.
+    """
+    fig, ax = new_figure(width=7.0, height=4.2)
+    with mpl.rc_context(_STYLE):
+        lines = {
+            name: ax.plot(
+                steps,
+                _finite(values),
+                marker="o",
+                ms=4,
+                color=METHOD_COLOURS[name],
+                label=METHOD_LABELS[name],
+            )[0]
+            for name, values in curves.items()
+        }
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("steps T")
+        ax.set_ylabel(f"ε at δ = {delta:g}")
+        ax.legend(loc="upper left", frameon=False)
+        text = ax.text(
+            0.5,
+            0.5,
+            "σ = 0: no privacy, ε = ∞",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=14,
+            visible=False,
+        )
+    artists = {"fig": fig, "ax": ax, "lines": lines, "no_privacy": text}
+    update_epsilon_steps_figure(artists, steps, curves, title=title)
+    return fig, artists
+
+
+def update_epsilon_steps_figure(
+    artists: dict[str, Any], steps: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str
+) -> None:
+    """Move each line to new data, rescale the axes, set the title (in place)."""
+    ax = artists["ax"]
+    finite = [v[np.isfinite(v) & (v > 0)] for v in curves.values()]
+    none = all(len(v) == 0 for v in finite)
+    for name, values in curves.items():
+        artists["lines"][name].set_data(steps, _finite(values))
+        artists["lines"][name].set_visible(not none)
+    artists["no_privacy"].set_visible(none)
+    if not none:
+        low = min(v.min() for v in finite if len(v))
+        high = max(v.max() for v in finite if len(v))
+        ax.set_ylim(max(low / 1.5, 1e-4), high * 1.5)
+        ax.set_xlim(0.8, max(float(np.max(steps)), 2.0) * 1.25)
+    ax.set_title(title)
+    artists["fig"].canvas.draw_idle()
+
+
+def amplification_figure(
+    sample_rates: np.ndarray,
+    exact: np.ndarray,
+    bound: np.ndarray,
+    without: float,
+    *,
+    title: str,
+) -> tuple[Any, Any]:
+    """Epsilon of one step against the sample rate q: exact (PLD), the classic bound, q = 1."""
+    fig, ax = new_figure(width=6.4, height=4.0)
+    with mpl.rc_context(_STYLE):
+        ax.plot(sample_rates, exact, color=PALETTE["green"], label="Poisson sampling, exact (PLD)")
+        ax.plot(
+            sample_rates,
+            bound,
+            color=PALETTE["black"],
+            ls=":",
+            label="bound log(1 + q(e^ε − 1))",
+        )
+        ax.axhline(without, color=PALETTE["vermillion"], ls="--", label="no sampling (q = 1)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("sample rate q")
+        ax.set_ylabel("ε of one step")
+        ax.set_title(title)
+        ax.legend(frameon=False, loc="lower right")
+    return fig, ax
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Non-positive or infinite epsilons are not drawn on a log axis."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(values) & (values > 0), values, np.nan)

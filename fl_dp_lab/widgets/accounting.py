@@ -1,0 +1,127 @@
+"""Notebook 05's dashboard: sigma, sample-rate and steps sliders over epsilon-vs-steps."""
+
+from __future__ import annotations
+
+import math
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from fl_dp_lab._validate import check_int, check_real
+from fl_dp_lab.accounting import COMPOSITIONS, epsilon_curves
+from fl_dp_lab.plots.accounting import epsilon_steps_figure, update_epsilon_steps_figure
+
+__all__ = ["accounting_dashboard", "accounting_readout"]
+
+_POINTS = 7  # step counts per curve: enough for a smooth log-log line, fast enough to drag
+
+
+def accounting_readout(
+    sigma: float, sample_rate: float, steps: int, delta: float, finals: dict[str, float]
+) -> str:
+    """The sentence under the dashboard: epsilon after ``steps`` steps, per method.
+
+    >>> accounting_readout(0.0, 0.01, 100, 1e-5, {"pld": math.inf})
+    'σ = 0.00: no noise, no privacy: ε = ∞ whatever q and T'
+    >>> accounting_readout(4.0, 0.01, 10000, 1e-5, {"rdp": 1.035, "pld": 0.948})
+    'σ = 4.00, q = 0.01, T = 10000, δ = 1e-05: ε = 1.03 (RDP), 0.948 (PLD)'
+    """
+    if sigma == 0.0 or all(math.isinf(v) for v in finals.values()):
+        return f"σ = {sigma:.2f}: no noise, no privacy: ε = ∞ whatever q and T"
+    parts = ", ".join(
+        f"{v:.3g} ({name.upper() if len(name) == 3 else name})" for name, v in finals.items()
+    )
+    return f"σ = {sigma:.2f}, q = {sample_rate:g}, T = {steps}, δ = {delta:g}: ε = {parts}"
+
+
+def accounting_dashboard(
+    noise_multiplier: float = 4.0,
+    sample_rate: float = 0.01,
+    steps: int = 10_000,
+    *,
+    delta: float = 1e-5,
+) -> widgets.VBox:
+    """Three sliders (σ, q on a log scale, T on a log scale) redrawing ε against steps.
+
+    Each redraw asks ``fl_dp_lab.accounting.epsilon_curves`` for every method
+    at a few log-spaced step counts up to T and moves the figure's lines in
+    place; the readout gives each method's epsilon after T steps.
+
+    Args:
+        noise_multiplier: start value of σ, in [0, 10] (0 shows "no privacy").
+        sample_rate: start value of q, in [1e-4, 1].
+        steps: start value of T, in [10, 1e5].
+        delta: the δ at which epsilon is read, in (0, 1).
+
+    Returns:
+        ``VBox([sigma slider, q slider, steps slider, readout, figure output])``.
+    """
+    sigma = check_real("noise_multiplier", noise_multiplier, low=0.0, high=10.0)
+    q = check_real("sample_rate", sample_rate, low=1e-4, high=1.0)
+    steps = check_int("steps", steps, minimum=10, maximum=100_000)
+    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+    common = dict(
+        continuous_update=False,
+        style={"description_width": "110px"},
+        layout=widgets.Layout(width="480px"),
+    )
+    sigma_slider = widgets.FloatSlider(
+        value=sigma, min=0.0, max=10.0, step=0.1, description="σ (noise)", **common
+    )
+    q_slider = widgets.FloatLogSlider(
+        value=q,
+        base=10,
+        min=-4,
+        max=0,
+        step=0.25,
+        description="q (sample rate)",
+        readout_format=".2g",
+        **common,
+    )
+    steps_slider = widgets.FloatLogSlider(
+        value=steps,
+        base=10,
+        min=1,
+        max=5,
+        step=0.25,
+        description="T (steps)",
+        readout_format=".0f",
+        **common,
+    )
+    readout = widgets.HTML()
+    readout.add_class("fl-dp-lab-readout")
+    output = widgets.Output()
+
+    def curves(s: float, rate: float, t: int):
+        return epsilon_curves(
+            noise_multiplier=s,
+            sample_rate=rate,
+            steps=t,
+            delta=delta,
+            points=_POINTS,
+            methods=COMPOSITIONS,
+        )
+
+    grid, values = curves(sigma, q, steps)
+    fig, artists = epsilon_steps_figure(grid, values, title="", delta=delta)
+    plt.close(fig)  # shown only through the Output below, never twice
+
+    def show(*_: object) -> None:
+        s, rate, t = sigma_slider.value, q_slider.value, int(round(steps_slider.value))
+        grid, values = curves(s, rate, t)
+        finals = {m: float(v[-1]) for m, v in values.items() if m in ("rdp", "pld")}
+        if s == 0.0:
+            title = "No noise: every accountant says ε = ∞"
+        else:
+            title = f"After {t} steps PLD gives ε = {finals['pld']:.3g}, RDP {finals['rdp']:.3g}"
+        update_epsilon_steps_figure(artists, grid, values, title=title)
+        readout.value = accounting_readout(s, rate, t, delta, finals)
+        with output:
+            output.clear_output(wait=True)
+            display(fig)
+
+    for slider in (sigma_slider, q_slider, steps_slider):
+        slider.observe(show, names="value")
+    show()
+    return widgets.VBox([sigma_slider, q_slider, steps_slider, readout, output])

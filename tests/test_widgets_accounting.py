@@ -1,0 +1,62 @@
+"""Notebook 05's accounting dashboard, driven without a browser."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from fl_dp_lab.accounting import epsilon, epsilon_curves
+from fl_dp_lab.plots.accounting import epsilon_steps_figure, update_epsilon_steps_figure
+from fl_dp_lab.widgets.accounting import accounting_dashboard
+
+
+def test_dragging_the_sliders_redraws_epsilon_and_reaches_no_privacy():
+    # Prepare
+    box = accounting_dashboard(noise_multiplier=4.0, sample_rate=0.01, steps=1000, delta=1e-5)
+    sigma, q, steps, readout, _ = box.children
+    expected = epsilon(noise_multiplier=4.0, sample_rate=0.01, steps=1000, delta=1e-5)
+    assert f"{expected:.3g} (PLD)" in readout.value
+    # Execute / Assert: each slider changes the readout to the new accounting
+    sigma.value = 2.0
+    expected = epsilon(noise_multiplier=2.0, sample_rate=0.01, steps=1000, delta=1e-5)
+    assert f"{expected:.3g} (PLD)" in readout.value
+    q.value = 1.0  # edge: no subsampling
+    steps.value = 10.0  # edge: the fewest steps
+    expected = epsilon(noise_multiplier=2.0, sample_rate=1.0, steps=10, delta=1e-5)
+    assert "T = 10," in readout.value and f"{expected:.3g} (PLD)" in readout.value
+    sigma.value = 0.0  # edge: no noise at all
+    assert "no privacy" in readout.value and "∞" in readout.value
+    sigma.value = sigma.max
+    q.value = 10.0**q.min  # log sliders keep their range as exponents
+    steps.value = 10.0**steps.max
+    expected = epsilon(noise_multiplier=10.0, sample_rate=1e-4, steps=100_000, delta=1e-5)
+    assert f"{expected:.3g} (PLD)" in readout.value
+
+
+def test_figure_lines_follow_the_curves_and_hide_when_epsilon_is_infinite():
+    grid, curves = epsilon_curves(
+        noise_multiplier=3.0, sample_rate=0.02, steps=500, delta=1e-5, points=4
+    )
+    fig, artists = epsilon_steps_figure(grid, curves, title="t", delta=1e-5)
+    x, y = artists["lines"]["pld"].get_data()
+    np.testing.assert_allclose(y, curves["pld"])
+    assert np.all(curves["basic"] >= curves["pld"]) and np.all(curves["rdp"] >= curves["pld"])
+    grid0, zero = epsilon_curves(
+        noise_multiplier=0.0, sample_rate=0.02, steps=500, delta=1e-5, points=4
+    )
+    assert all(np.all(np.isinf(v)) for v in zero.values())
+    update_epsilon_steps_figure(artists, grid0, zero, title="none")
+    assert artists["no_privacy"].get_visible()
+    assert not artists["lines"]["rdp"].get_visible()
+    plt.close(fig)
+
+
+def test_dashboard_validates_its_inputs():
+    with pytest.raises(ValueError, match="noise_multiplier must be in"):
+        accounting_dashboard(noise_multiplier=11.0)
+    with pytest.raises(ValueError, match="steps must be an integer <= 100000"):
+        accounting_dashboard(steps=10**6)
+    assert math.isinf(epsilon(noise_multiplier=0.0, sample_rate=0.5, steps=1, delta=1e-5))
