@@ -1,5 +1,103 @@
-"""Exercises of notebook 05."""
+"""Exercises of notebook 05 (privacy accounting)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from typing import Any
+
+import numpy as np
+
+from fl_dp_lab.accounting import epsilon, noise_multiplier_for_epsilon, rdp_to_epsilon
+from fl_dp_lab.exercises._core import as_number, feedback, is_unanswered, report_unanswered
+
+__all__ = ["check_calibrated_sigma", "check_gaussian_rdp_epsilon"]
+
+#: Exercise 05.1's setting: T Gaussian steps (no subsampling), integer orders 2 ... 256.
+RDP_EXERCISE = {"noise_multiplier": 10.0, "steps": 1000, "delta": 1e-5}
+RDP_EXERCISE_ORDERS = np.arange(2, 257)
+#: Exercise 05.2's setting: the budget and the training run to calibrate sigma for.
+CALIBRATION_EXERCISE = {"target_epsilon": 2.0, "sample_rate": 0.01, "steps": 3000, "delta": 1e-5}
+
+
+def check_gaussian_rdp_epsilon(answer: Any) -> bool:
+    """Exercise 05.1: epsilon of 1000 Gaussian steps (sigma = 10, q = 1) by RDP, delta = 1e-5.
+
+    One step has RDP a / (2 sigma^2) at order a; T steps add up to
+    T a / (2 sigma^2); ``rdp_to_epsilon`` over the orders 2 ... 256 converts it.
+    Catches one step only (T forgotten), Mironov's classic conversion
+    rdp + log(1/delta) / (a - 1), and T times the one-step epsilon (basic
+    composition).
+    """
+    name = "Exercise 05.1"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_number("answer", answer)
+    sigma, steps, delta = (RDP_EXERCISE[k] for k in ("noise_multiplier", "steps", "delta"))
+    orders = RDP_EXERCISE_ORDERS
+    one_step = orders / (2 * sigma**2)
+    expected = rdp_to_epsilon(rdp=steps * one_step, orders=orders, delta=delta)[0]
+    single = rdp_to_epsilon(rdp=one_step, orders=orders, delta=delta)[0]
+    wrong = {
+        single: "that is ONE step. Rényi DP composes by adding: T steps have T times the RDP "
+        "at every order, and only then do you convert.",
+        float(np.min(steps * one_step + math.log(1 / delta) / (orders - 1))): "that is "
+        "Mironov's classic conversion; use rdp_to_epsilon, whose bound (Balle et al. 2020) is "
+        "tighter by log(1 - 1/a) - log(a) / (a - 1).",
+        steps * single: "that converts one step and multiplies epsilon by T: basic composition. "
+        "Add the RDP first, convert once.",
+    }
+    for candidate, hint in wrong.items():
+        if math.isclose(value, candidate, rel_tol=1e-3):
+            return feedback(name, False, success="", hint=hint)
+    return feedback(
+        name,
+        math.isclose(value, expected, rel_tol=1e-3),
+        success=f"ε ≈ {expected:.2f}. Adding RDP and converting once is what makes long "
+        "training affordable: ε grows like sqrt(T), not T.",
+        hint="rdp = steps * orders / (2 * sigma**2), then "
+        "rdp_to_epsilon(rdp=rdp, orders=orders, delta=delta)[0].",
+    )
+
+
+def check_calibrated_sigma(answer: Any) -> bool:
+    """Exercise 05.2: the noise multiplier that spends exactly epsilon = 2 on the given run.
+
+    q = 0.01, T = 3000, delta = 1e-5, by the PLD accountant. Right when the PLD
+    epsilon of the answer is within 1 % below the target (and not above it).
+    Catches too little noise (over budget), the RDP calibration (safe but
+    wasteful) and too much noise.
+    """
+    name = "Exercise 05.2"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    sigma = as_number("answer", answer)
+    if sigma < 0:
+        return feedback(name, False, success="", hint="a noise multiplier is >= 0.")
+    setting = {k: v for k, v in CALIBRATION_EXERCISE.items() if k != "target_epsilon"}
+    target = CALIBRATION_EXERCISE["target_epsilon"]
+    spent = epsilon(noise_multiplier=sigma, **setting)
+    rdp_sigma = noise_multiplier_for_epsilon(target_epsilon=target, accountant="rdp", **setting)
+    if spent > target * 1.001:
+        return feedback(
+            name,
+            False,
+            success="",
+            hint=f"too little noise: σ = {sigma:.3g} "
+            f"spends ε = {spent:.3g} > {target}. Search for a larger σ.",
+        )
+    if math.isclose(sigma, rdp_sigma, rel_tol=2e-3):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="that is RDP's σ: safe, but the PLD "
+            "accountant proves the same ε with less noise. Use accountant='pld'.",
+        )
+    return feedback(
+        name,
+        spent >= 0.99 * target,
+        success=f"σ = {sigma:.3f} spends ε = {spent:.3f}. Every bit of noise you do not need "
+        "is accuracy you keep.",
+        hint=f"σ = {sigma:.3g} spends only ε = {spent:.3g}: more noise than the budget needs. "
+        "noise_multiplier_for_epsilon(target_epsilon=2.0, ...) finds the smallest σ.",
+    )

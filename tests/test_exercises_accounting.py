@@ -1,0 +1,54 @@
+"""Notebook 05's exercise checks: right, typical wrong, unanswered, malformed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fl_dp_lab.accounting import noise_multiplier_for_epsilon, rdp_to_epsilon
+from fl_dp_lab.exercises import check_calibrated_sigma, check_gaussian_rdp_epsilon
+
+
+def test_gaussian_rdp_epsilon_right_and_the_usual_slips(capsys):
+    sigma, steps, delta, orders = 10.0, 1000, 1e-5, np.arange(2, 257)
+    one_step = orders / (2 * sigma**2)
+    right = rdp_to_epsilon(rdp=steps * one_step, orders=orders, delta=delta)[0]
+    assert check_gaussian_rdp_epsilon(right) is True
+    assert "✓" in capsys.readouterr().out
+    single = rdp_to_epsilon(rdp=one_step, orders=orders, delta=delta)[0]
+    assert check_gaussian_rdp_epsilon(single) is False
+    assert "ONE step" in capsys.readouterr().out
+    classic = np.min(steps * one_step + math.log(1 / delta) / (orders - 1))
+    assert check_gaussian_rdp_epsilon(classic) is False
+    assert "classic conversion" in capsys.readouterr().out
+    assert check_gaussian_rdp_epsilon(steps * single) is False
+    assert "basic composition" in capsys.readouterr().out
+    assert check_gaussian_rdp_epsilon(right * 1.5) is False
+    assert "Hint" in capsys.readouterr().out
+    assert check_gaussian_rdp_epsilon(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="answer must be a real number"):
+        check_gaussian_rdp_epsilon("4.2")
+
+
+def test_calibrated_sigma_right_rdp_too_little_and_too_much(capsys):
+    setting = dict(sample_rate=0.01, steps=3000, delta=1e-5)
+    right = noise_multiplier_for_epsilon(target_epsilon=2.0, **setting)
+    assert check_calibrated_sigma(right) is True
+    assert "✓" in capsys.readouterr().out
+    rdp = noise_multiplier_for_epsilon(target_epsilon=2.0, accountant="rdp", **setting)
+    assert rdp > right * 1.01  # RDP needs visibly more noise, so the hint can tell them apart
+    assert check_calibrated_sigma(rdp) is False
+    assert "RDP's σ" in capsys.readouterr().out
+    assert check_calibrated_sigma(right * 0.9) is False
+    assert "too little noise" in capsys.readouterr().out
+    assert check_calibrated_sigma(right * 1.3) is False
+    assert "more noise than the budget needs" in capsys.readouterr().out
+    assert check_calibrated_sigma(0.0) is False
+    assert "too little noise" in capsys.readouterr().out
+    assert check_calibrated_sigma(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="answer must be a real number"):
+        check_calibrated_sigma([1.0, 2.0])
