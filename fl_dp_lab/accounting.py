@@ -40,6 +40,7 @@ __all__ = [
     "epsilon_curves",
     "epsilon",
     "noise_multiplier_for_epsilon",
+    "privacy_loss_distribution",
     "rdp_subsampled_gaussian",
     "rdp_to_epsilon",
 ]
@@ -183,6 +184,41 @@ def epsilon_curves(
     grid = np.unique(np.round(np.geomspace(1, max(steps, 1), points)).astype(int))
     curves = {m: np.array([_composed(sigma, q, int(t), delta, m) for t in grid]) for m in methods}
     return grid, curves
+
+
+def privacy_loss_distribution(
+    *,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    direction: str = "remove",
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The grid PLD that ``epsilon(accountant="pld")`` reads epsilon from.
+
+    The privacy loss L = log(P(x) / Q(x)) of ``steps`` Poisson-subsampled
+    Gaussian steps, x ~ P, in one neighbouring ``direction``: "remove" (P
+    has the record: P = (1 - q) N(0, s^2) + q N(1, s^2), Q = N(0, s^2)) or
+    "add" (the roles swapped). Its hockey-stick
+    delta(eps) = P(L = inf) + sum over l > eps of pmf(l) (1 - exp(eps - l))
+    is an upper bound on the mechanism's delta at eps (see ``fl_dp_lab._pld``).
+
+    Returns:
+        (losses, pmf, mass at +infinity); losses are multiples of the grid step.
+
+    >>> losses, pmf, inf_mass = privacy_loss_distribution(
+    ...     noise_multiplier=4.0, sample_rate=0.01, steps=100)
+    >>> round(float(pmf.sum() + inf_mass), 9)
+    1.0
+    """
+    sigma, q, steps, _ = _check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
+    check_choice("direction", direction, ("remove", "add"))
+    if sigma == 0.0:
+        fail("noise_multiplier", "> 0 (without noise the loss is infinite)", sigma)
+    if steps == 0:
+        return np.zeros(1), np.ones(1), 0.0
+    pld = _composed_pld(sigma, q, steps, direction)
+    losses = (pld.offset + np.arange(len(pld.pmf))) * pld.interval
+    return losses, pld.pmf.copy(), pld.infinity_mass
 
 
 def rdp_subsampled_gaussian(
