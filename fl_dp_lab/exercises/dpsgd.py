@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 __all__: list[str] = [
+    "check_clip_factors",
+    "check_clip_function",
+    "check_empty_batch_probability",
     "check_opacus_compatible",
     "check_opacus_noise_std",
     "check_opacus_sample_rate",
@@ -132,4 +135,137 @@ def check_opacus_compatible(model: Any) -> bool:
         success="no BatchNorm left: each example is normalised on its own, so its gradient "
         "does not depend on the other examples in the batch.",
         hint="run ModuleValidator.validate(model, strict=False) to list what Opacus refuses.",
+    )
+
+
+# --- Notebook 06 (DP-SGD from scratch) --------------------------------------
+
+import math  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import torch  # noqa: E402
+
+from fl_dp_lab.exercises._core import as_array  # noqa: E402
+
+
+def check_clip_factors(answer: Any) -> bool:
+    """Exercise 06.1: the clip factors of gradients with norms 0.5, 2 and 4 at C = 1.
+
+    Each gradient is multiplied by min(1, C / ||g||): [1, 0.5, 0.25]. A gradient
+    already inside the ball is left alone, never scaled up. Opacus's 1e-6 guard
+    (C / (||g|| + 1e-6)) is accepted too.
+    """
+    name = "Exercise 06.1"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_array("answer", answer, shape=(3,))
+    expected = [1.0, 0.5, 0.25]
+
+    def near(target: list[float]) -> bool:
+        return all(abs(v - t) <= 1e-5 for v, t in zip(value, target))
+
+    if near([2.0, 0.5, 0.25]):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="C / ||g|| = 2 for the first gradient "
+            "would scale it *up*; clipping only ever shrinks: take min(1, C / ||g||).",
+        )
+    if near([0.5, 2.0, 4.0]) or near([1.0, 2.0, 4.0]):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="that is ||g|| / C, upside down: the "
+            "factor that brings a norm of 4 down to 1 is 1/4.",
+        )
+    return feedback(
+        name,
+        near(expected),
+        success="[1, 0.5, 0.25]: every clipped gradient now has norm at most C = 1, so one "
+        "example can move the sum by at most C.",
+        hint="for each norm n, the factor is min(1, C / n) with C = 1.",
+    )
+
+
+def check_clip_function(clip: Any) -> bool:
+    """Exercise 06.2: a function ``clip(g, max_grad_norm)`` that clips one flat gradient.
+
+    Tested on a long gradient (must come back with norm C, same direction), a
+    short one (must come back unchanged) and the zero vector (must not give NaN).
+    """
+    name = "Exercise 06.2"
+    if is_unanswered(clip):
+        return report_unanswered(name)
+    if not isinstance(clip, Callable):
+        raise TypeError(f"clip must be a function clip(g, max_grad_norm), got {clip!r}")
+    long, short, zero = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4]), torch.zeros(2)
+    out_long = torch.as_tensor(clip(long.clone(), 1.0), dtype=torch.float32)
+    out_short = torch.as_tensor(clip(short.clone(), 1.0), dtype=torch.float32)
+    out_zero = torch.as_tensor(clip(zero.clone(), 1.0), dtype=torch.float32)
+    if out_long.shape != (2,):
+        raise ValueError(
+            f"clip(g, C) must return a tensor shaped like g, got {tuple(out_long.shape)}"
+        )
+    if torch.isnan(out_zero).any():
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="the zero gradient gave NaN: 0 / 0. "
+            "Guard the division, e.g. C / (norm + 1e-6), as Opacus does.",
+        )
+    if torch.allclose(out_short, short / short.norm(), atol=1e-4):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="a short gradient was stretched to norm C; "
+            "clipping leaves gradients inside the ball alone (use min(1, ...)).",
+        )
+    ok = (
+        torch.allclose(out_long, torch.tensor([0.6, 0.8]), atol=1e-4)
+        and torch.allclose(out_short, short, atol=1e-4)
+        and torch.allclose(out_zero, zero)
+    )
+    return feedback(
+        name,
+        ok,
+        success="long gradients shrink onto the sphere of radius C, short ones pass untouched, "
+        "and zero stays zero.",
+        hint="return g * min(1, max_grad_norm / (g.norm() + 1e-6)).",
+    )
+
+
+def check_empty_batch_probability(answer: Any) -> bool:
+    """Exercise 06.3: the chance that a Poisson batch is empty, N = 20 examples, q = 0.05.
+
+    Every example stays out independently with probability 1 - q, so
+    P(empty) = (1 - q)^N = 0.95^20 = 0.358: a small client in notebook 09 takes
+    many noise-only steps.
+    """
+    name = "Exercise 06.3"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_number("answer", answer)
+    expected = 0.95**20
+    wrongs = {
+        0.05**20: "that is the chance that *every* example joins. Empty means every example stays "
+        "out, each with probability 1 - q.",
+        1 - 0.95**20: "that is the chance that the batch is *not* empty.",
+        0.0: "a Poisson batch has no minimum size: each of the 20 coins can come up 'out'.",
+        math.exp(
+            -1.0
+        ): "close, but q N = 1 is the Poisson approximation; compute (1 - q)^N exactly.",
+    }
+    for target, hint in wrongs.items():
+        if math.isclose(value, target, rel_tol=1e-6, abs_tol=0.0):
+            return feedback(name, False, success="", hint=hint)
+    return feedback(
+        name,
+        abs(value - expected) < 1e-4,
+        success=f"(1 - q)^N = {expected:.3f}: more than a third of the steps see no data, yet "
+        "each still adds noise, and the accountant counts it.",
+        hint="each example independently stays out with probability 1 - q; multiply over N.",
     )

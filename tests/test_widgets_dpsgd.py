@@ -1,0 +1,85 @@
+"""Notebook 06's clipping dashboard and figures, driven without a browser."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from fl_dp_lab.accounting import epsilon
+from fl_dp_lab.plots.dpsgd import (
+    clipping_figure,
+    clipping_picture,
+    gradient_plane,
+    update_clipping_figure,
+)
+from fl_dp_lab.widgets.dpsgd import clipping_dashboard
+
+
+def _per_sample(batch: int = 16, size: int = 40) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(batch, size, generator=g) * torch.linspace(0.2, 4.0, batch)[:, None] + 0.3
+
+
+def test_dragging_sigma_and_c_redraws_and_reaches_no_privacy():
+    box = clipping_dashboard(_per_sample(), sample_rate=0.1, steps=50, delta=1e-5)
+    sigma, clip, readout, _ = box.children
+    spent = epsilon(noise_multiplier=1.0, sample_rate=0.1, steps=50, delta=1e-5, accountant="rdp")
+    assert f"({spent:.2f}, 1e-05)-DP" in readout.value
+    sigma.value = 0.0  # the edge: no noise
+    assert "no privacy: epsilon = inf" in readout.value
+    sigma.value = sigma.step  # the smallest non-zero sigma still draws
+    assert "-DP" in readout.value
+    sigma.value = sigma.max
+    clip.value = clip.min
+    assert "100% of the examples were clipped" in readout.value
+    clip.value = clip.max
+    assert "C = 5.00" in readout.value
+
+
+def test_picture_clips_in_full_dimension_and_draws_noise_of_std_sigma_c_over_b():
+    # Prepare
+    per_sample = _per_sample(batch=16)
+    axes = gradient_plane(per_sample)
+    # Execute
+    picture = clipping_picture(
+        per_sample, axes, max_grad_norm=1.5, noise_multiplier=2.0,
+        generator=torch.Generator().manual_seed(1), draws=4000,
+    )  # fmt: skip
+    # Assert: orthonormal axes, the first along the mean gradient
+    torch.testing.assert_close(axes.T @ axes, torch.eye(2), atol=1e-5, rtol=0)
+    assert picture.true_mean[1] == pytest.approx(0.0, abs=1e-5)
+    assert np.all(np.linalg.norm(picture.clipped, axis=1) <= 1.5 + 1e-5)  # projections shrink
+    assert picture.noise_std == pytest.approx(2.0 * 1.5 / 16)
+    # 4,000 draws: the std's standard error is ~1.1 %, the band 5 %
+    spread = (picture.cloud - picture.clipped_mean).std(0)
+    np.testing.assert_allclose(spread, picture.noise_std, rtol=0.05)
+    norms = per_sample.norm(dim=1)
+    assert picture.clipped_share == pytest.approx(float((norms > 1.5).double().mean()))
+
+
+def test_figure_artists_follow_the_picture():
+    per_sample = _per_sample()
+    axes = gradient_plane(per_sample)
+
+    def picture(c, s):
+        return clipping_picture(per_sample, axes, max_grad_norm=c, noise_multiplier=s,
+                                generator=torch.Generator().manual_seed(0))  # fmt: skip
+
+    fig, artists = clipping_figure(picture(1.0, 1.0))
+    assert artists["ball"].get_radius() == 1.0
+    update_clipping_figure(artists, picture(2.5, 0.0))
+    assert artists["ball"].get_radius() == 2.5
+    assert "no privacy" in artists["right"].get_title()
+    np.testing.assert_allclose(artists["step"].get_xdata(), [picture(2.5, 0.0).clipped_mean[0]])
+    plt.close(fig)
+
+
+def test_dashboard_validates_its_inputs():
+    with pytest.raises(ValueError, match=r"noise_multiplier must be in \[0, 5\]"):
+        clipping_dashboard(_per_sample(), noise_multiplier=6.0, sample_rate=0.1, steps=5)
+    with pytest.raises(ValueError, match="per_sample must be a tensor of shape"):
+        clipping_dashboard(torch.ones(3), sample_rate=0.1, steps=5)
+    with pytest.raises(ValueError, match=r"sample_rate must be in \(0, 1\]"):
+        clipping_dashboard(_per_sample(), sample_rate=0.0, steps=5)
