@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from fl_dp_lab.accounting import epsilon as accountant_epsilon
 from fl_dp_lab.canaries import (
     audit_gradient_sum,
     buggy_sum_noise_not_scaled,
@@ -104,6 +105,14 @@ def test_canary_scores_follow_the_closed_form(mechanism, shift, std):
     assert abs((scores_in.mean() - scores_out.mean()) - shift) < 4 * standard_error
     assert scores_in.std() == pytest.approx(std, rel=0.08)
     assert scores_out.std() == pytest.approx(std, rel=0.08)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0, 8.0])
+def test_the_claim_audited_is_the_accountants_one_step_epsilon(sigma):
+    # The audits compare with the Gaussian mechanism's exact epsilon; for one step at sample
+    # rate 1 that is what the PLD accountant reports (and notebook 10 uses the accountant).
+    claimed = accountant_epsilon(noise_multiplier=sigma, sample_rate=1.0, steps=1, delta=DELTA)
+    assert claimed == pytest.approx(gaussian_epsilon(sigma=sigma, delta=DELTA), rel=1e-3)
 
 
 @pytest.mark.parametrize(
