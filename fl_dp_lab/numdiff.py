@@ -31,12 +31,12 @@ x's shape; ``jacobian`` handles vector-valued f.
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from fl_dp_lab._validate import check_real, fail
 
@@ -333,7 +333,8 @@ def _prepare(f: Callable[[Any], Any], x: Any):
     """Return (f on NumPy arrays, x as a real NumPy array, result wrapper)."""
     if not callable(f):
         fail("f", "a function", f, TypeError)
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        torch = sys.modules["torch"]
         x_array = _as_real_array(x.detach().cpu().numpy())
         return (
             lambda z: f(torch.from_numpy(np.ascontiguousarray(z))),
@@ -398,6 +399,12 @@ def _array_out(value: Any, shape: tuple[int, ...] | None) -> np.ndarray:
 
 
 def _to_numpy(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
+    if _is_tensor(value):
         return value.detach().cpu().numpy()
     return value
+
+
+def _is_tensor(value: Any) -> bool:
+    # torch is optional here: if it was never imported, value cannot be a tensor.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
