@@ -14,7 +14,7 @@ from fl_dp_lab.plots.accounting import epsilon_steps_figure, update_epsilon_step
 
 __all__ = ["accounting_dashboard", "accounting_readout"]
 
-_POINTS = 7  # step counts per curve: enough for a smooth log-log line, fast enough to drag
+_POINTS = 6  # step counts per curve: enough for a smooth log-log line, fast enough to drag
 
 
 def accounting_readout(
