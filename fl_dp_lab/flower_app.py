@@ -1,0 +1,223 @@
+"""DP-FedAvg on Flower: the ClientApp, and the pieces both sides share.
+
+Flower (Beutel et al., 2020) runs the same two programs in a simulation and
+on real machines: a ``ServerApp`` (``fl_dp_lab.flower_server``) that sends
+``Message`` objects through a ``Grid`` to SuperNodes, and this ``ClientApp``
+that answers them. The client is ``fl_dp_lab.federated.local_update`` and
+nothing more: it receives the global weights and a seed, trains a copy with
+plain SGD, and sends the new weights back. Clipping, noise and Poisson
+client sampling stay on the server, exactly as in notebook 09.
+
+Every node learns which slice of the data it holds from its node config
+(``partition-id`` and ``num-partitions``, set by the simulation or by
+``flower-supernode --node-config``); ``digits_clients`` builds the same
+slices in-process, so a Flower run can be compared number for number with
+``fl_dp_lab.federated.run_dp_fedavg``.
+
+Message protocol (message type -> content):
+
+- ``query``: reply ``MetricRecord {"partition-id", "num-partitions",
+  "num-examples"}``, so the server can wait for every partition and order
+  the nodes by partition (node ids are random).
+- ``train``: ``ArrayRecord "arrays"`` (global weights) and ``ConfigRecord
+  "config"`` (``seed``, ``local-epochs``, ``batch-size``, ``lr``); reply the
+  locally trained weights and ``MetricRecord {"num-examples"}``, the
+  convention Flower's own ``FedAvg`` and DP wrappers expect.
+- ``evaluate``: weights in, ``MetricRecord {"loss", "accuracy",
+  "num-examples"}`` on the node's data out.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from torch import nn
+
+from fl_dp_lab._validate import check_int, fail
+from fl_dp_lab.data import iid_partition, load_digits
+from fl_dp_lab.federated import assign_flat_parameters, flatten_parameters, local_update
+from fl_dp_lab.models import LogisticRegression
+from fl_dp_lab.training import evaluate
+
+__all__ = [
+    "DEFAULT_RUN_CONFIG",
+    "arrays_to_flat",
+    "client_app",
+    "digits_clients",
+    "flat_to_arrays",
+    "make_client_app",
+    "make_model",
+]
+
+#: Run config of the app (the same keys as ``flower/pyproject.toml``'s
+#: ``[tool.flwr.app.config]``); the ServerApp reads these, overridable by
+#: ``flwr run --run-config`` or by ``make_server_app(**overrides)``.
+DEFAULT_RUN_CONFIG: dict[str, Any] = {
+    "num-rounds": 5,
+    "sample-rate": 0.5,
+    "noise-multiplier": 0.5,
+    "clip-norm": 2.0,
+    "delta": 1e-3,
+    "local-epochs": 1,
+    "batch-size": 16,
+    "lr": 0.5,
+    "server-lr": 1.0,
+    "seed": 0,
+    "data-seed": 0,
+    "history-path": "",
+}
+
+
+def make_model() -> nn.Module:
+    """The model every node trains: logistic regression on 8x8 digits, started at zero.
+
+    Zeros need no random numbers, so the server, every client and the
+    in-process run start from the same weights without sharing a seed.
+    """
+    return LogisticRegression(64, 10)
+
+
+def digits_clients(
+    num_clients: int, *, data_seed: int = 0
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor]:
+    """The digits training set split IID among ``num_clients``, and the test set.
+
+    Client k holds the examples of ``iid_partition(1437, num_clients,
+    seed=data_seed)[k]``; a SuperNode with ``partition-id = k`` loads exactly
+    these, so simulation, deployment and ``run_dp_fedavg`` see the same data.
+
+    Args:
+        num_clients: K, in [1, 1437].
+        data_seed: seed of the partition.
+
+    Returns:
+        ``(clients, x_test, y_test)`` with ``clients[k] = (x_k, y_k)``.
+
+    >>> clients, x_test, y_test = digits_clients(10)
+    >>> len(clients), sum(len(y) for _, y in clients), len(y_test)
+    (10, 1437, 360)
+    """
+    num_clients = check_int("num_clients", num_clients, minimum=1, maximum=1437)
+    data_seed = check_int("data_seed", data_seed, minimum=0)
+    return _digits_clients(num_clients, data_seed)
+
+
+def flat_to_arrays(flat: torch.Tensor, model: nn.Module | None = None) -> ArrayRecord:
+    """Wrap a flat weight vector as an ``ArrayRecord`` keyed like ``model.state_dict()``.
+
+    >>> record = flat_to_arrays(torch.zeros(650))
+    >>> list(record.keys())
+    ['linear.weight', 'linear.bias']
+    """
+    model = make_model() if model is None else model
+    assign_flat_parameters(model, flat)
+    return ArrayRecord(model.state_dict())
+
+
+def arrays_to_flat(record: ArrayRecord, model: nn.Module | None = None) -> torch.Tensor:
+    """The flat weight vector held in ``record`` (the inverse of ``flat_to_arrays``).
+
+    >>> arrays_to_flat(flat_to_arrays(torch.arange(650.0)))[-1].item()
+    649.0
+    """
+    if not isinstance(record, ArrayRecord):
+        fail("record", "a flwr.app.ArrayRecord", record, TypeError)
+    model = make_model() if model is None else model
+    model.load_state_dict(record.to_torch_state_dict())
+    return flatten_parameters(model)
+
+
+def make_client_app(train_mods: Sequence[Any] = ()) -> ClientApp:
+    """The DP-FedAvg ``ClientApp``: ``query``, ``train`` and ``evaluate`` handlers.
+
+    Args:
+        train_mods: Flower mods applied to ``train`` messages only, e.g.
+            ``[fixedclipping_mod]`` for Flower's client-side clipping.
+            Mods given to ``ClientApp(mods=...)`` would wrap every message,
+            and ``fixedclipping_mod`` answers an ``evaluate`` message (which
+            carries no clipping norm) with an error; ``@app.train(mods=...)``
+            scopes them to training.
+
+    Returns:
+        A new ``flwr.clientapp.ClientApp``.
+    """
+    app = ClientApp()
+
+    @app.query()
+    def query(message: Message, context: Context) -> Message:
+        x, y = _node_data(context)
+        partition_id, num_partitions = _partition(context)
+        metrics = MetricRecord(
+            {"partition-id": partition_id, "num-partitions": num_partitions, "num-examples": len(y)}
+        )
+        return Message(RecordDict({"metrics": metrics}), reply_to=message)
+
+    @app.train(mods=list(train_mods))
+    def train(message: Message, context: Context) -> Message:
+        x, y = _node_data(context)
+        config = message.content["config"]
+        model = make_model()
+        start = arrays_to_flat(message.content["arrays"], model)
+        update = local_update(
+            model,
+            x,
+            y,
+            epochs=int(config["local-epochs"]),
+            batch_size=int(config["batch-size"]),
+            lr=float(config["lr"]),
+            generator=torch.Generator().manual_seed(int(config["seed"])),
+        )
+        content = RecordDict(
+            {
+                "arrays": flat_to_arrays(start + update, model),
+                "metrics": MetricRecord({"num-examples": len(y)}),
+            }
+        )
+        return Message(content, reply_to=message)
+
+    @app.evaluate()
+    def evaluate_(message: Message, context: Context) -> Message:
+        x, y = _node_data(context)
+        model = make_model()
+        model.load_state_dict(message.content["arrays"].to_torch_state_dict())
+        loss, accuracy = evaluate(model, x, y)
+        metrics = MetricRecord({"loss": loss, "accuracy": accuracy, "num-examples": len(y)})
+        return Message(RecordDict({"metrics": metrics}), reply_to=message)
+
+    return app
+
+
+#: The ClientApp that ``flwr run`` loads (``fl_dp_lab.flower_app:client_app``).
+client_app = make_client_app()
+
+
+def _partition(context: Context) -> tuple[int, int]:
+    config = context.node_config
+    if "partition-id" not in config or "num-partitions" not in config:
+        fail("the node config", "holding partition-id and num-partitions", dict(config))
+    return int(config["partition-id"]), int(config["num-partitions"])
+
+
+def _node_data(context: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    partition_id, num_partitions = _partition(context)
+    data_seed = int(context.run_config.get("data-seed", DEFAULT_RUN_CONFIG["data-seed"]))
+    clients, _, _ = _digits_clients(num_partitions, data_seed)
+    return clients[partition_id]
+
+
+@functools.lru_cache(maxsize=4)
+def _digits_clients(
+    num_clients: int, data_seed: int
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor]:
+    x_train, y_train, x_test, y_test = load_digits()
+    parts = iid_partition(len(y_train), num_clients, seed=data_seed)
+    x = torch.as_tensor(x_train)
+    y = torch.as_tensor(y_train)
+    clients = [(x[torch.as_tensor(p)], y[torch.as_tensor(p)]) for p in parts]
+    return clients, torch.as_tensor(x_test), torch.as_tensor(np.asarray(y_test))
