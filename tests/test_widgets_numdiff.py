@@ -65,3 +65,12 @@ def test_bad_arguments_are_refused():
         step_size_explorer(method="backward")
     with pytest.raises(ValueError, match="h must be in"):
         step_size_explorer(h=0.0)
+
+
+def test_error_plot_leaves_exact_zeros_off_the_log_axis():
+    from fl_dp_lab.plots.numdiff import error_vs_step
+
+    fig, ax = error_vs_step([1e-3, 1e-2, 1e-1], {"m": [0.0, 1e-4, 1e-2]}, title="t")
+    ys = ax.lines[0].get_ydata()
+    assert np.isnan(ys[0]) and ys[2] == pytest.approx(1e-2)
+    assert ax.get_xscale() == ax.get_yscale() == "log"

@@ -63,3 +63,20 @@ def test_bad_grids_are_refused():
         learning_rate_explorer({})
     with pytest.raises(ValueError, match="must be a pair of the grid"):
         learning_rate_explorer(_runs(), lr=0.5)
+
+
+def test_the_figures_behind_the_lesson_draw_what_they_claim():
+    # Prepare
+    from fl_dp_lab.plots.sgd import gradient_norm_histogram, training_curves
+
+    norms = np.array([0.001, 0.01, 0.02, 0.5, 7.0])
+    # Execute
+    fig, ax = gradient_norm_histogram(norms, title="t")
+    curves, axes = training_curves({"run": _history(0.5, 0.9)}, title="t")
+    # Assert: median and max marked; accuracy drawn in percent; log axis for norms
+    median_line, max_line = ax.lines
+    assert median_line.get_xdata()[0] == pytest.approx(0.02)
+    assert max_line.get_xdata()[0] == pytest.approx(7.0)
+    assert ax.get_xscale() == "log"
+    assert sum(p.get_height() for p in ax.patches) == len(norms)
+    np.testing.assert_allclose(axes[1].lines[0].get_ydata(), [45.0, 81.0, 90.0])
