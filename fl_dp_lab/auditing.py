@@ -20,8 +20,8 @@ rates of *any* attack certify
 Measured rates are only estimates, so each is replaced by an upper
 confidence bound (Clopper & Pearson, 1934) before it enters the formula:
 the reported epsilon is then a lower bound on the mechanism's true epsilon
-with probability at least ``confidence`` (Jagielski, Ullman & Oprea, 2020,
-Sec. 3; Nasr et al., 2021, Sec. 3). A lower bound *above* the epsilon an
+with probability at least ``confidence`` (Jagielski, Ullman & Oprea, 2020;
+Nasr et al., 2021). A lower bound *above* the epsilon an
 accountant claims proves the code (or its analysis) wrong; a bound below it
 proves nothing: the attack may simply be weak.
 
@@ -135,8 +135,8 @@ def epsilon_lower_bound(
     Thm. 2.1) evaluated at rates no smaller than the true ones. Each upper end
     holds with probability >= 1 - alpha / 2, so both hold together with
     probability >= 1 - alpha = ``confidence`` (union bound), and then the true
-    epsilon is >= eps_lo (Jagielski et al., 2020, Sec. 3; Nasr et al., 2021,
-    Sec. 3). A term whose numerator is <= 0 certifies nothing and counts as 0.
+    epsilon is >= eps_lo (Jagielski et al., 2020; Nasr et al., 2021). A term
+    whose numerator is <= 0 certifies nothing and counts as 0.
 
     Args:
         true_positives: canary in, guessed in; >= 0.
@@ -242,9 +242,9 @@ def audit_scores(
     confusion table that ``epsilon_lower_bound`` turns into epsilon. Trials
     are independent and identically distributed, so splitting by position is
     as good as a random split. Scoring on the trials that chose the threshold
-    would overstate epsilon (it is a maximum over many tests), which is why
-    audits hold trials out (Jagielski et al., 2020, Sec. 4; Nasr et al.,
-    2021, Sec. 3.2).
+    would overstate epsilon (the bound would be a maximum over many tests,
+    with no confidence statement left), so the threshold never sees the
+    trials it is scored on.
 
     Args:
         scores_in, scores_out: 1-D scores with the canary in / out, at least two each.

@@ -10,8 +10,8 @@ with noise multiplier sigma: its exact epsilon is
 ``fl_dp_lab.mechanisms.gaussian_epsilon(sigma=sigma, delta=delta)``, the same
 number ``fl_dp_lab.accounting.epsilon`` reports for one step at sample rate 1.
 
-The audit (Nasr et al., 2021, Sec. 4, "gradient canaries"). The auditor
-plants a canary gradient c, here a "Dirac" canary: all of its norm on one
+The audit (gradient canaries: Nasr et al., 2021; Nasr et al., 2023). The
+auditor plants a canary gradient c, here a "Dirac" canary: all of its norm on one
 coordinate, where the other examples contribute only a constant. Each trial
 runs the mechanism on the batch without c and with c, and scores the
 output by its projection on c / ||c||. For the correct code the two
@@ -133,7 +133,7 @@ def dirac_canary(per_sample_grads: Gradients, *, norm: float) -> dict[str, torch
 
     The coordinate is the first entry of the first parameter. A canary with
     all its mass on one coordinate is the strongest gradient canary for the
-    Gaussian mechanism (Nasr et al., 2021, Sec. 4.2, "Dirac canary"): the
+    Gaussian mechanism ("Dirac canary", Nasr et al., 2023): the
     other examples add only a constant there, so the two worlds differ by a
     pure shift that a projection detects optimally.
 
@@ -276,10 +276,11 @@ def audit_gradient_sum(
 def _score(output: Gradients, direction: Gradients, statistic: str) -> float:
     if statistic == "norm":
         return float(torch.sqrt(sum(value.double().pow(2).sum() for value in output.values())))
-    return float(sum((output[name].double() * d).sum() for name, d in direction.items()))
+    return float(sum(torch.dot(output[name].reshape(-1), d) for name, d in direction.items()))
 
 
 def _canary_direction(per_sample_grads: Gradients, canary: Gradients) -> dict[str, torch.Tensor]:
+    """c / ||c||, flattened, keeping only the parameters the canary touches."""
     if not isinstance(canary, Mapping) or set(canary) != set(per_sample_grads):
         fail("canary", "a dict with the same names as per_sample_grads", canary, ValueError)
     for name, grad in per_sample_grads.items():
@@ -288,7 +289,11 @@ def _canary_direction(per_sample_grads: Gradients, canary: Gradients) -> dict[st
     norm = torch.sqrt(sum(c.double().pow(2).sum() for c in canary.values()))
     if not norm > 0:
         fail("canary", "a nonzero gradient", float(norm))
-    return {name: c[0].double() / norm for name, c in canary.items()}
+    return {
+        name: (c[0] / norm).reshape(-1).to(per_sample_grads[name].dtype)
+        for name, c in canary.items()
+        if bool(c.any())
+    }
 
 
 def _check_gradients(per_sample_grads: Gradients) -> None:
