@@ -304,7 +304,8 @@ def _difference(f: Callable[[Any], Any], x: Any, h: float | None, method: str) -
     steps = _steps(x_array, h, method)
     grad = np.empty_like(x_array)
     f_x = _scalar(call(x_array), "f(x)") if method == "forward" else None
-    if np.any(x_array + steps == x_array):
+    smallest = steps / 2 if method == "richardson" else steps  # Richardson also uses h/2
+    if np.any(x_array + smallest == x_array):
         fail("h", f"large enough that x + h != x in {x_array.dtype}", h)
     for i in range(x_array.size):
         grad.flat[i] = _one_coordinate(call, x_array, i, steps.flat[i], method, f_x)

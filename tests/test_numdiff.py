@@ -257,5 +257,7 @@ def test_wrong_shaped_outputs_raise_clear_errors():
 def test_a_step_below_the_spacing_of_floats_is_refused():
     with pytest.raises(ValueError, match="h must be large enough that x \\+ h != x in float32"):
         central_difference(np.sin, np.float32(1.0), h=1e-9)
+    with pytest.raises(ValueError, match="x \\+ h != x in float32"):
+        richardson(np.sin, np.float32(1.0), h=1e-7)  # h fits, h/2 does not
     with pytest.raises(ValueError, match="x \\+ h != x in float64"):
         jacobian(np.sin, np.array([1e10]), h=1e-9)
