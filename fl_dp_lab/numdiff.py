@@ -251,14 +251,16 @@ def gradient_check(
     >>> gradient_check(lambda v: (v**3).sum(), lambda v: 2 * v**2, np.array([1.0, 2.0])).passed
     False
     """
+    if tolerance is None:
+        tolerance = 5e-2 if np.asarray(_to_numpy(x)).dtype == np.float32 else 1e-5
+    tolerance = check_real("tolerance", tolerance, low=0.0, low_open=True)
     numeric = np.asarray(_to_numpy(central_difference(f, x, h)), dtype=np.float64)
     claimed = grad_f(x) if callable(grad_f) else grad_f
     analytic = np.asarray(_to_numpy(claimed), dtype=np.float64)
     if analytic.shape != numeric.shape:
         fail("grad_f(x)'s shape", f"the shape of x, {numeric.shape}", analytic.shape)
-    if tolerance is None:
-        tolerance = 5e-2 if _to_numpy(x).dtype == np.float32 else 1e-5
-    tolerance = check_real("tolerance", tolerance, low=0.0, low_open=True)
+    if not np.all(np.isfinite(analytic)):
+        fail("grad_f(x)", "finite", claimed)
     scale = np.maximum(np.abs(analytic), np.abs(numeric))
     floor = max(1e-3 * float(scale.max(initial=0.0)), np.finfo(np.float64).tiny)
     errors = np.abs(analytic - numeric) / np.maximum(scale, floor)

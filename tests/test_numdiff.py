@@ -178,6 +178,12 @@ def test_gradient_check_on_a_torch_module_and_a_precomputed_gradient():
     assert not gradient_check(loss_of_input, -inputs.grad, x)
 
 
+def test_gradient_check_on_scalars():
+    assert gradient_check(np.sin, np.cos, 0.4)
+    assert not gradient_check(np.sin, np.sin, 0.4)
+    assert gradient_check(np.exp, np.exp(2.0), 2.0).worst_index == ()
+
+
 def test_gradient_check_float32_uses_a_looser_tolerance():
     x = np.array([0.3, -1.2], dtype=np.float32)
     result = gradient_check(lambda v: np.sum(v**3), lambda v: 3 * v**2, x)
@@ -248,6 +254,10 @@ def test_wrong_shaped_outputs_raise_clear_errors():
         jacobian(lambda v: np.ones(1 + next(calls) % 2), np.ones(2))
     with pytest.raises(ValueError, match="grad_f\\(x\\)'s shape must be the shape of x"):
         gradient_check(lambda v: v.sum(), np.ones(2), np.ones(3))
+    with pytest.raises(ValueError, match="grad_f\\(x\\) must be finite"):
+        gradient_check(lambda v: v.sum(), np.full(2, np.nan), np.ones(2))
+    with pytest.raises(ValueError, match="tolerance must be > 0"):
+        gradient_check(lambda v: v.sum(), np.ones(2), np.ones(2), tolerance=0.0)
     with pytest.raises(ValueError, match="method must be one of"):
         default_step(1.0, method="backward")
     with pytest.raises(ValueError, match="h and errors must be positive"):
