@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_RUN_CONFIG",
     "arrays_to_flat",
     "client_app",
+    "deliver",
     "digits_clients",
     "flat_to_arrays",
     "make_client_app",
@@ -133,21 +134,22 @@ def arrays_to_flat(record: ArrayRecord, model: nn.Module | None = None) -> torch
     return flatten_parameters(model)
 
 
-def make_client_app(train_mods: Sequence[Any] = ()) -> ClientApp:
+def make_client_app(train_mods: Sequence[Any] = (), app_mods: Sequence[Any] = ()) -> ClientApp:
     """The DP-FedAvg ``ClientApp``: ``query``, ``train`` and ``evaluate`` handlers.
 
     Args:
-        train_mods: Flower mods applied to ``train`` messages only, e.g.
-            ``[fixedclipping_mod]`` for Flower's client-side clipping.
-            Mods given to ``ClientApp(mods=...)`` would wrap every message,
-            and ``fixedclipping_mod`` answers an ``evaluate`` message (which
-            carries no clipping norm) with an error; ``@app.train(mods=...)``
-            scopes them to training.
+        train_mods: Flower mods applied to ``train`` messages only
+            (``@app.train(mods=...)``), e.g. ``[fixedclipping_mod]`` for
+            Flower's client-side clipping. This is where DP mods belong.
+        app_mods: mods applied to *every* message (``ClientApp(mods=...)``).
+            Kept to show the pitfall: ``fixedclipping_mod`` there answers
+            ``query`` and ``evaluate`` messages, which carry no clipping
+            norm, with an error.
 
     Returns:
         A new ``flwr.clientapp.ClientApp``.
     """
-    app = ClientApp()
+    app = ClientApp(mods=list(app_mods))
 
     @app.query()
     def query(message: Message, context: Context) -> Message:
@@ -195,6 +197,51 @@ def make_client_app(train_mods: Sequence[Any] = ()) -> ClientApp:
 
 #: The ClientApp that ``flwr run`` loads (``fl_dp_lab.flower_app:client_app``).
 client_app = make_client_app()
+
+
+def deliver(
+    app: ClientApp,
+    message_type: str,
+    content: RecordDict,
+    *,
+    partition_id: int,
+    num_partitions: int,
+    node_id: int = 1,
+) -> Message:
+    """Hand one message to ``app`` in this process, as a SuperNode would, and return the reply.
+
+    For looking at a ClientApp's answers without starting Ray or a
+    SuperLink. Outside a running Flower app a ``Message`` needs a run id,
+    so this sets Flower's task identity (run 0, node ``node_id``) when none
+    is set.
+
+    Args:
+        app: the ClientApp.
+        message_type: ``"query"``, ``"train"`` or ``"evaluate"``.
+        content: the records the server would send.
+        partition_id, num_partitions: the node config of the receiving node.
+        node_id: the receiving node's id.
+
+    Returns:
+        The reply ``Message`` (check ``reply.has_error()``).
+    """
+    from flwr.supercore.task_identity import TaskIdentity
+
+    if not isinstance(app, ClientApp):
+        fail("app", "a flwr.clientapp.ClientApp", app, TypeError)
+    num_partitions = check_int("num_partitions", num_partitions, minimum=1)
+    partition_id = check_int("partition_id", partition_id, minimum=0, maximum=num_partitions - 1)
+    if TaskIdentity._run_id is None:
+        TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 0, 0, node_id
+    context = Context(
+        run_id=0,
+        node_id=node_id,
+        node_config={"partition-id": partition_id, "num-partitions": num_partitions},
+        state=RecordDict(),
+        run_config={},
+    )
+    message = Message(content, dst_node_id=node_id, message_type=message_type, group_id="0")
+    return app(message, context)
 
 
 def _partition(context: Context) -> tuple[int, int]:

@@ -1,0 +1,289 @@
+"""Tests of the Flower apps (fl_dp_lab.flower_app, flower_server, flower_simulation).
+
+Most tests run the ServerApp against the ClientApp in this process through
+``DirectGrid`` (a Flower ``Grid`` that hands each message straight to the
+ClientApp of its node), so the algorithm is checked against
+``fl_dp_lab.federated.run_dp_fedavg`` without Ray. The test marked
+``flower`` runs the real Simulation Engine (Ray).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp.mod import fixedclipping_mod
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
+from flwr.supercore.task_identity import TaskIdentity
+
+from fl_dp_lab.federated import flatten_parameters, local_update, run_dp_fedavg
+from fl_dp_lab.flower_app import (
+    DEFAULT_RUN_CONFIG,
+    arrays_to_flat,
+    client_app,
+    deliver,
+    digits_clients,
+    flat_to_arrays,
+    make_client_app,
+    make_model,
+)
+from fl_dp_lab.flower_server import (
+    FlowerResult,
+    make_flower_dp_server_app,
+    make_server_app,
+    run_config,
+)
+from fl_dp_lab.flower_simulation import simulate
+
+SMALL = {"num-rounds": 3, "sample-rate": 0.5, "noise-multiplier": 0.7, "clip-norm": 1.0}
+
+
+class DirectGrid(Grid):
+    """A Grid whose nodes are ClientApps in this process (random node ids, as in Flower)."""
+
+    def __init__(self, app, num_nodes: int, seed: int = 0) -> None:
+        TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 0, 0, 0
+        ids = np.random.default_rng(seed).choice(10**9, size=num_nodes, replace=False) + 1
+        self.app, self.node_ids = app, [int(i) for i in ids]
+        self.contexts = {
+            node: Context(
+                run_id=0,
+                node_id=node,
+                node_config={"partition-id": k, "num-partitions": num_nodes},
+                state=RecordDict(),
+                run_config={},
+            )
+            for k, node in enumerate(self.node_ids)
+        }
+        self.sent: list[Message] = []
+
+    def set_run(self, run_id):  # pragma: no cover - not used by the apps
+        pass
+
+    @property
+    def run(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
+        return Message(
+            content, dst_node_id=dst_node_id, message_type=message_type, group_id=group_id
+        )
+
+    def get_node_ids(self):
+        return list(self.node_ids)
+
+    def push_messages(self, messages):  # pragma: no cover
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids):  # pragma: no cover
+        raise NotImplementedError
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        self.sent.extend(messages)
+        return [self.app(m, self.contexts[m.metadata.dst_node_id]) for m in messages]
+
+
+def run_direct(server_factory, num_nodes: int, overrides: dict) -> tuple[FlowerResult, DirectGrid]:
+    result = FlowerResult()
+    grid = DirectGrid(make_client_app(), num_nodes)
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    server_factory(result, overrides)(grid, context)
+    return result, grid
+
+
+def in_process(num_nodes: int, overrides: dict, seed: int = 0):
+    config = run_config(overrides=overrides)
+    clients, x_test, y_test = digits_clients(num_nodes)
+    model = make_model()
+    history = run_dp_fedavg(
+        model,
+        clients,
+        rounds=config["num-rounds"],
+        sample_rate=config["sample-rate"],
+        noise_multiplier=config["noise-multiplier"],
+        clip_norm=config["clip-norm"],
+        delta=config["delta"],
+        local_epochs=config["local-epochs"],
+        batch_size=config["batch-size"],
+        lr=config["lr"],
+        generator=torch.Generator().manual_seed(seed),
+        x_test=x_test,
+        y_test=y_test,
+        vectorised=False,
+        progress=False,
+    )
+    return history, flatten_parameters(model)
+
+
+def test_flower_server_app_matches_run_dp_fedavg():
+    # Prepare: 6 nodes with random ids, Poisson sampling at q = 0.5, noise on
+    num_nodes = 6
+    # Execute
+    result, grid = run_direct(make_server_app, num_nodes, SMALL)
+    history, weights = in_process(num_nodes, SMALL)
+    # Assert: same clients per round, same epsilon, same weights up to float32 transport
+    assert result.partitions == list(range(num_nodes))
+    assert result.history.clients == history.clients
+    assert result.history.epsilon == pytest.approx(history.epsilon, rel=1e-12)
+    torch.testing.assert_close(result.weights, weights, atol=2e-5, rtol=0)
+    assert result.history.accuracy == pytest.approx(history.accuracy, abs=1e-2)
+    assert 0.0 < result.federated_accuracy <= 1.0
+    kinds = [m.metadata.message_type for m in grid.sent]
+    assert kinds.count("train") == sum(history.clients)
+    assert kinds.count("evaluate") == num_nodes
+
+
+def test_a_different_seed_gives_a_different_run():
+    result, _ = run_direct(make_server_app, 6, SMALL)
+    other, _ = run_direct(make_server_app, 6, SMALL | {"seed": 1})
+    assert (result.weights - other.weights).abs().max() > 1e-3
+
+
+def test_poisson_sampling_varies_the_number_of_clients():
+    result, _ = run_direct(make_server_app, 8, {"num-rounds": 6, "noise-multiplier": 0.0})
+    assert len(set(result.history.clients)) > 1  # Binomial(8, 0.5) per round, seed 0
+
+
+def test_client_train_reply_is_the_local_update():
+    # Prepare
+    start = torch.linspace(-0.1, 0.1, 650)
+    content = RecordDict(
+        {
+            "arrays": flat_to_arrays(start),
+            "config": ConfigRecord({"seed": 5, "local-epochs": 2, "batch-size": 8, "lr": 0.3}),
+        }
+    )
+    # Execute
+    reply = deliver(client_app, "train", content, partition_id=1, num_partitions=4)
+    # Assert: the reply holds start + local_update computed directly
+    clients, _, _ = digits_clients(4)
+    x, y = clients[1]
+    model = make_model()
+    model.load_state_dict(flat_to_arrays(start).to_torch_state_dict())
+    expected = start + local_update(
+        model, x, y, epochs=2, batch_size=8, lr=0.3, generator=torch.Generator().manual_seed(5)
+    )
+    torch.testing.assert_close(arrays_to_flat(reply.content["arrays"]), expected)
+    assert reply.content["metrics"]["num-examples"] == len(y)
+
+
+def test_query_reports_the_partition():
+    reply = deliver(client_app, "query", RecordDict(), partition_id=2, num_partitions=3)
+    metrics = reply.content["metrics"]
+    assert (metrics["partition-id"], metrics["num-partitions"]) == (2, 3)
+    assert metrics["num-examples"] == len(digits_clients(3)[0][2][1])
+
+
+def test_dp_mods_belong_on_train_not_on_the_whole_client_app():
+    evaluate = RecordDict({"arrays": flat_to_arrays(torch.zeros(650))})
+    whole = make_client_app(app_mods=[fixedclipping_mod])
+    scoped = make_client_app(train_mods=[fixedclipping_mod])
+    broken = deliver(whole, "evaluate", evaluate, partition_id=0, num_partitions=2)
+    fine = deliver(scoped, "evaluate", evaluate, partition_id=0, num_partitions=2)
+    assert broken.has_error() and "fixedclipping_mod" in broken.error.reason
+    assert not fine.has_error() and 0.0 <= fine.content["metrics"]["accuracy"] <= 1.0
+
+
+def test_fixedclipping_mod_clips_the_train_reply():
+    # Prepare: a learning rate so large that the update norm exceeds C = 0.1
+    content = RecordDict(
+        {
+            "arrays": flat_to_arrays(torch.zeros(650)),
+            "config": ConfigRecord(
+                {"seed": 0, "local-epochs": 1, "batch-size": 8, "lr": 5.0, "clipping_norm": 0.1}
+            ),
+        }
+    )
+    app = make_client_app(train_mods=[fixedclipping_mod])
+    # Execute
+    reply = deliver(app, "train", content, partition_id=0, num_partitions=2)
+    # Assert
+    assert torch.linalg.vector_norm(arrays_to_flat(reply.content["arrays"])).item() == (
+        pytest.approx(0.1, rel=1e-5)
+    )
+
+
+def test_flower_dp_wrapper_samples_a_fixed_number_of_clients():
+    result, grid = run_direct(make_flower_dp_server_app, 6, SMALL)
+    assert result.history.clients == [3, 3, 3]  # round(q*K) every round
+    assert sum(m.metadata.message_type == "train" for m in grid.sent) == 9
+    assert result.history.accuracy[-1] > 0.1
+
+
+def test_flower_dp_wrapper_noise_comes_from_numpys_global_generator():
+    # Prepare
+    strategy = DifferentialPrivacyServerSideFixedClipping(
+        FedAvg(), noise_multiplier=1.0, clipping_norm=1.0, num_sampled_clients=2
+    )
+    record = flat_to_arrays(torch.zeros(650))
+
+    def noisy():
+        return arrays_to_flat(strategy._add_noise_to_aggregated_arrays(record))
+
+    # Execute
+    np.random.seed(0)
+    first = noisy()
+    second = noisy()
+    np.random.seed(0)
+    replay = noisy()
+    # Assert: consecutive calls differ, reseeding the *global* generator replays them
+    assert (first - second).abs().max() > 0.1
+    torch.testing.assert_close(first, replay)
+    assert first.std().item() == pytest.approx(0.5, rel=0.1)  # sigma*C/m = 1/2
+
+
+def test_flat_and_array_records_round_trip():
+    flat = torch.randn(650, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(arrays_to_flat(flat_to_arrays(flat)), flat)
+
+
+def test_digits_clients_cover_the_training_set_once():
+    clients, x_test, y_test = digits_clients(7, data_seed=3)
+    assert sum(len(y) for _, y in clients) == 1437 and len(y_test) == 360
+    assert max(len(y) for _, y in clients) - min(len(y) for _, y in clients) <= 1
+
+
+def test_run_config_layers_and_bad_keys():
+    assert run_config()["num-rounds"] == DEFAULT_RUN_CONFIG["num-rounds"]
+    assert run_config(overrides={"seed": 4})["seed"] == 4
+    with pytest.raises(ValueError, match="run config key must be one of"):
+        run_config(overrides={"rounds": 3})
+    with pytest.raises(ValueError, match="run config key"):
+        make_server_app(overrides={"sigma": 1.0})
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="num_clients must be"):
+        digits_clients(0)
+    with pytest.raises(TypeError, match="record must be a flwr.app.ArrayRecord"):
+        arrays_to_flat(MetricRecord({"a": 1}))
+    with pytest.raises(ValueError, match="partition_id must be"):
+        deliver(client_app, "query", RecordDict(), partition_id=3, num_partitions=3)
+    with pytest.raises(ValueError, match="num_supernodes must be"):
+        simulate(make_server_app(), client_app, num_supernodes=0)
+    with pytest.raises(TypeError, match="server_app must be"):
+        simulate(client_app, client_app, num_supernodes=2)
+
+
+@pytest.mark.flower
+def test_simulation_engine_matches_run_dp_fedavg_and_cleans_up():
+    # Prepare
+    overrides = SMALL | {"num-rounds": 2}
+    result = FlowerResult()
+    children_before = {p.pid for p in psutil.Process().children(recursive=True)}
+    # Execute: Ray with one CPU, 4 virtual SuperNodes
+    simulate(make_server_app(result, overrides), make_client_app(), num_supernodes=4)
+    history, weights = in_process(4, overrides)
+    # Assert
+    assert result.history.clients == history.clients
+    torch.testing.assert_close(result.weights, weights, atol=2e-5, rtol=0)
+    left = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in children_before and p.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert left == [], f"processes left behind: {[p.cmdline()[:2] for p in left]}"
