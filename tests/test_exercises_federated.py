@@ -1,0 +1,91 @@
+"""Notebooks 08-09's exercise checks: right, typical wrong, unanswered, malformed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fl_dp_lab.accounting import epsilon
+from fl_dp_lab.exercises import (
+    check_dp_aggregate,
+    check_fedavg_average,
+    check_local_steps,
+    check_user_level_epsilon,
+)
+
+
+def test_fedavg_average_right_unweighted_and_malformed(capsys):
+    def right(updates, sizes):
+        sizes = torch.as_tensor(sizes, dtype=updates.dtype)
+        return (sizes[:, None] * updates).sum(0) / sizes.sum()
+
+    assert check_fedavg_average(right) is True
+    assert "✓" in capsys.readouterr().out
+    assert check_fedavg_average(lambda updates, sizes: updates.mean(0)) is False
+    assert "plain mean" in capsys.readouterr().out
+    assert check_fedavg_average(lambda updates, sizes: (sizes[:, None] * updates).sum(0)) is False
+    assert "Hint" in capsys.readouterr().out
+    assert check_fedavg_average(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="average must be a function"):
+        check_fedavg_average(3.0)
+    with pytest.raises(ValueError, match="shape"):
+        check_fedavg_average(lambda updates, sizes: updates)
+
+
+def test_local_steps_catches_rounding_down_and_one_epoch(capsys):
+    assert check_local_steps(15) is True
+    assert check_local_steps(12) is False
+    assert "round 45 / 10 up" in capsys.readouterr().out
+    assert check_local_steps(5) is False
+    assert "one epoch" in capsys.readouterr().out
+    assert check_local_steps(16) is False
+    assert "E * ceil(n / B)" in capsys.readouterr().out
+    assert check_local_steps(...) is False
+    with pytest.raises(TypeError, match="answer must be a real number"):
+        check_local_steps("15")
+
+
+def _dp_average(clip=True, denominator="expected", noise_scale="sigma_c"):
+    def dp_average(updates, clip_norm, noise_multiplier, expected_clients, generator):
+        rows = updates
+        if clip:
+            norms = updates.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            rows = updates * torch.clamp(clip_norm / norms, max=1.0)
+        total = rows.sum(0)
+        std = noise_multiplier * clip_norm if noise_scale == "sigma_c" else noise_multiplier
+        total = total + std * torch.randn(total.shape, generator=generator, dtype=updates.dtype)
+        count = expected_clients if denominator == "expected" else len(updates)
+        return total / count
+
+    return dp_average
+
+
+def test_dp_aggregate_right_and_the_usual_slips(capsys):
+    assert check_dp_aggregate(_dp_average()) is True
+    assert "✓" in capsys.readouterr().out
+    assert check_dp_aggregate(_dp_average(clip=False)) is False
+    assert "clip every row" in capsys.readouterr().out
+    assert check_dp_aggregate(_dp_average(denominator="actual")) is False
+    assert "expected number of clients" in capsys.readouterr().out
+    assert check_dp_aggregate(_dp_average(noise_scale="sigma")) is False
+    assert "noise std came out" in capsys.readouterr().out
+    assert check_dp_aggregate(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="dp_average must be a function"):
+        check_dp_aggregate(torch.zeros(2))
+
+
+def test_user_level_epsilon_catches_per_round_and_no_sampling(capsys):
+    right = epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=50, delta=1e-5)
+    assert check_user_level_epsilon(right) is True
+    one_round = epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=1, delta=1e-5)
+    assert check_user_level_epsilon(one_round) is False
+    assert "one round's epsilon" in capsys.readouterr().out
+    no_sampling = epsilon(noise_multiplier=1.0, sample_rate=1.0, steps=50, delta=1e-5)
+    assert check_user_level_epsilon(no_sampling) is False
+    assert "amplification" in capsys.readouterr().out
+    assert check_user_level_epsilon(2 * right) is False
+    assert check_user_level_epsilon(...) is False
+    with pytest.raises(TypeError, match="answer must be a real number"):
+        check_user_level_epsilon([right])
