@@ -348,6 +348,14 @@ def opacus_per_sample_gradients(
 
     Returns:
         ``{name: tensor (B, *param.shape)}`` keyed like ``model.named_parameters()``.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> grads = opacus_per_sample_gradients(LogisticRegression(4, 2), torch.ones(3, 4),
+    ...                                     torch.tensor([0, 1, 1]))
+    >>> grads["linear.bias"]  # softmax(0, 0) - one_hot(label), one row per example
+    tensor([[-0.5000,  0.5000],
+            [ 0.5000, -0.5000],
+            [ 0.5000, -0.5000]])
     """
     if len(x) != len(y) or len(x) == 0:
         fail("x and y", "non-empty with the same length", (len(x), len(y)))
@@ -436,6 +444,14 @@ def opacus_dp_step(
 
     Returns:
         The noisy gradient g, ``{name: tensor}`` keyed like ``model.named_parameters()``.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> model = LogisticRegression(4, 2)  # zeros: every per-sample bias gradient is +-0.5
+    >>> g = opacus_dp_step(model, torch.ones(3, 4), torch.tensor([0, 1, 1]), lr=1.0,
+    ...     max_grad_norm=0.1, noise_multiplier=0.0, expected_batch_size=4,
+    ...     generator=torch.Generator())
+    >>> g["linear.bias"]  # each example clipped from norm sqrt(10)/2 to 0.1, summed, / 4 (not 3)
+    tensor([ 0.0079, -0.0079])
     """
     if len(x) != len(y):
         fail("x and y", "the same length", (len(x), len(y)))
