@@ -189,7 +189,7 @@ def plot_sweep(
             label=f"C = {c:g}",
         )
     left.axhline(
-        100 * result.baseline_accuracy, color=PALETTE["black"], ls="--", lw=1.2, label="non-private"
+        100 * result.baseline_accuracy, color=PALETTE["black"], ls="--", lw=1.2, label="plain SGD"
     )
     left.set(xlabel="noise multiplier σ", ylabel="test accuracy (%)")
     left.legend(fontsize=10, loc="lower left")
@@ -236,7 +236,7 @@ def update_sweep(
         artists["no_privacy"].set_text("")
     artists["left"].set_title(
         f"σ = {noise_multiplier:g}, C = {max_grad_norm:g}: {100 * accuracy:.1f} % "
-        f"(non-private {100 * result.baseline_accuracy:.1f} %)"
+        f"(plain SGD {100 * result.baseline_accuracy:.1f} %)"
     )
     return accuracy, epsilon
 
