@@ -59,6 +59,7 @@ def epsilon_steps_figure(
         }
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.minorticks_off()  # log-axis minor ticks would dominate the redraw time
         ax.set_xlabel("steps T")
         ax.set_ylabel(f"ε at δ = {delta:g}")
         ax.legend(loc="upper left", frameon=False)
