@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Circle
+from matplotlib.ticker import NullFormatter
 
 from fl_dp_lab._validate import check_int, check_real
 from fl_dp_lab.dpsgd import add_noise, clip_per_sample
@@ -32,6 +33,7 @@ __all__ = [
     "privacy_utility_figure",
     "reconstruction_figure",
     "timing_figure",
+    "training_figure",
     "update_clipping_figure",
 ]
 
@@ -196,7 +198,8 @@ def norms_figure(before: np.ndarray, after: np.ndarray, *, max_grad_norm: float)
     ax.hist(after, bins=bins, color=PALETTE["blue"], alpha=0.8, label="after clipping")
     ax.axvline(max_grad_norm, color=PALETTE["vermillion"], ls="--", label=f"C = {max_grad_norm:g}")
     share = float(np.mean(np.asarray(before) > max_grad_norm))
-    title = f"Clipping caps {share:.0%} of the examples at C; the rest pass as they are"
+    title = f"Clipping caps {share:.0%} of the examples at C"
+    title += "; the rest pass as they are" if share < 1 else ", onto the sphere of radius C"
     ax.set(xlabel="per-sample gradient norm ||g_i||", ylabel="examples", title=title)
     ax.legend()
     return fig
@@ -233,8 +236,23 @@ def privacy_utility_figure(
     ax.axhline(100 * baseline, color=PALETTE["black"], ls="--", label="non-private")
     ax.set(xscale="log", xlabel=f"ε spent (δ = {delta:g}, log scale)", ylabel="test accuracy (%)",
            title="More privacy (smaller ε) costs accuracy")  # fmt: skip
-    ax.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(epsilons, [f"{e:.2g}" for e in epsilons])
     ax.legend()
+    return fig
+
+
+def training_figure(history: Any, baseline_accuracy: list[float], *, delta: float) -> plt.Figure:
+    """Left: test accuracy per epoch, DP-SGD vs non-private. Right: epsilon spent per epoch."""
+    fig, (left, right) = new_figure(1, 2, width=5.0)
+    left.plot(history.epoch, 100 * np.asarray(history.test_accuracy), "o-", label="DP-SGD")
+    left.plot(range(1, len(baseline_accuracy) + 1), 100 * np.asarray(baseline_accuracy), "s--",
+              color=PALETTE["black"], label="non-private")  # fmt: skip
+    left.set(xlabel="epoch", ylabel="test accuracy (%)", title="DP-SGD learns, a little behind")
+    left.legend()
+    right.plot(history.epoch, history.epsilon, "o-", color=PALETTE["vermillion"])
+    right.set(xlabel="epoch", ylabel=f"ε spent (δ = {delta:g})",
+              title=f"The budget grows with every step: ε = {history.epsilon[-1]:.2f}")  # fmt: skip
     return fig
 
 
