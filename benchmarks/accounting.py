@@ -32,7 +32,7 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 from opacus.accountants import PRVAccountant, RDPAccountant
 
-from fl_dp_lab import _pld, accounting
+from fl_dp_lab import _accounting_core, _pld, accounting
 
 matplotlib.use("Agg")
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -49,8 +49,8 @@ SLOW = {"dp_accounting PLD"}
 
 def ours(kind: str) -> Callable[..., float]:
     def query(sigma: float, q: float, steps: int, delta: float) -> float:
-        accounting._composed_pld.cache_clear()
-        accounting._rdp_cached.cache_clear()
+        _accounting_core.composed_pld.cache_clear()
+        _accounting_core.rdp_cached.cache_clear()
         _pld.subsampled_gaussian_pld.cache_clear()
         return accounting.epsilon(
             noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta, accountant=kind

@@ -16,7 +16,8 @@ two ways, as Opacus and dp_accounting do:
   2022). Tighter than RDP, and pessimistic by construction.
 
 Pure functions come first; ``PrivacyAccountant`` only keeps a history.
-The math lives in ``fl_dp_lab._rdp`` and ``fl_dp_lab._pld``.
+The math lives in ``fl_dp_lab._rdp`` and ``fl_dp_lab._pld``; the composition
+theorems compared in notebook 05 in ``fl_dp_lab._composition`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -24,12 +25,27 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
-from fl_dp_lab import _pld, _rdp
-from fl_dp_lab._validate import check_choice, check_int, check_real, fail
+from fl_dp_lab import _pld
+from fl_dp_lab._accounting_core import (
+    ACCOUNTANTS,
+    DEFAULT_ORDERS,
+    check_mechanism,
+    check_orders,
+    composed_pld,
+    epsilon_checked,
+    rdp_cached,
+    rdp_to_epsilon_checked,
+)
+from fl_dp_lab._composition import (
+    COMPOSITIONS,
+    advanced_composition,
+    composed_epsilon,
+    epsilon_curves,
+)
+from fl_dp_lab._validate import check_choice, check_real, fail
 
 __all__ = [
     "DEFAULT_ORDERS",
@@ -45,12 +61,7 @@ __all__ = [
     "rdp_to_epsilon",
 ]
 
-#: Rényi orders used by default: dp_accounting's (1.1 ... 10.9, 11 ... 63, 128 ... 1024).
-DEFAULT_ORDERS: tuple[float, ...] = _rdp.DEFAULT_ORDERS
 
-ACCOUNTANTS = ("rdp", "pld")
-#: Composition methods ``composed_epsilon`` knows, loosest first.
-COMPOSITIONS = ("basic", "advanced", "rdp", "pld")
 _SIGMA_RANGE = (0.01, 1e4)  # where noise_multiplier_for_epsilon searches
 
 
@@ -85,105 +96,9 @@ def epsilon(
     ...               delta=1e-5, accountant="rdp"), 3)
     1.035
     """
-    sigma, q, steps, delta = _check_mechanism(noise_multiplier, sample_rate, steps, delta)
+    sigma, q, steps, delta = check_mechanism(noise_multiplier, sample_rate, steps, delta)
     check_choice("accountant", accountant, ACCOUNTANTS)
-    return _epsilon(sigma, q, steps, delta, accountant)
-
-
-def advanced_composition(
-    *, epsilon: float, delta: float, steps: int, delta_slack: float
-) -> tuple[float, float]:
-    """(epsilon, delta) of ``steps`` runs of an (epsilon, delta)-DP mechanism, any order.
-
-    Dwork, Rothblum, Vadhan (2010), Theorem III.3 (advanced composition):
-    eps_total = sqrt(2 T log(1/delta')) eps + T eps (exp(eps) - 1),
-    delta_total = T delta + delta'. Basic composition (T eps, T delta) is the
-    same theorem's crude cousin; advanced wins once T is large, and both
-    lose to RDP and PLD, which use the mechanism itself rather than only its
-    (epsilon, delta).
-
-    >>> eps, dlt = advanced_composition(epsilon=0.1, delta=1e-7, steps=100, delta_slack=1e-5)
-    >>> round(eps, 3), round(dlt, 12)
-    (5.85, 2e-05)
-    """
-    eps = check_real("epsilon", epsilon, low=0.0)
-    dlt = check_real("delta", delta, low=0.0, high=1.0)
-    steps = check_int("steps", steps, minimum=0)
-    slack = check_real("delta_slack", delta_slack, low=0.0, high=1.0, low_open=True, high_open=True)
-    total = math.sqrt(2.0 * steps * math.log(1.0 / slack)) * eps + steps * eps * math.expm1(eps)
-    return total, steps * dlt + slack
-
-
-def composed_epsilon(
-    *,
-    noise_multiplier: float,
-    sample_rate: float,
-    steps: int,
-    delta: float,
-    method: str = "pld",
-) -> float:
-    """Epsilon of ``steps`` subsampled-Gaussian steps by one of four composition methods.
-
-    - "basic": each step is (eps0, delta / T)-DP (eps0 from the exact one-step
-      PLD, amplification by subsampling included) and epsilons add: T eps0;
-    - "advanced": each step is (eps0, delta / (2T))-DP and Dwork-Rothblum-Vadhan
-      composition spends the other delta / 2;
-    - "rdp" and "pld": as ``epsilon``.
-
-    The same mechanism and the same total delta for all four, so a plot of them
-    against T compares the analyses, not the mechanisms.
-
-    >>> [round(composed_epsilon(noise_multiplier=4.0, sample_rate=0.01, steps=1000,
-    ...                         delta=1e-5, method=m), 2) for m in COMPOSITIONS]
-    [18.71, 3.49, 0.3, 0.27]
-    """
-    sigma, q, steps, delta = _check_mechanism(noise_multiplier, sample_rate, steps, delta)
-    check_choice("method", method, COMPOSITIONS)
-    return _composed(sigma, q, steps, delta, method)
-
-
-def _composed(sigma: float, q: float, steps: int, delta: float, method: str) -> float:
-    """``composed_epsilon`` after validation."""
-    if method in ACCOUNTANTS or steps == 0 or sigma == 0.0:
-        return _epsilon(sigma, q, steps, delta, "pld" if method == "basic" else method[:3])
-    if method == "basic":
-        return steps * _epsilon(sigma, q, 1, delta / steps, "pld")
-    step_eps = _epsilon(sigma, q, 1, delta / (2 * steps), "pld")
-    return advanced_composition(
-        epsilon=step_eps, delta=delta / (2 * steps), steps=steps, delta_slack=delta / 2
-    )[0]
-
-
-def epsilon_curves(
-    *,
-    noise_multiplier: float,
-    sample_rate: float,
-    steps: int,
-    delta: float,
-    points: int = 8,
-    methods: Sequence[str] = COMPOSITIONS,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Epsilon against step count for each method, at ``points`` log-spaced step counts.
-
-    What notebook 05's figure and dashboard draw: a few step counts from 1 to
-    ``steps`` (every one-step PLD, RDP curve and composed PLD is cached, so
-    dragging a slider back is instant).
-
-    Returns:
-        (step counts, {method: epsilons}); all inf when sigma is 0.
-
-    >>> grid, curves = epsilon_curves(noise_multiplier=4.0, sample_rate=0.01, steps=100,
-    ...                               delta=1e-5, points=3)
-    >>> grid.tolist(), bool(np.all(curves["pld"] <= curves["rdp"]))
-    ([1, 10, 100], True)
-    """
-    sigma, q, steps, delta = _check_mechanism(noise_multiplier, sample_rate, steps, delta)
-    points = check_int("points", points, minimum=2)
-    for method in methods:
-        check_choice("method", method, COMPOSITIONS)
-    grid = np.unique(np.round(np.geomspace(1, max(steps, 1), points)).astype(int))
-    curves = {m: np.array([_composed(sigma, q, int(t), delta, m) for t in grid]) for m in methods}
-    return grid, curves
+    return epsilon_checked(sigma, q, steps, delta, accountant)
 
 
 def privacy_loss_distribution(
@@ -210,13 +125,13 @@ def privacy_loss_distribution(
     >>> round(float(pmf.sum() + inf_mass), 9)
     1.0
     """
-    sigma, q, steps, _ = _check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
+    sigma, q, steps, _ = check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
     check_choice("direction", direction, ("remove", "add"))
     if sigma == 0.0:
         fail("noise_multiplier", "> 0 (without noise the loss is infinite)", sigma)
     if steps == 0:
         return np.zeros(1), np.ones(1), 0.0
-    pld = _composed_pld(sigma, q, steps, direction)
+    pld = composed_pld(sigma, q, steps, direction)
     losses = (pld.offset + np.arange(len(pld.pmf))) * pld.interval
     return losses, pld.pmf.copy(), pld.infinity_mass
 
@@ -247,10 +162,10 @@ def rdp_subsampled_gaussian(
     """
     q = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
     sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
-    orders = _check_orders(orders)
+    orders = check_orders(orders)
     if sigma == 0.0:
         return np.full(len(orders), np.inf)
-    return _rdp_cached(q, sigma, tuple(orders.tolist()))
+    return rdp_cached(q, sigma, tuple(orders.tolist()))
 
 
 def rdp_to_epsilon(
@@ -275,22 +190,14 @@ def rdp_to_epsilon(
     >>> rdp_to_epsilon(rdp=[0.5, 1.0, 4.0], orders=[2, 4, 8], delta=1e-5)[1]
     4.0
     """
-    orders = _check_orders(orders)
+    orders = check_orders(orders)
     rdp = np.asarray(rdp, dtype=np.float64)
     if rdp.shape != orders.shape:
         fail("rdp", f"an array of the same shape as orders {orders.shape}", rdp.shape)
     if np.any(np.isnan(rdp)) or np.any(rdp < 0):
         fail("rdp", "non-negative numbers (inf allowed)", rdp)
     delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
-    eps, order = _rdp.rdp_to_eps(rdp, orders, delta)
-    if math.isfinite(eps) and eps > 0 and order in (orders.min(), orders.max()):
-        warnings.warn(
-            f"the best Rényi order {order:g} is at the edge of the orders grid "
-            f"[{orders.min():g}, {orders.max():g}]; extend the grid for a tighter epsilon",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return eps, order
+    return rdp_to_epsilon_checked(rdp, orders, delta)
 
 
 def noise_multiplier_for_epsilon(
@@ -332,7 +239,7 @@ def noise_multiplier_for_epsilon(
     True
     """
     target = check_real("target_epsilon", target_epsilon, low=0.0, low_open=True)
-    _, q, steps, delta = _check_mechanism(1.0, sample_rate, steps, delta)
+    _, q, steps, delta = check_mechanism(1.0, sample_rate, steps, delta)
     if steps == 0:
         fail("steps", "an integer >= 1 (zero steps spend no epsilon)", steps)
     check_choice("accountant", accountant, ACCOUNTANTS)
@@ -365,7 +272,7 @@ class PrivacyAccountant:
 
     def step(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
         """Record ``steps`` steps at noise ``noise_multiplier`` and rate ``sample_rate``."""
-        sigma, q, steps, _ = _check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
+        sigma, q, steps, _ = check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
         if steps == 0:
             return
         if self.history and self.history[-1][:2] == (sigma, q):
@@ -385,10 +292,10 @@ class PrivacyAccountant:
             return math.inf
         if len(totals) == 1:
             (((sigma, q), steps),) = totals.items()
-            return _epsilon(sigma, q, steps, delta, self.accountant)
+            return epsilon_checked(sigma, q, steps, delta, self.accountant)
         if self.accountant == "rdp":
-            rdp = sum(t * _rdp_cached(q, s, DEFAULT_ORDERS) for (s, q), t in totals.items())
-            return rdp_to_epsilon(rdp=rdp, orders=DEFAULT_ORDERS, delta=delta)[0]
+            rdp = sum(t * rdp_cached(q, s, DEFAULT_ORDERS) for (s, q), t in totals.items())
+            return rdp_to_epsilon_checked(rdp, np.array(DEFAULT_ORDERS), delta)[0]
         interval = min(_pld.grid_interval(s, q) for s, q in totals)
         return max(
             _pld.epsilon_for_delta(
@@ -404,28 +311,13 @@ class PrivacyAccountant:
         )
 
 
-def _epsilon(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
-    """``epsilon`` after validation."""
-    if steps == 0:
-        return 0.0
-    if sigma == 0.0:
-        return math.inf
-    if accountant == "rdp":
-        rdp = steps * _rdp_cached(q, sigma, DEFAULT_ORDERS)
-        return rdp_to_epsilon(rdp=rdp, orders=DEFAULT_ORDERS, delta=delta)[0]
-    return max(
-        _pld.epsilon_for_delta(_composed_pld(sigma, q, steps, direction), delta)
-        for direction in ("remove", "add")
-    )
-
-
 def _calibrate(target: float, q: float, steps: int, delta: float, accountant: str) -> float:
     """Bracket sigma by doubling, then bisect log sigma until epsilon is in [0.999, 1] target."""
 
     def spent(sigma: float) -> float:
         with warnings.catch_warnings():  # edge-of-grid orders while bracketing are expected
             warnings.simplefilter("ignore", RuntimeWarning)
-            return _epsilon(sigma, q, steps, delta, accountant)
+            return epsilon_checked(sigma, q, steps, delta, accountant)
 
     low, high = _SIGMA_RANGE
     start = 1.0 if accountant == "rdp" else _calibrate(target, q, steps, delta, "rdp")
@@ -450,31 +342,3 @@ def _calibrate(target: float, q: float, steps: int, delta: float, accountant: st
         else:
             high = middle
     return high
-
-
-@lru_cache(maxsize=32)
-def _composed_pld(sigma: float, q: float, steps: int, direction: str) -> _pld.GridPLD:
-    one = _pld.subsampled_gaussian_pld(sigma, q, _pld.grid_interval(sigma, q), direction)
-    return _pld.compose([(one, steps)])
-
-
-@lru_cache(maxsize=256)
-def _rdp_cached(q: float, sigma: float, orders: tuple[float, ...]) -> np.ndarray:
-    values = _rdp.rdp_per_step(q, sigma, np.asarray(orders, dtype=np.float64))
-    values.setflags(write=False)
-    return values
-
-
-def _check_mechanism(sigma, q, steps, delta) -> tuple[float, float, int, float]:
-    sigma = check_real("noise_multiplier", sigma, low=0.0)
-    q = check_real("sample_rate", q, low=0.0, high=1.0, low_open=True)
-    steps = check_int("steps", steps, minimum=0)
-    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
-    return sigma, q, steps, delta
-
-
-def _check_orders(orders) -> np.ndarray:
-    array = np.asarray(orders, dtype=np.float64).ravel()
-    if array.size == 0 or np.any(~np.isfinite(array)) or np.any(array <= 1.0):
-        fail("orders", "a non-empty sequence of finite numbers > 1", orders)
-    return array
