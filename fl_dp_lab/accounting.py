@@ -77,6 +77,10 @@ def epsilon(
 
     Assumptions: Poisson sampling with rate q (not shuffled fixed-size
     batches), add/remove neighbours, sensitivity C and noise std sigma C.
+    The PLD grid has spacing 1e-4 (dp_accounting's default) or a tenth of one
+    step's privacy-loss spread, whichever is larger: the epsilon stays an
+    upper bound and within about 0.1 % of the 1e-4 grid's, at a fraction of
+    the cost when one step's loss is wide.
 
     Args:
         noise_multiplier: sigma >= 0, noise std over the clipping norm. 0 means no
