@@ -71,6 +71,7 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "server-lr": 1.0,
     "seed": 0,
     "data-seed": 0,
+    "timeout": 600.0,
     "history-path": "",
 }
 

@@ -208,7 +208,10 @@ def _dp_fedavg(grid: Grid, config: dict, out: FlowerResult) -> None:
             )
             for k, seed in zip(ids, seeds, strict=True)
         ]
-        replies = _by_node(grid.send_and_receive(messages), "train")
+        sampled = [nodes[int(k)] for k in ids]
+        replies = _by_node(
+            grid.send_and_receive(messages, timeout=float(config["timeout"])), "train", sampled
+        )
         rows = [arrays_to_flat(replies[nodes[int(k)]].content["arrays"]) - flat for k in ids]
         updates = torch.stack(rows) if rows else flat.new_zeros(0, flat.numel())
         average = dp_aggregate(
@@ -232,7 +235,7 @@ def _dp_fedavg(grid: Grid, config: dict, out: FlowerResult) -> None:
             )
         )
     out.weights = flat
-    out.federated_accuracy = _federated_accuracy(grid, nodes, flat)
+    out.federated_accuracy = _federated_accuracy(grid, nodes, flat, float(config["timeout"]))
 
 
 def _nodes_by_partition(grid: Grid, timeout: float = 60.0) -> tuple[list[int], list[int]]:
@@ -259,7 +262,7 @@ def _nodes_by_partition(grid: Grid, timeout: float = 60.0) -> tuple[list[int], l
         time.sleep(1.0)
 
 
-def _federated_accuracy(grid: Grid, nodes: list[int], flat: torch.Tensor) -> float:
+def _federated_accuracy(grid: Grid, nodes: list[int], flat: torch.Tensor, timeout: float) -> float:
     messages = [
         Message(
             RecordDict({"arrays": flat_to_arrays(flat)}),
@@ -269,13 +272,14 @@ def _federated_accuracy(grid: Grid, nodes: list[int], flat: torch.Tensor) -> flo
         )
         for n in nodes
     ]
-    replies = _by_node(grid.send_and_receive(messages), "evaluate").values()
+    replies = _by_node(grid.send_and_receive(messages, timeout=timeout), "evaluate", nodes).values()
     metrics = [reply.content["metrics"] for reply in replies]
     total = sum(int(m["num-examples"]) for m in metrics)
     return sum(float(m["accuracy"]) * int(m["num-examples"]) for m in metrics) / total
 
 
-def _by_node(replies: Any, kind: str) -> dict[int, Message]:
+def _by_node(replies: Any, kind: str, expected: list[int] | None = None) -> dict[int, Message]:
+    """Replies keyed by node id; an error reply or a missing node fails the round."""
     out = {}
     for reply in replies:
         if reply.has_error():
@@ -283,6 +287,10 @@ def _by_node(replies: Any, kind: str) -> dict[int, Message]:
                 f"node {reply.metadata.src_node_id} failed a {kind} message: {reply.error.reason}"
             )
         out[reply.metadata.src_node_id] = reply
+    missing = sorted(set(expected or []) - set(out))
+    if missing:
+        # averaging fewer updates than were sampled would break the privacy accounting
+        raise RuntimeError(f"no reply to the {kind} message from nodes {missing}")
     return out
 
 

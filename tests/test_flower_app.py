@@ -287,3 +287,24 @@ def test_simulation_engine_matches_run_dp_fedavg_and_cleans_up():
         if p.pid not in children_before and p.status() != psutil.STATUS_ZOMBIE
     ]
     assert left == [], f"processes left behind: {[p.cmdline()[:2] for p in left]}"
+
+
+class LossyGrid(DirectGrid):
+    """A DirectGrid whose first node never answers train messages (it went offline)."""
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = super().send_and_receive(messages, timeout=timeout)
+        return [
+            r
+            for r in replies
+            if not (
+                r.metadata.message_type == "train" and r.metadata.src_node_id == self.node_ids[0]
+            )
+        ]
+
+
+def test_a_missing_train_reply_fails_the_round():
+    grid = LossyGrid(make_client_app(), 4)
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    with pytest.raises(RuntimeError, match="no reply to the train message"):
+        make_server_app(FlowerResult(), SMALL | {"sample-rate": 1.0})(grid, context)
