@@ -348,8 +348,18 @@ def train_dp_sgd(
     return history
 
 
-def _step(model, loss_fn, x, y, lr, max_grad_norm, noise_multiplier, expected_batch_size,
-          generator, method):  # fmt: skip
+def _step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    expected_batch_size: float,
+    generator: torch.Generator,
+    method: str,
+) -> tuple[Gradients, float | None]:
     """dp_sgd_step, also returning the batch's mean loss (None for an empty batch)."""
     lr = check_real("lr", lr, low=0.0, low_open=True)
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
