@@ -125,7 +125,8 @@ def time_redraw(rounds: int) -> None:
     from fl_dp_lab.plots.accounting import epsilon_steps_figure
     from fl_dp_lab.widgets.accounting import accounting_dashboard
 
-    dashboard = accounting_dashboard(noise_multiplier=4.0, sample_rate=0.01, steps=10_000)
+    with contextlib.redirect_stdout(io.StringIO()):  # display() prints outside Jupyter
+        dashboard = accounting_dashboard(noise_multiplier=4.0, sample_rate=0.01, steps=10_000)
     sigma, q, steps = dashboard.children[:3]
     moves = [(sigma, 2.0 + 0.3 * i) for i in range(rounds)]
     moves += [(q, 10.0 ** (-3 + 0.25 * i)) for i in range(rounds)]
@@ -141,6 +142,8 @@ def time_redraw(rounds: int) -> None:
         noise_multiplier=4.0, sample_rate=0.01, steps=10_000, delta=1e-5, points=6
     )
     fig, _ = epsilon_steps_figure(grid, curves, title="t", delta=1e-5)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")  # as the dashboard does after its first draw
     renders = []
     for _ in range(3):
         start = time.perf_counter()

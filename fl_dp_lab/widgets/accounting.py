@@ -106,6 +106,8 @@ def accounting_dashboard(
     grid, values = curves(sigma, q, steps)
     fig, artists = epsilon_steps_figure(grid, values, title="", delta=delta)
     plt.close(fig)  # shown only through the Output below, never twice
+    fig.canvas.draw()  # lay the figure out once, then keep that layout: redraws skip it
+    fig.set_layout_engine("none")
 
     def show(*_: object) -> None:
         s, rate, t = sigma_slider.value, q_slider.value, int(round(steps_slider.value))
