@@ -14,6 +14,7 @@ over rounds; a round runs every method once (after one warm-up step each).
 
     python benchmarks/dpsgd_step.py            # full table (a few minutes)
     python benchmarks/dpsgd_step.py --quick    # smoke run (seconds)
+    python benchmarks/dpsgd_step.py --models mlp --batches 256 --threads 1
 """
 
 from __future__ import annotations
@@ -113,11 +114,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="MLP only, batch 64, 3 rounds")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per cell")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--models", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[64, 256])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")  # Opacus's "secure RNG off" and hook notices
-    models = ["MLP 784-128-10"] if args.quick else list(MODELS)
-    batches = [64] if args.quick else [64, 256]
+    names = {"mlp": "MLP 784-128-10", "cnn": "SmallCNN"}
+    models = ["MLP 784-128-10"] if args.quick else [names[m] for m in args.models]
+    batches = [64] if args.quick else args.batches
     rounds = args.rounds or (3 if args.quick else 15)
 
     print(
