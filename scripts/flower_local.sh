@@ -148,7 +148,8 @@ done
 import json, sys
 h = json.load(open(sys.argv[1]))
 for r, acc, eps, m in zip(h["round"], h["accuracy"], h["epsilon"], h["clients"]):
-    print(f"round {r}: {m} clients, test accuracy {acc:.3f}, epsilon {eps:.2f}")
+    k = len(h["partitions"])
+    print(f"round {r}: {m} of {k} clients sampled, test accuracy {acc:.3f}, epsilon {eps:.2f}")
 print(f"federated evaluation accuracy {h['federated_accuracy']:.3f}")
 EOF
 echo "flower_local: done; result in $HISTORY" >&2

@@ -62,7 +62,7 @@ def test_local_deployment_runs_the_app_and_stops_everything(tmp_path):
     assert history["round"] == [1] and history["clients"] == [2]
     assert history["partitions"] == [0, 1]
     assert 0.0 < history["accuracy"][0] <= 1.0
-    assert "round 1: 2 clients" in completed.stdout
+    assert "round 1: 2 of 2 clients sampled" in completed.stdout
     assert _wait_until_gone(out) == []
 
 
