@@ -109,13 +109,13 @@ class _Run:
         )
 
     def client_updates(
-        self, ids: torch.Tensor, record: dict[str, float] | None = None
+        self, ids: torch.Tensor, record_dp: dict[str, float] | None = None
     ) -> torch.Tensor:
         """Updates of the clients ``ids`` (rows in the order of ``ids``), shape ``(m, P)``."""
         seeds = torch.randint(0, 2**62, (len(ids),), generator=self.generator)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         data = [self.clients[int(k)] for k in ids]
-        if self.vectorised and record is None:
+        if self.vectorised and record_dp is None:
             return batched_local_updates(
                 self.model,
                 [x for x, _ in data],
@@ -130,7 +130,7 @@ class _Run:
         for (x, y), gen in zip(data, gens, strict=True):
             if len(y) == 0:
                 rows.append(torch.zeros_like(self.flat))
-            elif record is None:
+            elif record_dp is None:
                 rows.append(
                     local_update(
                         self.model,
@@ -153,7 +153,7 @@ class _Run:
                         lr=self.lr,
                         generator=gen,
                         loss_fn=self.loss_fn,
-                        **record,
+                        **record_dp,
                     )
                 )
         return torch.stack(rows) if rows else self.flat.new_zeros(0, self.flat.numel())
