@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 _TAIL_Z = 9.5  # truncate x at 9.5 noise std: each Gaussian tail beyond holds < 1.1e-21
-_MAX_LOSS = 700.0  # losses above this count as infinite (exp would overflow)
 _LOG_WINDOW_TAIL = -50.0  # composed mass left outside the FFT window: < exp(-50) each side
 
 
@@ -91,7 +90,9 @@ def subsampled_gaussian_pld(sigma: float, q: float, interval: float, direction: 
         p_above = ndtr(x[-1] / sigma) if np.isfinite(x[-1]) else 0.0
     # split (p_int, q_int) between the interval's ends l0 < l1 = l0 + h keeping both masses:
     # upper + lower = p_int and upper exp(-l1) + lower exp(-l0) = q_int
-    upper = (p_int - q_int * np.exp(losses[:-1])) / (-math.expm1(-h))
+    with np.errstate(divide="ignore"):  # q_int exp(l0) as one exponent: no overflow at l0 > 709
+        q_scaled = np.exp(np.log(q_int) + losses[:-1])
+    upper = (p_int - q_scaled) / (-math.expm1(-h))
     upper = np.clip(upper, 0.0, p_int)
     pmf = np.zeros(len(losses))
     pmf[1:] += upper
@@ -146,25 +147,31 @@ def compose(parts: list[tuple[GridPLD, int]]) -> GridPLD:
 
 
 def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
-    """Smallest epsilon >= 0 with delta(epsilon) <= delta, solved exactly between grid points."""
+    """Smallest epsilon >= 0 with delta(epsilon) <= delta, solved exactly between grid points.
+
+    Works in the log domain, so composed losses of any size (thousands, for a
+    tiny noise multiplier) give their true epsilon rather than overflowing.
+    """
     if pld.infinity_mass > delta:
-        return math.inf  # a loss beyond exp(700) is no privacy at all
+        return math.inf  # the mechanism fails to hide more than delta of the time
     losses = (pld.offset + np.arange(len(pld.pmf))) * pld.interval
-    keep = losses > 0
+    keep = (losses > 0) & (pld.pmf > 0)
     losses, pmf = losses[keep], pld.pmf[keep]
-    infinity_mass = pld.infinity_mass + float(pmf[losses > _MAX_LOSS].sum())
-    losses, pmf = losses[losses <= _MAX_LOSS], pmf[losses <= _MAX_LOSS]
     if len(losses) == 0:
         return 0.0
-    # S[j] = P(L >= l_j) + P(L = inf), R[j] = E[exp(-L); L >= l_j]  (suffix sums)
-    s = np.append(np.cumsum(pmf[::-1])[::-1], 0.0) + infinity_mass
-    r = np.append(np.cumsum((pmf * np.exp(-losses))[::-1])[::-1], 0.0)
-    if s[0] - r[0] <= delta:  # delta(0) <= delta
+    # S[j] = P(L >= l_j) + P(L = inf), log R[j] = log E[exp(-L); L >= l_j]  (suffix sums)
+    s = np.append(np.cumsum(pmf[::-1])[::-1], 0.0) + pld.infinity_mass
+    log_terms = np.log(pmf) - losses
+    log_r = np.append(np.logaddexp.accumulate(log_terms[::-1])[::-1], -np.inf)
+    if s[0] - math.exp(log_r[0]) <= delta:  # delta(0) <= delta
         return 0.0
-    at_grid = s[1:] - np.exp(losses) * r[1:]  # delta(l_j), non-increasing in j
-    j = int(np.argmax(at_grid <= delta))  # first grid point that meets delta
+    at_grid = s[1:] - np.exp(losses + log_r[1:])  # delta(l_j), non-increasing; exponent <= 0
+    meets = at_grid <= delta
+    if not meets.any():  # only rounding can get here: the last point leaves infinity_mass
+        return math.inf
+    j = int(np.argmax(meets))  # first grid point that meets delta
     # between l_{j-1} and l_j the losses above epsilon are exactly {l_i: i >= j}
-    eps = math.log((s[j] - delta) / r[j])
+    eps = math.log(s[j] - delta) - float(log_r[j])
     lower = losses[j - 1] if j > 0 else 0.0
     return float(min(max(eps, lower), losses[j]))
 

@@ -136,6 +136,25 @@ def test_pld_epsilon_matches_dp_accounting_and_never_under_reports(q, sigma, ste
     assert ours <= rdp  # PLD is the tighter of the two
 
 
+@pytest.mark.parametrize(("q", "sigma", "steps"), [(0.128, 0.1, 64), (0.128, 0.2, 64), (0.5, 0.1, 10)])
+def test_weak_noise_gives_the_huge_epsilon_dp_accounting_gives(q, sigma, steps):
+    # Prepare: a sigma slider near zero. Composed losses run into the thousands, past
+    # where exp() overflows; epsilon must come out in the thousands too, never capped.
+    delta = 1e-5
+    acc = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)
+    acc.compose(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma)), steps)
+    # Execute
+    ours = epsilon(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta)
+    # Assert: dp_accounting's delta at our epsilon is the target (its own get_epsilon
+    # rounds up to a coarser grid, up to about 1 above ours), and RDP stays above both
+    assert 100 < ours < math.inf
+    assert acc.get_delta(ours) == pytest.approx(delta, rel=0.02)
+    assert ours <= acc.get_epsilon(delta) * 1.001
+    assert ours <= epsilon(
+        noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta, accountant="rdp"
+    )
+
+
 @pytest.mark.parametrize("steps", [1, 10, 100])
 @pytest.mark.parametrize("sigma", [2.0, 5.0, 12.0])
 def test_pld_without_subsampling_is_the_exact_gaussian_from_above(sigma, steps):
