@@ -8,10 +8,15 @@ One module per idea, named after it and mirroring the notebooks:
 - ``attacks``: gradient inversion, membership inference (03)
 - ``mechanisms``: randomized response, Laplace, Gaussian (04)
 - ``accounting``: RDP and PLD accountants, calibration (05)
-- ``dpsgd``: per-sample gradients, clipping, noise, Poisson sampling (06-07)
-- ``federated``: FedAvg, DP-FedAvg, secure aggregation toy (08-09)
-- ``auditing``: empirical epsilon lower bounds (10)
-- ``flower_app``: the Flower ClientApp/ServerApp (11)
+- ``dpsgd``: per-sample gradients, clipping, noise, Poisson sampling (06)
+- ``opacus_bridge``: the same step through Opacus, side by side with ours (07)
+- ``federated``: FedAvg and DP-FedAvg (08-09), built from ``client_updates``
+  (local training, clipping), ``adaptive_clipping`` (quantile clipping of
+  Andrew et al.) and ``secure_aggregation`` (pairwise masks, a toy)
+- ``auditing``, ``canaries``: empirical epsilon lower bounds and the canary
+  games that feed them (10)
+- ``flower_app``, ``flower_server``, ``flower_simulation``: the Flower
+  ClientApp/ServerApp, its DP-FedAvg strategy and the simulation runner (11)
 - ``plots``, ``widgets``: figures and thin ipywidgets dashboards
 - ``exercises``: ``check_*`` feedback for the notebooks' exercises
 
@@ -25,17 +30,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "accounting",
+    "adaptive_clipping",
     "attacks",
     "auditing",
+    "canaries",
+    "client_updates",
     "data",
     "dpsgd",
     "exercises",
     "federated",
     "flower_app",
+    "flower_server",
+    "flower_simulation",
     "mechanisms",
     "models",
     "numdiff",
+    "opacus_bridge",
     "plots",
+    "secure_aggregation",
     "training",
     "widgets",
 ]
