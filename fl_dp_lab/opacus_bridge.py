@@ -18,6 +18,12 @@ Opacus the same way. Two details they take care of:
 - ``grad_sample_mode="ghost"`` (ghost clipping) returns a fourth object, a
   wrapped loss whose ``backward()`` runs the two passes; the helpers hide that
   difference so every mode is called alike.
+
+Training with the ``PrivacyEngine`` (``make_private``, ``train_private``,
+``private_sweep``) is here; the single-step helpers that build a
+``GradSampleModule`` or ``DPOptimizer`` without a loader
+(``opacus_per_sample_gradients``, ``opacus_dp_optimizer``, ``opacus_dp_step``)
+live in ``fl_dp_lab._opacus_step`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -29,12 +35,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from opacus import GradSampleModule, PrivacyEngine
+from opacus import PrivacyEngine
 from opacus.optimizers import DPOptimizer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from fl_dp_lab._opacus_step import (
+    GRAD_SAMPLE_MODES,
+    opacus_dp_optimizer,
+    opacus_dp_step,
+    opacus_per_sample_gradients,
+)
 from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
 from fl_dp_lab.training import evaluate
 
@@ -50,10 +62,6 @@ __all__ = [
     "private_sweep",
     "train_private",
 ]
-
-#: Opacus's ways of getting per-sample gradient norms: backward hooks,
-#: ``torch.func`` (vmap), and ghost clipping (norms without per-sample gradients).
-GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
 
 
 @dataclass
@@ -331,147 +339,6 @@ def private_sweep(
         sample_rate=private.sample_rate,
         steps=epochs * len(private.data_loader),
     )
-
-
-def opacus_per_sample_gradients(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
-) -> dict[str, torch.Tensor]:
-    """Per-sample gradients from Opacus's ``GradSampleModule`` (backward hooks).
-
-    ``loss_fn`` returns the mean loss over the batch, so Opacus is told
-    ``loss_reduction="mean"`` and rescales by the batch size: row i is the
-    gradient of example i's own loss. ``model`` is left as it was (hooks removed,
-    ``.grad`` untouched).
-
-    Returns:
-        ``{name: tensor (B, *param.shape)}`` keyed like ``model.named_parameters()``.
-
-    >>> from fl_dp_lab.models import LogisticRegression
-    >>> grads = opacus_per_sample_gradients(LogisticRegression(4, 2), torch.ones(3, 4),
-    ...                                     torch.tensor([0, 1, 1]))
-    >>> grads["linear.bias"]  # softmax(0, 0) - one_hot(label), one row per example
-    tensor([[-0.5000,  0.5000],
-            [ 0.5000, -0.5000],
-            [ 0.5000, -0.5000]])
-    """
-    if len(x) != len(y) or len(x) == 0:
-        fail("x and y", "non-empty with the same length", (len(x), len(y)))
-    saved = {name: p.grad for name, p in model.named_parameters()}
-    gsm = GradSampleModule(model, loss_reduction="mean")
-    try:
-        loss_fn(gsm(x), y).backward()
-        grads = {name: p.grad_sample.detach().clone() for name, p in model.named_parameters()}
-    finally:
-        gsm.to_standard_module()
-        for name, p in model.named_parameters():
-            p.grad = saved[name]
-    return grads
-
-
-def opacus_dp_optimizer(
-    model: nn.Module,
-    *,
-    lr: float,
-    max_grad_norm: float,
-    noise_multiplier: float,
-    expected_batch_size: int,
-    generator: torch.Generator,
-    grad_sample_mode: str = "hooks",
-) -> tuple[nn.Module, DPOptimizer, Callable[..., Any]]:
-    """Opacus's three DP-SGD pieces for ``model``, built without a data loader.
-
-    This is what ``PrivacyEngine.make_private`` assembles, minus the sampler
-    and the accountant: a grad-sample wrapper of ``model`` (hooks, functorch
-    or ghost clipping), a ``DPOptimizer`` around plain SGD, and the loss to
-    call (Opacus's two-pass loss for ghost clipping, else cross-entropy).
-    Call ``wrapped.to_standard_module()`` when done to remove the hooks.
-
-    Returns:
-        ``(wrapped_model, dp_optimizer, criterion)``; a training step is
-        ``optimizer.zero_grad(); criterion(wrapped(x), y).backward(); optimizer.step()``.
-    """
-    from opacus.grad_sample.utils import get_gsm_class
-    from opacus.optimizers import get_optimizer_class
-    from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
-
-    lr = check_real("lr", lr, low=0.0, low_open=True)
-    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
-    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
-    expected_batch_size = check_int("expected_batch_size", expected_batch_size, minimum=1)
-    check_choice("grad_sample_mode", grad_sample_mode, GRAD_SAMPLE_MODES)
-    ghost = grad_sample_mode == "ghost"
-    extra = {"max_grad_norm": max_grad_norm} if ghost else {}
-    wrapped = get_gsm_class(grad_sample_mode)(model, loss_reduction="mean", **extra)
-    optimizer_class = get_optimizer_class(
-        clipping="flat", distributed=False, grad_sample_mode=grad_sample_mode
-    )
-    optimizer = optimizer_class(
-        torch.optim.SGD(model.parameters(), lr=lr),
-        noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm,
-        expected_batch_size=expected_batch_size,
-        generator=generator,
-    )
-    criterion: Callable[..., Any] = nn.CrossEntropyLoss()
-    if ghost:
-        criterion = DPLossFastGradientClipping(wrapped, optimizer, criterion, "mean")
-    return wrapped, optimizer, criterion
-
-
-def opacus_dp_step(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    lr: float,
-    max_grad_norm: float,
-    noise_multiplier: float,
-    expected_batch_size: int,
-    generator: torch.Generator,
-    grad_sample_mode: str = "hooks",
-) -> dict[str, torch.Tensor]:
-    """One Opacus ``DPOptimizer`` SGD step on the batch ``(x, y)``, applied to ``model`` in place.
-
-    The update is p <- p - lr * g with
-    g = (sum_i clip_C(grad_i) + N(0, (sigma C)^2 I)) / expected_batch_size,
-    clip_C(v) = v * min(1, C / (||v|| + 1e-6)) (Opacus's clip factor), and
-    cross-entropy as the mean loss (``loss_reduction="mean"``). Note the
-    division by the *expected* batch size, not by ``len(x)``: under Poisson
-    sampling the batch size is random, and dividing by it would leak it.
-
-    Returns:
-        The noisy gradient g, ``{name: tensor}`` keyed like ``model.named_parameters()``.
-
-    >>> from fl_dp_lab.models import LogisticRegression
-    >>> model = LogisticRegression(4, 2)  # zeros: every per-sample bias gradient is +-0.5
-    >>> g = opacus_dp_step(model, torch.ones(3, 4), torch.tensor([0, 1, 1]), lr=1.0,
-    ...     max_grad_norm=0.1, noise_multiplier=0.0, expected_batch_size=4,
-    ...     generator=torch.Generator())
-    >>> g["linear.bias"]  # each example clipped from norm sqrt(10)/2 to 0.1, summed, / 4 (not 3)
-    tensor([ 0.0079, -0.0079])
-    """
-    if len(x) != len(y):
-        fail("x and y", "the same length", (len(x), len(y)))
-    wrapped, optimizer, criterion = opacus_dp_optimizer(
-        model,
-        lr=lr,
-        max_grad_norm=max_grad_norm,
-        noise_multiplier=noise_multiplier,
-        expected_batch_size=expected_batch_size,
-        generator=generator,
-        grad_sample_mode=grad_sample_mode,
-    )
-    try:
-        optimizer.zero_grad()
-        criterion(wrapped(x), y).backward()
-        optimizer.step()
-        noisy = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    finally:
-        wrapped.to_standard_module()
-    return noisy
 
 
 def _epsilon(private: PrivateTraining, delta: float) -> float:

@@ -1,9 +1,12 @@
-"""Tests of fl_dp_lab.dpsgd against a naive loop, central differences and Opacus."""
+"""Tests of fl_dp_lab.dpsgd against a naive loop, central differences and closed forms.
+
+The comparisons with Opacus (per-sample gradients, one DPOptimizer step, noise
+statistics) live in ``test_opacus_agreement.py``.
+"""
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -132,23 +135,6 @@ def test_per_sample_gradients_match_central_differences_in_float64(method):
                 )
 
 
-@pytest.mark.parametrize("case", ["mlp", "cnn"])
-def test_per_sample_gradients_match_opacus_grad_sample_module(case):
-    from opacus import GradSampleModule
-
-    model, x, y = _case(case)
-    ours = per_sample_gradients(model, LOSS, x, y, method="vmap")
-    ghost_free = per_sample_gradients(model, LOSS, x, y, method="hooks")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wrapped = GradSampleModule(model, loss_reduction="mean")
-        LOSS(wrapped(x), y).backward()
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(ours[name], p.grad_sample, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(ghost_free[name], p.grad_sample, atol=1e-5, rtol=1e-5)
-    wrapped._close()
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_ghost_norms_equal_the_norms_of_the_naive_loop(case):
     model, x, y = _case(case)
@@ -273,54 +259,6 @@ def test_poisson_batches_can_be_empty_and_an_empty_batch_is_a_noise_only_step():
     for name, p in model.named_parameters():
         torch.testing.assert_close(noisy[name], expected[name] / 0.25)
         torch.testing.assert_close(p.detach(), -0.5 * noisy[name])
-
-
-@pytest.mark.parametrize("case", ["mlp", "cnn"])
-@pytest.mark.parametrize("method", ["ghost", "vmap"])
-def test_dp_sgd_step_without_noise_equals_one_opacus_dp_optimizer_step(case, method):
-    from opacus import GradSampleModule
-    from opacus.optimizers import DPOptimizer
-
-    # Prepare: the same model twice, one batch, C small enough that most examples clip
-    ours, x, y = _case(case, batch=8)
-    theirs, _, _ = _case(case, batch=8)
-    theirs.load_state_dict(ours.state_dict())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wrapped = GradSampleModule(theirs, loss_reduction="mean")
-        optimizer = DPOptimizer(
-            torch.optim.SGD(wrapped.parameters(), lr=0.3), noise_multiplier=0.0,
-            max_grad_norm=0.2, expected_batch_size=10,
-        )  # fmt: skip
-        # Execute
-        LOSS(wrapped(x), y).backward()
-        optimizer.step()
-    dp_sgd_step(
-        ours, LOSS, x, y, lr=0.3, max_grad_norm=0.2, noise_multiplier=0.0,
-        expected_batch_size=10, generator=_gen(0), method=method,
-    )  # fmt: skip
-    # Assert
-    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
-        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
-    wrapped._close()
-
-
-def test_dp_sgd_step_noise_has_std_sigma_c_over_the_expected_batch_size():
-    # Prepare: the clipped sum is fixed; repeated steps differ only by their noise
-    model, x, y = _case("mlp", batch=4)
-    reference = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.5)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    # Execute: 20 steps x 25,450 coordinates; a 2 % band on the std (~0.4 % standard error)
-    g, residuals = _gen(5), []
-    for _ in range(20):
-        model.load_state_dict(state)
-        noisy = dp_sgd_step(
-            model, LOSS, x, y, lr=0.1, max_grad_norm=0.5, noise_multiplier=2.0,
-            expected_batch_size=4.0, generator=g,
-        )  # fmt: skip
-        residuals += [(noisy[n] - reference[n] / 4.0).flatten() for n in noisy]
-    # Assert
-    assert torch.cat(residuals).std().item() == pytest.approx(2.0 * 0.5 / 4.0, rel=0.02)
 
 
 def test_train_dp_sgd_learns_and_records_epsilon_from_the_accountant():
