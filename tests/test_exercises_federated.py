@@ -86,6 +86,11 @@ def test_user_level_epsilon_catches_per_round_and_no_sampling(capsys):
     assert check_user_level_epsilon(no_sampling) is False
     assert "amplification" in capsys.readouterr().out
     assert check_user_level_epsilon(2 * right) is False
+    assert "call fl_dp_lab.accounting.epsilon" in capsys.readouterr().out
+    rdp = epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=50, delta=1e-5, accountant="rdp")
+    assert rdp > 1.1 * right  # far enough from PLD that only the RDP branch accepts it
+    assert check_user_level_epsilon(rdp) is True
+    assert "RDP accountant" in capsys.readouterr().out
     assert check_user_level_epsilon(...) is False
     with pytest.raises(TypeError, match="answer must be a real number"):
         check_user_level_epsilon([right])

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fl_dp_lab import accounting
 from fl_dp_lab.data import make_synthetic_federated
 from fl_dp_lab.federated import (
     adaptive_clip_norm,
@@ -461,3 +462,59 @@ def test_run_fedavg_rejects_bad_clients():
         run_fedavg(
             model, [(torch.zeros(2, 2), torch.zeros(2).long())], **{**args, "clients_per_round": 2}
         )
+
+
+def test_adaptive_dp_fedavg_raises_the_update_noise_and_steps_c_as_replayed_by_hand(
+    synthetic_clients,
+):
+    # Prepare: round 1 of an adaptive run, replayed with the public pieces and the same
+    # generator stream: Poisson ids, client seeds, update noise (at z_Delta, not sigma), count.
+    sigma, sigma_b, clip_norm, q = 0.8, 1.0, 0.5, 0.3
+    adaptive = dict(
+        noise_multiplier=sigma,
+        clip_norm=clip_norm,
+        adaptive_clipping=True,
+        clip_count_stddev=sigma_b,
+    )
+    model, _ = _dp_run(synthetic_clients, rounds=1, **adaptive)
+    _, history = _dp_run(synthetic_clients, rounds=2, **adaptive)
+    gen = _gen(9)
+    ids = poisson_client_sample(len(synthetic_clients), sample_rate=q, generator=gen)
+    seeds = torch.randint(0, 2**62, (len(ids),), generator=gen)
+    zero = LogisticRegression(60, 10)
+    updates = torch.stack(
+        [
+            local_update(
+                zero,
+                *synthetic_clients[int(k)],
+                epochs=1,
+                batch_size=5,
+                lr=0.2,
+                generator=_gen(int(s)),
+            )
+            for k, s in zip(ids, seeds, strict=True)
+        ]
+    )
+    # Execute: Andrew et al. (2021), Theorem 1 and Algorithm 1, written out
+    z_update = (sigma**-2 - (2 * sigma_b) ** -2) ** -0.5
+    average = dp_aggregate(
+        updates,
+        clip_norm=clip_norm,
+        noise_multiplier=z_update,
+        expected_clients=q * 60,
+        generator=gen,
+    )
+    centred = float((updates.norm(dim=1) <= clip_norm).double().sum()) - len(ids) / 2
+    noise = float(torch.randn((), generator=gen, dtype=torch.float64))
+    fraction = (centred + sigma_b * noise) / (q * 60) + 0.5
+    next_c = clip_norm * math.exp(-0.2 * (fraction - 0.5))
+    # Assert: the update noise is z_Delta = 0.83 (3 % above sigma; noise at sigma would
+    # move the weights by ~0.01), the next C is the hand step, epsilon is accounted at sigma
+    assert z_update > 1.03 * sigma
+    torch.testing.assert_close(flatten_parameters(model), average, atol=1e-6, rtol=1e-5)
+    assert history.clip_norm[0] == clip_norm
+    assert history.clip_norm[1] == pytest.approx(next_c, rel=1e-9)
+    assert history.clip_norm[1] != pytest.approx(clip_norm, rel=1e-3)
+    assert history.epsilon[0] == accounting.epsilon(
+        noise_multiplier=sigma, sample_rate=q, steps=1, delta=1e-5
+    )
