@@ -12,7 +12,8 @@ against DP-protected gradients (notebook 06) and DP client updates (notebook 09)
   observed one.
 - ``membership_inference_scores`` + ``roc_curve`` + ``auc``: the loss-threshold
   attack of Yeom et al. (2018): guess "member" when the model's loss on an
-  example is below a threshold; the ROC sweeps the threshold.
+  example is below a threshold; the ROC sweeps the threshold. These live in
+  ``fl_dp_lab._membership`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from scipy import optimize
 from torch import nn
 from tqdm.auto import tqdm
 
+from fl_dp_lab._membership import auc, membership_inference_scores, roc_curve, tpr_at_fpr
 from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
 
 __all__ = [
@@ -139,6 +141,16 @@ def gradient_inversion(
 
     Returns:
         An ``InversionResult`` with the reconstruction and the loss per step.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> model = LogisticRegression(4, 3, generator=torch.Generator().manual_seed(0))
+    >>> x, y = torch.tensor([[0.1, 0.9, 0.4, 0.7]]), torch.tensor([2])
+    >>> grads = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), model.parameters())
+    >>> leaked = dict(zip(["linear.weight", "linear.bias"], grads))
+    >>> out = gradient_inversion(model, nn.functional.cross_entropy, leaked, input_shape=(4,),
+    ...     num_classes=3, steps=100, generator=torch.Generator().manual_seed(1))
+    >>> [round(v, 1) for v in out.inputs[0].tolist()], out.labels.argmax(1).tolist()
+    ([0.1, 1.0, 0.4, 0.8], [2])
     """
     if not isinstance(model, nn.Module):
         fail("model", "a torch.nn.Module", model, TypeError)
@@ -279,113 +291,9 @@ def psnr(x_true: torch.Tensor, x_hat: torch.Tensor, *, data_range: float = 1.0) 
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-@torch.no_grad()
-def membership_inference_scores(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    loss_fn: Callable[..., torch.Tensor] = nn.functional.cross_entropy,
-) -> np.ndarray:
-    """Membership scores of the loss-threshold attack: minus the per-example loss.
-
-    Yeom et al. (2018, Sec. 3.2, "Adversary 2") guess that (x, y) was in the
-    training set when its loss is below a threshold; a higher score here
-    means "more likely a member". Feed the scores of members and non-members
-    to ``roc_curve``.
-
-    Args:
-        model: the trained model (put in eval mode for scoring).
-        x, y: examples and integer labels.
-        loss_fn: a loss accepting ``reduction="none"``.
-
-    Returns:
-        float64 array ``(n,)`` of scores.
-    """
-    if len(x) != len(y) or len(x) == 0:
-        fail("x and y", "non-empty with the same length", (len(x), len(y)))
-    was_training = model.training
-    model.eval()
-    losses = loss_fn(model(x), y, reduction="none")
-    model.train(was_training)
-    return -losses.double().numpy()
-
-
-def roc_curve(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ROC of a score-threshold test: false and true positive rates at every threshold.
-
-    Thresholds sweep from +inf (nobody is called a member: (0, 0)) down
-    through every distinct score to -inf ((1, 1)). Tied scores move together,
-    so ties draw a diagonal segment, as they should.
-
-    Args:
-        scores: 1-D array, higher = more likely positive.
-        is_member: 1-D array of 0/1 (or bool) ground truth, both classes present.
-
-    Returns:
-        ``(fpr, tpr)``, non-decreasing arrays from 0 to 1.
-
-    >>> fpr, tpr = roc_curve(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 0, 1, 0]))
-    >>> fpr.tolist(), tpr.tolist()
-    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
-    """
-    scores, positive = _check_scores(scores, is_member)
-    order = np.argsort(-scores, kind="stable")
-    scores, positive = scores[order], positive[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
-    tp = np.cumsum(positive)[last_of_tie]
-    fp = (last_of_tie + 1) - tp
-    tpr = np.r_[0.0, tp / positive.sum()]
-    fpr = np.r_[0.0, fp / (~positive).sum()]
-    return fpr, tpr
-
-
-def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    """Area under the ROC curve by the trapezoid rule.
-
-    Equals P(score of a random member > score of a random non-member) + half
-    the probability of a tie (the Mann-Whitney statistic): 1 for a perfect
-    attack, 0.5 for guessing.
-
-    >>> auc(np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]))
-    1.0
-    """
-    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
-    if fpr.shape != tpr.shape or fpr.ndim != 1 or fpr.size < 2 or np.any(np.diff(fpr) < 0):
-        fail("fpr and tpr", "1-D arrays of the same length >= 2 with fpr sorted", fpr.shape)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
-
-
-def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, *, max_fpr: float) -> float:
-    """The best true positive rate reachable with false positive rate <= ``max_fpr``.
-
-    Carlini et al. (2022, "Membership inference attacks from first
-    principles", Sec. III) argue this low-FPR corner, not the AUC, is what
-    matters: an attack that is sure about a few people is already a breach.
-
-    >>> tpr_at_fpr(np.array([0.0, 0.1, 1.0]), np.array([0.0, 0.6, 1.0]), max_fpr=0.1)
-    0.6
-    """
-    max_fpr = check_real("max_fpr", max_fpr, low=0.0, high=1.0)
-    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
-    return float(tpr[fpr <= max_fpr].max())
-
-
 def _check_same_shape(a: torch.Tensor, b: torch.Tensor) -> None:
     for name, t in (("x_true", a), ("x_hat", b)):
         if not isinstance(t, torch.Tensor) or t.dim() < 2:
             fail(name, "a tensor of shape (batch, ...)", getattr(t, "shape", t), TypeError)
     if a.shape != b.shape:
         fail("x_hat's shape", f"x_true's shape {tuple(a.shape)}", tuple(b.shape))
-
-
-def _check_scores(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(is_member)
-    if scores.ndim != 1 or labels.shape != scores.shape or not np.all(np.isfinite(scores)):
-        fail("scores and is_member", "1-D arrays of the same length, finite scores", scores.shape)
-    if not np.all((labels == 0) | (labels == 1)):
-        fail("is_member", "an array of 0/1 or booleans", labels.dtype)
-    positive = labels.astype(bool)
-    if positive.all() or not positive.any():
-        fail("is_member", "holding both members (1) and non-members (0)", int(positive.sum()))
-    return scores, positive

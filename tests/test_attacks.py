@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from fl_dp_lab import _membership, attacks
 from fl_dp_lab.attacks import (
     auc,
     gradient_inversion,
@@ -22,6 +24,7 @@ from fl_dp_lab.attacks import (
 )
 from fl_dp_lab.data import load_digits
 from fl_dp_lab.models import MLP, LogisticRegression
+from fl_dp_lab.plots.attacks import plot_image_rows, plot_inversion, plot_psnr_by_batch
 from fl_dp_lab.training import train
 
 CE = nn.functional.cross_entropy
@@ -108,7 +111,8 @@ def test_dlg_accepts_a_subset_of_parameters_and_known_labels(digits):
         labels=y[:2], generator=torch.Generator().manual_seed(1), optimizer="lbfgs", lr=0.1,
     )  # fmt: skip
     assert result.inputs.shape == (2, 8, 8) and len(result.loss) == 5
-    torch.testing.assert_close(result.labels.argmax(1), y[:2])
+    torch.testing.assert_close(result.labels.argmax(1), y[:2])  # known labels come back one-hot
+    assert result.loss[-1] < result.loss[0]  # L-BFGS on the fc2 gradients alone makes progress
 
 
 def test_a_one_step_client_update_gives_the_gradient_back(digits):
@@ -201,7 +205,33 @@ def test_bad_inputs_raise_clear_errors(digits):
         roc_curve(np.ones(3), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="fpr and tpr must be 1-D arrays"):
         auc(np.array([1.0, 0.0]), np.array([0.0, 1.0]))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        membership_inference_scores(lambda t: t, x[:3], y[:3])
     with pytest.raises(ValueError, match="x and y must be non-empty"):
         membership_inference_scores(model, x[:3], y[:2])
     with pytest.raises(ValueError, match="x_hat's shape must be"):
         psnr(torch.zeros(2, 3), torch.zeros(3, 3))
+
+
+def test_public_api_is_unchanged_by_the_membership_split():
+    # the membership attack lives in a private module; fl_dp_lab.attacks stays its public home
+    for name in _membership.__all__:
+        assert name in attacks.__all__ and getattr(attacks, name) is getattr(_membership, name)
+    for name in attacks.__all__:
+        assert getattr(attacks, name).__doc__, f"{name} has no docstring"
+
+
+def test_figures_of_notebook_03_draw_what_they_are_given():
+    # Prepare
+    images = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    # Execute
+    grid = plot_image_rows({"a": images, "b": images[:2]}, title="t", captions=["1", "2", "3"])
+    inversion = plot_inversion([4.0, 2.0, 1.0], images[0], images[1], title="t")
+    by_batch = plot_psnr_by_batch({1: np.array([30.0]), 8: np.array([9.0, 11.0])}, title="t")
+    # Assert: 2 x 3 grid with the empty cell hidden; the loss curve is the one given
+    assert len(grid.axes) == 6 and not grid.axes[5].axison
+    np.testing.assert_array_equal(inversion.axes[0].lines[0].get_ydata(), [4.0, 2.0, 1.0])
+    np.testing.assert_allclose(inversion.axes[2].images[0].get_array(), images[1].numpy())
+    assert [t.get_text() for t in by_batch.axes[0].get_xticklabels()] == ["1", "8"]
+    for fig in (grid, inversion, by_batch):
+        plt.close(fig)

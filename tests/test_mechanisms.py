@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from fl_dp_lab import _gaussian_privacy, mechanisms
 from fl_dp_lab.mechanisms import (
     delta_from_privacy_loss,
     gaussian_delta,
@@ -183,3 +184,24 @@ def test_bad_inputs_raise_clear_errors():
         delta_from_privacy_loss([math.inf], epsilon=1.0)
     with pytest.raises(TypeError, match="query must be a function"):
         remove_one_sensitivity(3, [1, 2])
+    with pytest.raises(ValueError, match="epsilon must be > 0, got 0.0"):
+        randomized_response([0, 1], epsilon=0.0, rng=rng)
+    with pytest.raises(ValueError, match="sigma must be"):
+        gaussian_epsilon(sigma=-0.5, delta=1e-5)
+    with pytest.raises(ValueError, match="sigma must be"):
+        gaussian_delta(sigma=math.nan, epsilon=1.0)
+    with pytest.raises(ValueError, match="sigma must be > 0, got 0.0"):
+        gaussian_privacy_loss(sigma=0.0)
+    with pytest.raises(ValueError, match="sensitivity must be > 0"):
+        gaussian_sigma(epsilon=1.0, delta=1e-5, sensitivity=0.0)
+    with pytest.raises(ValueError, match="value must be finite"):
+        laplace_mechanism(math.inf, sensitivity=1.0, epsilon=1.0, rng=rng)
+
+
+def test_public_api_is_unchanged_by_the_privacy_curve_split():
+    # the privacy-curve math lives in a private module; fl_dp_lab.mechanisms stays its home
+    for name in _gaussian_privacy.__all__:
+        assert name in mechanisms.__all__
+        assert getattr(mechanisms, name) is getattr(_gaussian_privacy, name)
+    for name in mechanisms.__all__:
+        assert getattr(mechanisms, name).__doc__, f"{name} has no docstring"

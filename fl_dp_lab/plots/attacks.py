@@ -10,7 +10,13 @@ import torch
 
 from fl_dp_lab.plots import PALETTE, new_figure
 
-__all__ = ["plot_image_rows", "plot_loss_histograms", "plot_psnr_by_batch", "plot_roc"]
+__all__ = [
+    "plot_image_rows",
+    "plot_inversion",
+    "plot_loss_histograms",
+    "plot_psnr_by_batch",
+    "plot_roc",
+]
 
 
 def plot_image_rows(
@@ -62,6 +68,28 @@ def plot_psnr_by_batch(psnr_by_batch: Mapping[int, np.ndarray], *, title: str) -
     ax.set(xlabel="examples averaged in the leaked gradient", ylabel="PSNR per image (dB)")
     ax.set_title(title)
     ax.legend(loc="upper right")
+    return fig
+
+
+def plot_inversion(
+    loss: Sequence[float],
+    original: torch.Tensor | np.ndarray,
+    reconstruction: torch.Tensor | np.ndarray,
+    *,
+    title: str,
+) -> plt.Figure:
+    """DLG at a glance: the gradient-matching loss per step, the image and its reconstruction."""
+    fig = plt.figure(figsize=(12.0, 3.8))
+    ax_loss, ax_true, ax_hat = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2, 1, 1]})
+    ax_loss.semilogy(np.arange(1, len(loss) + 1), loss, color=PALETTE["blue"])
+    ax_loss.set(xlabel="Adam step", ylabel="gradient-matching loss (log scale)")
+    ax_loss.set_title("The dummy's gradient converges to the leaked one")
+    images = [_as_images(image[None])[0] for image in (original, reconstruction)]
+    for ax, image, name in zip((ax_true, ax_hat), images, ("training image", "DLG"), strict=True):
+        ax.imshow(image, cmap="gray_r", vmin=0.0, vmax=1.0)
+        ax.set_title(name)
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=13)
     return fig
 
 
