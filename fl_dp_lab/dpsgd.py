@@ -234,6 +234,14 @@ def train_dp_sgd(
 
     Returns:
         A ``DPHistory``; ``train_loss`` is the mean over the epoch's non-empty batches.
+
+    >>> from fl_dp_lab.models import LogisticRegression
+    >>> x, y = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]]), torch.tensor([0, 0, 1, 1])
+    >>> history = train_dp_sgd(LogisticRegression(1, 2), x, y, sample_rate=0.5,
+    ...     noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5, epochs=2, delta=1e-5,
+    ...     generator=torch.Generator().manual_seed(0), progress=False)
+    >>> history.steps, [round(e, 2) for e in history.epsilon]  # 2 steps an epoch (1 / q)
+    ([2, 4], [4.85, 6.68])
     """
     sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)

@@ -56,6 +56,14 @@ def test_sigma_zero_shows_no_privacy_and_does_not_crash(result):
     plt.close("all")
 
 
+def test_dashboard_rejects_what_is_not_a_sweep_or_off_its_grid(result):
+    with pytest.raises(TypeError, match="result must be an fl_dp_lab.opacus_bridge.SweepResult"):
+        sweep_dashboard({"accuracy": [[0.9]]})
+    with pytest.raises(ValueError, match="max_grad_norm must be one of the sweep's values"):
+        sweep_dashboard(result, max_grad_norm=2.0)
+    plt.close("all")
+
+
 def test_readout_text():
     assert sweep_readout(0.0, 1.0, 0.5, math.inf, 1e-5).endswith("clipping alone protects nobody")
     assert "(ε = 1.50, δ = 1e-05)" in sweep_readout(2.0, 1.0, 0.5, 1.5, 1e-5)

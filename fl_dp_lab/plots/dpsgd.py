@@ -127,7 +127,7 @@ def clipping_figure(picture: ClippingPicture) -> tuple[plt.Figure, dict[str, Any
         Circle((0, 0), 1.0, fill=False, lw=2, color=PALETTE["vermillion"], label="ball of radius C")
     )
     left.set(xlabel="along the mean gradient", ylabel="across it (main spread)", aspect="equal")
-    left.legend(loc="upper left", fontsize=10)
+    left.legend(loc="upper left", fontsize=11)
     artists["cloud"] = right.scatter(
         [], [], s=8, alpha=0.35, color=PALETTE["orange"], label="privatised steps (noise cloud)"
     )
@@ -141,7 +141,7 @@ def clipping_figure(picture: ClippingPicture) -> tuple[plt.Figure, dict[str, Any
         [], [], "D", ms=10, color=PALETTE["vermillion"], label="one privatised step"
     )
     right.set(xlabel="along the mean gradient", ylabel="across it", aspect="equal")
-    right.legend(loc="upper left", fontsize=10)
+    right.legend(loc="upper left", fontsize=11)
     update_clipping_figure(artists, picture)
     return fig, artists
 
@@ -215,7 +215,7 @@ def batch_size_figure(
     left.set(
         xlabel="batch size (examples)", ylabel="steps", title="Poisson batch sizes vary around qN"
     )
-    left.legend(fontsize=10)
+    left.legend(fontsize=11)
     values, counts = np.unique(poisson_counts, return_counts=True)
     right.bar(
         values - 0.2, counts / counts.sum(), width=0.4, color=PALETTE["orange"], label="Poisson"
@@ -223,7 +223,7 @@ def batch_size_figure(
     right.bar([1.2], [1.0], width=0.4, color=PALETTE["blue"], label="shuffled")
     right.set(xlabel="times an example is used in one epoch", ylabel="share of examples",
               title="Poisson: each step is an independent coin")  # fmt: skip
-    right.legend(fontsize=10)
+    right.legend(fontsize=11)
     return fig
 
 

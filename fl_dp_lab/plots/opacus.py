@@ -67,7 +67,7 @@ def plot_batch_sizes(sizes: Sequence[int], *, num_examples: int, sample_rate: fl
         ylabel="probability",
         title="Poisson sampling: every batch has a different size",
     )
-    ax.legend(fontsize=10)
+    ax.legend(fontsize=11)
     return fig
 
 
@@ -192,7 +192,7 @@ def plot_sweep(
         100 * result.baseline_accuracy, color=PALETTE["black"], ls="--", lw=1.2, label="plain SGD"
     )
     left.set(xlabel="noise multiplier σ", ylabel="test accuracy (%)")
-    left.legend(fontsize=10, loc="lower left")
+    left.legend(fontsize=11, loc="lower left")
     finite = np.isfinite(result.epsilon)
     right.plot(sigmas[finite], result.epsilon[finite], "o-", color=PALETTE["vermillion"])
     right.set(

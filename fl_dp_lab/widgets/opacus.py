@@ -13,6 +13,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 
+from fl_dp_lab._validate import fail
 from fl_dp_lab.plots.opacus import plot_sweep, update_sweep
 
 __all__ = ["sweep_dashboard", "sweep_readout"]
@@ -45,7 +46,14 @@ def sweep_dashboard(
 
     Returns:
         ``VBox([sigma slider, C slider, readout, figure output])``.
+
+    Raises:
+        TypeError: ``result`` is not a sweep result.
+        ValueError: a start value is not one of the sweep's grid values.
     """
+    fields = ("noise_multipliers", "max_grad_norms", "accuracy", "epsilon", "delta")
+    if not all(hasattr(result, name) for name in fields):
+        fail("result", "an fl_dp_lab.opacus_bridge.SweepResult", result, TypeError)
     sigmas = [float(s) for s in result.noise_multipliers]
     norms = [float(c) for c in result.max_grad_norms]
     sigma = sigmas[len(sigmas) // 2] if noise_multiplier is None else float(noise_multiplier)
