@@ -8,10 +8,17 @@ import pytest
 import torch
 
 from fl_dp_lab.accounting import epsilon
+from fl_dp_lab.dpsgd import DPHistory
 from fl_dp_lab.plots.dpsgd import (
+    batch_size_figure,
     clipping_figure,
     clipping_picture,
     gradient_plane,
+    norms_figure,
+    privacy_utility_figure,
+    reconstruction_figure,
+    timing_figure,
+    training_figure,
     update_clipping_figure,
 )
 from fl_dp_lab.widgets.dpsgd import clipping_dashboard
@@ -83,3 +90,23 @@ def test_dashboard_validates_its_inputs():
         clipping_dashboard(torch.ones(3), sample_rate=0.1, steps=5)
     with pytest.raises(ValueError, match=r"sample_rate must be in \(0, 1\]"):
         clipping_dashboard(_per_sample(), sample_rate=0.0, steps=5)
+
+
+def test_notebook_figures_state_what_their_data_show():
+    history = DPHistory(epoch=[1, 2], test_accuracy=[0.80, 0.86], epsilon=[1.5, 3.0])
+    assert training_figure(history, [0.70, 0.90], delta=1e-5).axes[0].get_title() == (
+        "DP-SGD ends 4.0 points behind plain SGD"
+    )
+    assert "ahead of" in training_figure(history, [0.9, 0.85], delta=1e-5).axes[0].get_title()
+    assert "ε = 3.00" in training_figure(history, [0.7, 0.9], delta=1e-5).axes[1].get_title()
+    timing = timing_figure({"fast": 1.0, "slow": 50.0})
+    assert timing.axes[0].get_title() == "slow is 50x slower than fast"
+    norms = norms_figure(np.array([0.5, 2.0, 4.0, 8.0]), np.array([0.5, 1, 1, 1]), max_grad_norm=1)
+    assert norms.axes[0].get_title().startswith("Clipping caps 75% of the examples at C")
+    others = [
+        batch_size_figure(np.array([500, 510, 520]), 512, np.array([0, 1, 1, 2])),
+        privacy_utility_figure([1.0, 3.0], [0.84, 0.87], 0.9, delta=1e-5),
+        reconstruction_figure([np.zeros(784), np.ones(784)], ["original", "attack"]),
+    ]
+    assert [len(f.axes) for f in others] == [2, 1, 2]
+    plt.close("all")
