@@ -7,6 +7,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from scipy import stats
 
 from fl_dp_lab.mechanisms import gaussian_epsilon
 from fl_dp_lab.plots.mechanisms import gaussian_privacy_figure, update_gaussian_privacy_figure
@@ -38,9 +39,24 @@ def test_figure_artists_follow_sigma():
     assert update_gaussian_privacy_figure(artists, 0.0) == math.inf
     assert artists["no_loss_text"].get_visible()
     assert not artists["eps_marker"].get_visible()
+    assert not artists["axes"][1].get_legend().get_visible()  # nothing left to label
     assert "ε = ∞" in fig._suptitle.get_text()
     update_gaussian_privacy_figure(artists, 0.5)  # and back again
     assert artists["eps_marker"].get_visible() and not artists["no_loss_text"].get_visible()
+    legend = artists["axes"][1].get_legend()
+    assert all(handle.get_visible() for handle in legend.legend_handles)  # not copied hidden
+    # the tail the delta pays for is stated, P[L > eps] for L ~ N(mu, 2 mu), s = 2, sigma = 0.5
+    mean, std = 8.0, 4.0
+    tail = stats.norm.sf(gaussian_epsilon(sigma=0.5, delta=1e-6, sensitivity=2.0), mean, std)
+    assert artists["tail_text"].get_text().endswith(f"{tail:.1e}")
+    plt.close(fig)
+
+
+def test_noise_too_small_for_any_epsilon_draws_no_privacy_without_crashing():
+    fig, artists = gaussian_privacy_figure(1.0)
+    assert update_gaussian_privacy_figure(artists, 1e-9) == math.inf
+    assert artists["no_loss_text"].get_visible() and not artists["tail_text"].get_visible()
+    fig.canvas.draw()  # every artist still renders
     plt.close(fig)
 
 

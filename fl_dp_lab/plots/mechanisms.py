@@ -97,8 +97,12 @@ def gaussian_privacy_figure(
     eps_marker = loss.axvline(0.0, color=PALETTE["vermillion"], ls=":", label="ε at fixed δ")
     loss.set(xlabel="privacy loss L (nats)", ylabel="density", title="Privacy-loss distribution")
     no_loss_text = loss.text(
-        0.5, 0.5, "σ = 0: L = +∞ for sure\n(each output names its dataset)",
+        0.5, 0.5, "no noise: L = +∞ for sure\n(each output names its dataset)",
         transform=loss.transAxes, ha="center", va="center", fontsize=12,
+    )  # fmt: skip
+    tail_text = loss.text(
+        0.03, 0.7, "", transform=loss.transAxes, ha="left", va="center", fontsize=11,
+        color=PALETTE["vermillion"],
     )  # fmt: skip
     loss.legend(loc="upper right", fontsize=10)
     (curve_line,) = curve.plot([], [], color=PALETTE["purple"], label="exact δ(ε)")
@@ -110,7 +114,8 @@ def gaussian_privacy_figure(
     artists = {
         "fig": fig, "axes": axes, "line_d": line_d, "line_dp": line_dp, "loss_line": loss_line,
         "eps_marker": eps_marker, "curve_line": curve_line, "curve_marker": curve_marker,
-        "no_loss_text": no_loss_text, "tail": None, "sensitivity": sensitivity, "delta": delta,
+        "no_loss_text": no_loss_text, "tail": None, "tail_text": tail_text,
+        "sensitivity": sensitivity, "delta": delta,
     }  # fmt: skip
     update_gaussian_privacy_figure(artists, sigma)
     return fig, artists
@@ -121,6 +126,8 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
 
     sigma = 0 draws the two outputs as spikes, empties the privacy-loss panel
     and returns ``math.inf``: the exact value is released, no epsilon holds.
+    The middle panel states P[L > epsilon], the tail that delta pays for (too
+    thin to see shaded at a small delta).
     """
     s, delta = artists["sensitivity"], artists["delta"]
     dens, loss, curve = artists["axes"]
@@ -128,8 +135,13 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
     if artists["tail"] is not None:
         artists["tail"].remove()
         artists["tail"] = None
-    artists["no_loss_text"].set_visible(sigma == 0.0)
-    if sigma == 0.0:
+    no_privacy = math.isinf(epsilon)  # sigma = 0, or so small that no epsilon holds
+    artists["no_loss_text"].set_visible(no_privacy)
+    artists["tail_text"].set_visible(not no_privacy)
+    for marker in (artists["eps_marker"], artists["curve_marker"]):
+        marker.set_visible(not no_privacy)  # before the legend, which copies it
+    loss.get_legend().set_visible(not no_privacy)
+    if no_privacy:
         artists["line_d"].set_data([0.0, 0.0], [0.0, 1.0])
         artists["line_dp"].set_data([s, s], [0.0, 1.0])
         dens.set(xlim=(-1.0 * s, 2.0 * s), ylim=(0.0, 1.1))
@@ -137,9 +149,7 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
         artists["curve_line"].set_data(_EPSILONS, np.ones_like(_EPSILONS))
         loss.set(xlim=(0.0, 1.0), ylim=(0.0, 1.0))
         curve.set_xlim(0.0, _EPSILONS[-1])
-        for marker in (artists["eps_marker"], artists["curve_marker"]):
-            marker.set_visible(False)
-        fig_title = "σ = 0: the exact answer is released, no privacy: ε = ∞"
+        fig_title = f"σ = {sigma:g}: the exact answer is released, no privacy: ε = ∞"
     else:
         x = np.linspace(-4 * sigma, s + 4 * sigma, 400)
         artists["line_d"].set_data(x, stats.norm.pdf(x, 0.0, sigma))
@@ -161,7 +171,8 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
         curve.set_xlim(0.0, epsilons[-1])
         for marker in (artists["eps_marker"], artists["curve_marker"]):
             marker.set_xdata([epsilon, epsilon])
-            marker.set_visible(math.isfinite(epsilon))
+        tail = stats.norm.sf(epsilon, mean, std)
+        artists["tail_text"].set_text(f"P[L > ε]\n= {tail:.1e}")
         fig_title = f"σ = {sigma:.2f}: (ε, δ) = ({epsilon:.2f}, {delta:g})"
     artists["fig"].suptitle(fig_title, fontsize=13)
     return epsilon

@@ -51,6 +51,8 @@ def gaussian_dashboard(
     output = widgets.Output()
     fig, artists = gaussian_privacy_figure(sigma, sensitivity=sensitivity, delta=delta)
     plt.close(fig)  # shown only through the Output below, never twice
+    fig.canvas.draw()  # lay the figure out once, then keep that layout: redraws skip it
+    fig.set_layout_engine("none")
 
     def show(value: float) -> None:
         epsilon = update_gaussian_privacy_figure(artists, value)
