@@ -20,6 +20,7 @@ over rounds; a round runs every method once (after one warm-up step each).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -126,7 +127,8 @@ def main() -> None:
 
     print(
         f"# DP-SGD step time: torch {torch.__version__}, {args.threads} torch threads, "
-        f"{platform.processor() or platform.machine()}, median of {rounds} interleaved rounds\n"
+        f"{platform.processor() or platform.machine()} with {os.cpu_count()} cores, "
+        f"median of {rounds} interleaved rounds; load average at start {_load()}\n"
     )
     print("| model | batch | method | ms / step | x non-private |")
     print("|---|---:|---|---:|---:|")
@@ -139,6 +141,12 @@ def main() -> None:
             base = ms["non-private"]
             for name, value in ms.items():
                 print(f"| {model_name} | {batch} | {name} | {value:.2f} | {value / base:.1f} |")
+    print(f"\nload average at end {_load()} (other work on the machine inflates every row)")
+
+
+def _load() -> str:
+    """The 1-, 5- and 15-minute load averages, as the kernel reports them."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":
