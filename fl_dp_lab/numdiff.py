@@ -25,19 +25,28 @@ The step actually used is the representable one, (x + h) - x (Press et al.,
 Every function takes x as a float, a NumPy array or a torch tensor and calls
 f with the same kind of object; float32 inputs are differenced in float32.
 For an array x, f must return a scalar and the result is the gradient, with
-x's shape; ``jacobian`` handles vector-valued f.
+x's shape; ``jacobian`` handles vector-valued f. (How inputs are converted
+and checked lives in ``_numdiff_inputs``; how a gradient check is scored, in
+``_gradient_check``.)
 """
 
 from __future__ import annotations
 
-import numbers
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from fl_dp_lab._gradient_check import GradientCheck, score
+from fl_dp_lab._numdiff_inputs import (
+    ORDER,
+    array_output,
+    as_real_array,
+    prepare,
+    scalar_output,
+    step_sizes,
+    to_numpy,
+)
 from fl_dp_lab._validate import check_real, fail
 
 __all__ = [
@@ -51,8 +60,6 @@ __all__ = [
     "jacobian",
     "richardson",
 ]
-
-_ORDER = {"forward": 1, "central": 2, "richardson": 4}
 
 
 def forward_difference(f: Callable[[Any], Any], x: Any, h: float | None = None) -> Any:
@@ -109,6 +116,12 @@ def richardson(f: Callable[[Any], Any], x: Any, h: float | None = None) -> Any:
         x: a float, NumPy array or torch tensor.
         h: the larger step > 0; ``None`` picks eps^(1/5) * max(|x|, 1).
 
+    Returns:
+        f'(x) for a scalar x, the gradient (shape of x) for an array.
+
+    Raises:
+        ValueError: as ``central_difference``; also when x + h/2 rounds to x.
+
     >>> round(richardson(np.exp, 0.0, h=0.01), 8)  # error h^4/480 * f'''''(x)
     1.0
     """
@@ -127,19 +140,38 @@ def complex_step(f: Callable[[Any], Any], x: Any, h: float = 1e-20) -> Any:
     Args:
         f: scalar-valued function, called on complex input.
         x: a float, NumPy array or torch tensor (float32 uses complex64).
-        h: step > 0.
+        h: step, at least the smallest normal number of x's dtype (1e-38 in
+            float32, 2e-308 in float64): below it ih underflows and the
+            derivative would silently come out as 0.
+
+    Returns:
+        f'(x) for a scalar x, the gradient (shape of x) for an array.
+
+    Raises:
+        ValueError: h too small or <= 0, non-finite x, f(x + ih) not one finite number.
+        TypeError: f returned a real number for complex input (it dropped Im).
 
     >>> complex_step(np.sin, 0.0)
     1.0
     """
     h = check_real("h", h, low=0.0, low_open=True)
-    call, x_array, wrap = _prepare(f, x)
+    call, x_array, wrap = prepare(f, x)
     complex_dtype = np.complex64 if x_array.dtype == np.float32 else np.complex128
+    tiny = float(np.finfo(x_array.dtype).tiny)
+    if h < tiny:
+        fail("h", f">= {tiny:.1e} (smaller steps underflow in {complex_dtype.__name__})", h)
     grad = np.empty_like(x_array)
     for i in range(x_array.size):
         z = x_array.astype(complex_dtype)
         z.flat[i] += 1j * h
-        value = _scalar(call(z), "f(x + ih)", complex_ok=True)
+        value = scalar_output(call(z), "f(x + ih)", complex_ok=True)
+        if not np.iscomplexobj(value):
+            fail(
+                "f(x + ih)",
+                "complex (f dropped the imaginary part: no abs, comparisons or float casts)",
+                value,
+                TypeError,
+            )
         grad.flat[i] = value.imag / h
     return wrap(grad)
 
@@ -162,53 +194,19 @@ def jacobian(f: Callable[[Any], Any], x: Any, h: float | None = None) -> Any:
     array([[3., 2.],
            [1., 1.]])
     """
-    call, x_array, wrap = _prepare(f, x)
-    steps = _steps(x_array, h, "central")
+    call, x_array, wrap = prepare(f, x)
+    steps = step_sizes(x_array, h, "central")
     if np.any(x_array + steps == x_array):
         fail("h", f"large enough that x + h != x in {x_array.dtype}", h)
-    out_shape = _array_out(call(x_array), None).shape
+    out_shape = array_output(call(x_array), None).shape
     columns = np.empty(out_shape + (x_array.size,), dtype=x_array.dtype)
     for i in range(x_array.size):
         plus, minus = x_array.copy(), x_array.copy()
         plus.flat[i] += steps.flat[i]
         minus.flat[i] -= steps.flat[i]
-        diff = _array_out(call(plus), out_shape) - _array_out(call(minus), out_shape)
+        diff = array_output(call(plus), out_shape) - array_output(call(minus), out_shape)
         columns[..., i] = diff / (plus.flat[i] - minus.flat[i])
     return wrap(columns.reshape(out_shape + x_array.shape))
-
-
-@dataclass(frozen=True)
-class GradientCheck:
-    """The outcome of ``gradient_check``.
-
-    Attributes:
-        max_relative_error: the largest per-coordinate relative error.
-        tolerance: the threshold it was compared with.
-        worst_index: the coordinate where it occurs.
-        analytic: the gradient under test, as a NumPy array.
-        numeric: the central-difference gradient, as a NumPy array.
-    """
-
-    max_relative_error: float
-    tolerance: float
-    worst_index: tuple[int, ...]
-    analytic: np.ndarray
-    numeric: np.ndarray
-
-    @property
-    def passed(self) -> bool:
-        """True when ``max_relative_error <= tolerance``."""
-        return self.max_relative_error <= self.tolerance
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __repr__(self) -> str:
-        verdict = "passed" if self.passed else "FAILED"
-        return (
-            f"GradientCheck({verdict}: max relative error {self.max_relative_error:.2e} "
-            f"at {self.worst_index}, tolerance {self.tolerance:.0e})"
-        )
 
 
 def gradient_check(
@@ -228,11 +226,12 @@ def gradient_check(
     with a the claimed and n the numeric gradient: relative where the
     gradient is large, measured against 1e-3 of the largest entry where it is
     tiny, since a central difference cannot resolve a coordinate much smaller
-    than its own error (this is the usual metric of CS231n's gradient-check
-    notes, with a floor). Works on NumPy functions and on torch functions or
-    modules: pass x as a tensor and f receives tensors. Check in float64:
-    float32 round-off alone gives relative errors of 1e-3 to 1e-2, so
-    its tolerance must be loose enough to hide bugs of that size.
+    than its own error (CS231n's gradient-check metric, with a floor). Works
+    on NumPy functions and on torch functions or modules: pass x as a tensor
+    and f receives tensors. Check in float64: float32 round-off alone gives
+    relative errors of 1e-3 to 1e-2, so its tolerance must be loose enough
+    to hide bugs of that size. ``result.relative_errors`` holds every
+    coordinate's error.
 
     Args:
         f: scalar-valued function of x.
@@ -252,26 +251,16 @@ def gradient_check(
     False
     """
     if tolerance is None:
-        tolerance = 5e-2 if np.asarray(_to_numpy(x)).dtype == np.float32 else 1e-5
+        tolerance = 5e-2 if np.asarray(to_numpy(x)).dtype == np.float32 else 1e-5
     tolerance = check_real("tolerance", tolerance, low=0.0, low_open=True)
-    numeric = np.asarray(_to_numpy(central_difference(f, x, h)), dtype=np.float64)
+    numeric = np.asarray(to_numpy(central_difference(f, x, h)), dtype=np.float64)
     claimed = grad_f(x) if callable(grad_f) else grad_f
-    analytic = np.asarray(_to_numpy(claimed), dtype=np.float64)
+    analytic = np.asarray(to_numpy(claimed), dtype=np.float64)
     if analytic.shape != numeric.shape:
         fail("grad_f(x)'s shape", f"the shape of x, {numeric.shape}", analytic.shape)
     if not np.all(np.isfinite(analytic)):
         fail("grad_f(x)", "finite", claimed)
-    scale = np.maximum(np.abs(analytic), np.abs(numeric))
-    floor = max(1e-3 * float(scale.max(initial=0.0)), np.finfo(np.float64).tiny)
-    errors = np.abs(analytic - numeric) / np.maximum(scale, floor)
-    worst = np.unravel_index(int(np.argmax(errors)), errors.shape) if errors.size else ()
-    return GradientCheck(
-        max_relative_error=float(errors.max(initial=0.0)),
-        tolerance=tolerance,
-        worst_index=tuple(int(i) for i in worst),
-        analytic=analytic,
-        numeric=numeric,
-    )
+    return score(analytic, numeric, tolerance=tolerance)
 
 
 def default_step(x: Any, *, method: str = "central") -> np.ndarray:
@@ -282,9 +271,9 @@ def default_step(x: Any, *, method: str = "central") -> np.ndarray:
     >>> round(float(default_step(np.float32(100.0))), 4)  # eps^(1/3) * 100 in float32
     0.4922
     """
-    if method not in _ORDER:
-        fail("method", "one of " + ", ".join(repr(m) for m in _ORDER), method)
-    return _steps(_as_real_array(x), None, method)
+    if method not in ORDER:
+        fail("method", "one of " + ", ".join(repr(m) for m in ORDER), method)
+    return step_sizes(as_real_array(x), None, method)
 
 
 def fitted_order(h: Any, errors: Any) -> float:
@@ -302,10 +291,10 @@ def fitted_order(h: Any, errors: Any) -> float:
 
 
 def _difference(f: Callable[[Any], Any], x: Any, h: float | None, method: str) -> Any:
-    call, x_array, wrap = _prepare(f, x)
-    steps = _steps(x_array, h, method)
+    call, x_array, wrap = prepare(f, x)
+    steps = step_sizes(x_array, h, method)
     grad = np.empty_like(x_array)
-    f_x = _scalar(call(x_array), "f(x)") if method == "forward" else None
+    f_x = scalar_output(call(x_array), "f(x)") if method == "forward" else None
     smallest = steps / 2 if method == "richardson" else steps  # Richardson also uses h/2
     if np.any(x_array + smallest == x_array):
         fail("h", f"large enough that x + h != x in {x_array.dtype}", h)
@@ -322,92 +311,11 @@ def _one_coordinate(call, x, i, h, method, f_x):
 
     if method == "forward":
         plus = shifted(h)
-        return (_scalar(call(plus), "f(x + h)") - f_x) / (plus.flat[i] - x.flat[i])
+        return (scalar_output(call(plus), "f(x + h)") - f_x) / (plus.flat[i] - x.flat[i])
     if method == "central":
         plus, minus = shifted(h), shifted(-h)
-        diff = _scalar(call(plus), "f(x + h)") - _scalar(call(minus), "f(x - h)")
+        diff = scalar_output(call(plus), "f(x + h)") - scalar_output(call(minus), "f(x - h)")
         return diff / (plus.flat[i] - minus.flat[i])
     coarse = _one_coordinate(call, x, i, h, "central", None)
     fine = _one_coordinate(call, x, i, h / 2, "central", None)
     return (4 * fine - coarse) / 3
-
-
-def _prepare(f: Callable[[Any], Any], x: Any):
-    """Return (f on NumPy arrays, x as a real NumPy array, result wrapper)."""
-    if not callable(f):
-        fail("f", "a function", f, TypeError)
-    if _is_tensor(x):
-        torch = sys.modules["torch"]
-        x_array = _as_real_array(x.detach().cpu().numpy())
-        return (
-            lambda z: f(torch.from_numpy(np.ascontiguousarray(z))),
-            x_array,
-            lambda g: torch.from_numpy(np.ascontiguousarray(g)),
-        )
-    x_array = _as_real_array(x)
-    if isinstance(x, np.ndarray):
-        return f, x_array, lambda g: g
-    # A Python or NumPy scalar: call f with scalars, return a scalar of the same kind.
-    kind = x_array.dtype.type if isinstance(x, np.generic) else float
-    return (
-        (lambda z: f(z.reshape(())[()])),
-        x_array,
-        (lambda g: kind(g.reshape(())[()]) if g.ndim == 0 else g),
-    )
-
-
-def _as_real_array(x: Any) -> np.ndarray:
-    if isinstance(x, (bool, np.bool_)):
-        fail("x", "a real number or array", x, TypeError)
-    if isinstance(x, numbers.Real) and not isinstance(x, np.floating):
-        x = float(x)
-    array = np.array(x)
-    if array.dtype.kind in "iu":
-        array = array.astype(np.float64)
-    if array.dtype not in (np.float32, np.float64):
-        fail("x", "a real float32 or float64 number or array", x, TypeError)
-    if not np.all(np.isfinite(array)):
-        fail("x", "finite (no nan or inf)", x)
-    return array
-
-
-def _steps(x: np.ndarray, h: float | None, method: str) -> np.ndarray:
-    if h is None:
-        eps = np.finfo(x.dtype).eps
-        return (eps ** (1.0 / (_ORDER[method] + 1)) * np.maximum(np.abs(x), 1)).astype(x.dtype)
-    h = check_real("h", h, low=0.0, low_open=True)
-    return np.full(x.shape, h, dtype=x.dtype)
-
-
-def _scalar(value: Any, name: str, complex_ok: bool = False) -> Any:
-    array = np.asarray(_to_numpy(value))
-    if array.size != 1:
-        fail(name, "a single number (f must be scalar-valued; use jacobian otherwise)", value)
-    number = array.reshape(())[()]
-    if not complex_ok:
-        if np.iscomplexobj(array):
-            fail(name, "real", value, TypeError)
-    if not np.isfinite(number):
-        fail(name, "finite", value)
-    return number
-
-
-def _array_out(value: Any, shape: tuple[int, ...] | None) -> np.ndarray:
-    array = np.asarray(_to_numpy(value))
-    if shape is not None and array.shape != shape:
-        fail("f's output shape", f"the same at every call, {shape}", array.shape)
-    if not np.all(np.isfinite(array)):
-        fail("f(x)", "finite", value)
-    return array
-
-
-def _to_numpy(value: Any) -> Any:
-    if _is_tensor(value):
-        return value.detach().cpu().numpy()
-    return value
-
-
-def _is_tensor(value: Any) -> bool:
-    # torch is optional here: if it was never imported, value cannot be a tensor.
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)

@@ -271,3 +271,74 @@ def test_a_step_below_the_spacing_of_floats_is_refused():
         richardson(np.sin, np.float32(1.0), h=1e-7)  # h fits, h/2 does not
     with pytest.raises(ValueError, match="x \\+ h != x in float64"):
         jacobian(np.sin, np.array([1e10]), h=1e-9)
+
+
+@pytest.mark.parametrize(
+    "method", [forward_difference, central_difference, richardson, complex_step]
+)
+def test_every_method_keeps_float32_and_reaches_float32_accuracy(method):
+    # Prepare: float32 in, the exact derivative computed in float64
+    x32 = np.array([0.5, 1.0, 2.0], dtype=np.float32)
+    exact = np.cos(x32.astype(np.float64))
+    # Execute
+    grad = method(lambda v: np.sin(v).sum(), x32)
+    # Assert: float32 out; error near the method's float32 floor (eps32 = 1.2e-7):
+    # eps^(1/2) for forward, eps^(2/3) for central, ~eps^(4/5) for Richardson, eps for complex
+    bound = {forward_difference: 3e-3, central_difference: 3e-4, richardson: 3e-4}
+    assert grad.dtype == np.float32
+    assert np.max(np.abs(grad - exact)) < bound.get(method, 1e-6)
+
+
+def test_jacobian_and_tensors_keep_float32():
+    jac = jacobian(lambda v: v**2, np.array([1.0, 3.0], dtype=np.float32))
+    assert jac.dtype == np.float32
+    np.testing.assert_allclose(jac, np.diag([2.0, 6.0]), atol=1e-2)
+    grad = central_difference(lambda v: (v**3).sum(), torch.tensor([1.0, 2.0]))
+    assert grad.dtype == torch.float32
+    torch.testing.assert_close(grad, torch.tensor([3.0, 12.0]), atol=1e-2, rtol=0)
+
+
+def test_gradient_check_takes_a_torch_module_as_f():
+    # Prepare: a module mapping R^3 to one number; its gradient is its weight
+    generator = torch.Generator().manual_seed(3)
+    module = torch.nn.Linear(3, 1).double()
+    with torch.no_grad():
+        module.weight.copy_(torch.randn(1, 3, dtype=torch.float64, generator=generator))
+    x = torch.randn(3, dtype=torch.float64, generator=generator)
+    # Execute / Assert
+    assert gradient_check(module, module.weight.detach().reshape(3), x)
+    assert not gradient_check(module, 2 * module.weight.detach().reshape(3), x)
+
+
+def test_relative_errors_match_a_naive_loop_and_the_reported_maximum():
+    # Prepare: one large, one tiny and one zero coordinate
+    claimed = np.array([2.0, 1e-7, 0.0, -0.5])
+    result = gradient_check(lambda v: 0.0 * v.sum(), claimed, np.zeros(4))  # numeric: 0
+    # Execute: the metric by hand, coordinate by coordinate
+    floor = 1e-3 * 2.0
+    naive = [abs(a) / max(abs(a), floor) for a in claimed]
+    # Assert
+    np.testing.assert_allclose(result.relative_errors, naive, rtol=1e-12)
+    assert result.max_relative_error == result.relative_errors.max() == 1.0
+    assert result.worst_index == (0,)
+
+
+def test_complex_step_refuses_what_would_silently_give_zero():
+    # f with abs drops the imaginary part: the "derivative" would be 0, not 2x
+    with pytest.raises(TypeError, match=r"f\(x \+ ih\) must be complex"):
+        complex_step(lambda t: np.abs(t) ** 2, 1.5)
+    # i*h underflows: 1e-40 is below float32's smallest normal number (1.2e-38)
+    with pytest.raises(ValueError, match=r"h must be >= 1.2e-38 .*complex64"):
+        complex_step(np.sin, np.float32(1.0), h=1e-40)
+    with pytest.raises(ValueError, match=r"h must be >= 2.2e-308"):
+        complex_step(np.sin, 1.0, h=1e-320)
+    assert complex_step(np.sin, np.float32(1.0), h=1e-30) == pytest.approx(np.cos(1.0), rel=1e-6)
+
+
+def test_jacobian_refuses_bad_steps_and_complex_outputs():
+    with pytest.raises(ValueError, match="h must be > 0, got 0.0"):
+        jacobian(lambda v: v, np.ones(2), h=0.0)
+    with pytest.raises(TypeError, match=r"f\(x\) must be real"):
+        jacobian(lambda v: v + 1j, np.ones(2))
+    with pytest.raises(ValueError, match="h must be > 0, got -1.0"):
+        gradient_check(np.sin, np.cos, 1.0, h=-1.0)
