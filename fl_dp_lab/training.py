@@ -102,7 +102,7 @@ def train(
         batch_size: examples a step, >= 1.
         lr: learning rate, > 0.
         generator: shuffles the batches.
-        x_test, y_test: evaluated after every epoch when given.
+        x_test, y_test: evaluated after every epoch when given (both or neither).
         weight_decay: L2 penalty coefficient, >= 0.
         loss_fn: mean loss over a batch.
         progress: show a ``tqdm.auto`` progress bar over epochs.
@@ -111,11 +111,14 @@ def train(
         A ``History``.
     """
     epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     lr = check_real("lr", lr, low=0.0, low_open=True)
     weight_decay = check_real("weight_decay", weight_decay, low=0.0)
     check_bool("progress", progress)
     if len(x) != len(y):
         fail("x and y", "the same length", (len(x), len(y)))
+    if (x_test is None) != (y_test is None):
+        fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = History()
     for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False):

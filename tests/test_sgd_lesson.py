@@ -78,3 +78,14 @@ def test_a_wrong_update_sign_does_not_learn(digits):
     )
     _, accuracy = evaluate(model, x_test, y_test)
     assert accuracy < 0.5
+
+
+def test_train_refuses_a_bad_batch_size_and_half_an_evaluation_set():
+    model, x, y = LogisticRegression(2, 2), torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
+    gen = torch.Generator()
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        train(model, x, y, epochs=1, batch_size=0, lr=0.1, generator=gen)
+    with pytest.raises(TypeError, match="batch_size must be an integer, got 2.0"):
+        train(model, x, y, epochs=1, batch_size=2.0, lr=0.1, generator=gen)
+    with pytest.raises(ValueError, match="x_test and y_test must be both given or both None"):
+        train(model, x, y, epochs=1, batch_size=2, lr=0.1, generator=gen, x_test=x)

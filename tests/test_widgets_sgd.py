@@ -80,3 +80,28 @@ def test_the_figures_behind_the_lesson_draw_what_they_claim():
     assert ax.get_xscale() == "log"
     assert sum(p.get_height() for p in ax.patches) == len(norms)
     np.testing.assert_allclose(axes[1].lines[0].get_ydata(), [45.0, 81.0, 90.0])
+
+
+def test_every_slider_position_draws_its_own_run():
+    # Prepare
+    runs = _runs()
+    box = learning_rate_explorer(runs)
+    lr_slider, size_slider = box.children[0].children
+    readout = box.children[2]
+    loss_line, accuracy_line = box.figure.axes[0].lines[-1], box.figure.axes[1].lines[-1]
+    for _, lr in lr_slider.options:
+        for _, size in size_slider.options:
+            # Execute
+            lr_slider.value, size_slider.value = lr, size
+            # Assert: the highlighted curves are that run's, in percent; never a crash
+            expected = runs[(lr, size)]
+            np.testing.assert_allclose(
+                accuracy_line.get_ydata(), 100 * np.asarray(expected.test_accuracy)
+            )
+            finite = np.isfinite(expected.train_loss)
+            np.testing.assert_allclose(
+                loss_line.get_ydata()[finite], np.asarray(expected.train_loss)[finite]
+            )
+            assert f"lr {lr:g}, batch {size}" in readout.value
+    # epochs are whole numbers on both panels
+    assert all(float(t).is_integer() for t in box.figure.axes[0].get_xticks())

@@ -61,6 +61,7 @@ def gradient_norm_histogram(
     ax.axvline(median, color=PALETTE["orange"], linestyle="--", label=f"median {median:.2g}")
     ax.axvline(largest, color=PALETTE["vermillion"], linestyle=":", label=f"max {largest:.2g}")
     ax.set(xlabel="L2 norm of one example's gradient", ylabel="number of examples", title=title)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return fig, ax
 
@@ -79,6 +80,8 @@ def sweep_panels(runs: Mapping[Any, History]) -> tuple[plt.Figure, dict[str, Any
     (acc_line,) = acc_ax.plot([], [], color=PALETTE["blue"], linewidth=3)
     loss_ax.set(xlabel="epoch", ylabel="training loss (nats)", yscale="log")
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(0, 100))
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     plt.close(fig)
     return fig, {"loss": loss_line, "accuracy": acc_line, "fig": fig}
 
