@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import matplotlib.pyplot as plt
@@ -11,7 +12,12 @@ import torch
 
 from fl_dp_lab._simulation import FederatedHistory
 from fl_dp_lab.data import dirichlet_partition
-from fl_dp_lab.plots.federated import client_label_counts, dp_fedavg_figure, fedavg_curves
+from fl_dp_lab.plots.federated import (
+    client_label_counts,
+    dp_fedavg_figure,
+    fedavg_curves,
+    update_dp_fedavg_figure,
+)
 from fl_dp_lab.widgets.federated import dirichlet_dashboard, dp_fedavg_dashboard
 
 
@@ -72,6 +78,18 @@ def test_dp_dashboard_refuses_an_incomplete_sweep():
         )
     with pytest.raises(ValueError, match="sweep must be"):
         dp_fedavg_dashboard({}, delta=1e-5)
+
+
+def test_dp_figure_renders_a_no_privacy_run_without_error():
+    # sigma = 0 histories have epsilon = inf every round: the figure must still draw
+    fig, artists = dp_fedavg_figure(_history(0.3, math.inf))
+    fig.savefig(io.BytesIO(), format="png")
+    assert artists["no_privacy"].get_visible()
+    assert len(artists["eps"].get_xdata()) == len(artists["eps"].get_ydata()) == 0
+    update_dp_fedavg_figure(artists, _history(0.2, 3.0))
+    fig.savefig(io.BytesIO(), format="png")
+    assert not artists["no_privacy"].get_visible() and len(artists["eps"].get_ydata()) == 3
+    plt.close(fig)
 
 
 def test_figures_draw_what_they_are_given():

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from fl_dp_lab._simulation import FederatedHistory
 from fl_dp_lab.plots import PALETTE, new_figure
@@ -65,6 +66,7 @@ def fedavg_curves(
     if reference is not None:
         ax.axhline(100 * reference, color=PALETTE["black"], ls="--", lw=1.2, label=reference_label)
     ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy (%)" if metric == "accuracy" else "test loss")
     ax.set_title(title)
     ax.legend(loc="best")
@@ -113,6 +115,7 @@ def dirichlet_figure(
         )
     (bold,) = right.plot([], [], color=PALETTE["blue"], lw=3.0)
     right.set_xlabel("round")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_ylabel("test accuracy (%)")
     right.set_ylim(0, 100)
     artists = {
@@ -160,6 +163,7 @@ def dp_fedavg_figure(
     fig, (left, right) = new_figure(1, 2, width=5.2, height=3.8)
     (eps_line,) = left.plot([], [], color=PALETTE["vermillion"], marker="o", ms=4)
     left.set_xlabel("round")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_ylabel("user-level ε (δ fixed)")
     left.set_ylim(0, max_epsilon)
     no_privacy = left.text(
@@ -174,6 +178,7 @@ def dp_fedavg_figure(
     )
     (acc_line,) = right.plot([], [], color=PALETTE["blue"], marker="o", ms=4)
     right.set_xlabel("round")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_ylabel("test accuracy (%)")
     right.set_ylim(0, 50)
     artists = {
@@ -191,7 +196,8 @@ def dp_fedavg_figure(
 def update_dp_fedavg_figure(artists: dict[str, Any], history: FederatedHistory) -> None:
     """Show ``history`` in a figure built by ``dp_fedavg_figure``."""
     finite = all(math.isfinite(e) for e in history.epsilon)
-    artists["eps"].set_data(history.round, history.epsilon if finite else [])
+    # sigma = 0: no epsilon curve at all (x and y must stay the same length)
+    artists["eps"].set_data(history.round if finite else [], history.epsilon if finite else [])
     artists["no_privacy"].set_visible(not finite)
     artists["left"].set_xlim(0, history.round[-1] + 1)
     artists["acc"].set_data(history.round, 100 * np.asarray(history.accuracy))
