@@ -204,11 +204,16 @@ def best_threshold(
 ) -> float:
     """The threshold whose confusion table certifies the largest epsilon on these trials.
 
-    Tries "score > t" for t = -inf and every observed score, and keeps the t
-    that maximises ``epsilon_lower_bound``, breaking ties (for example when
-    too few trials certify nothing anywhere) by the larger TPR - FPR. The bound at the chosen t is a
-    maximum over many tests and so is biased upwards on these same trials:
-    score the threshold on fresh trials (``audit_scores`` does).
+    Tries "score > t" for t = -inf, every midpoint between two consecutive
+    distinct observed scores, and the largest score (every guess "out"), and
+    keeps the t that maximises ``epsilon_lower_bound``, breaking ties (for
+    example when too few trials certify nothing anywhere) by the larger
+    TPR - FPR. These candidates give every confusion table a threshold can
+    give on these trials; a midpoint, rather than an observed score, leaves
+    a margin on both sides for fresh trials (when the two worlds separate,
+    t lands halfway between them, not on the edge of one). The bound at the
+    chosen t is a maximum over many tests and so is biased upwards on these
+    same trials: score the threshold on fresh trials (``audit_scores`` does).
 
     Args:
         scores_in, scores_out: 1-D scores with the canary in / out, at least one each.
@@ -218,13 +223,14 @@ def best_threshold(
     Returns:
         The threshold.
 
-    >>> best_threshold([2.0, 3.0, 4.0], [0.0, 1.0, 1.5], delta=1e-5)
-    1.5
+    >>> best_threshold([2.0, 3.0, 4.0], [0.0, 1.0, 1.5], delta=1e-5)  # halfway from 1.5 to 2
+    1.75
     """
     scores_in, scores_out = _check_scores(scores_in, scores_out, minimum=1)
     delta = _check_delta(delta)
     alpha = 1.0 - _check_confidence(confidence)
-    candidates = np.r_[-np.inf, np.unique(np.r_[scores_in, scores_out])]
+    distinct = np.unique(np.r_[scores_in, scores_out])
+    candidates = np.r_[-np.inf, distinct[:-1] / 2 + distinct[1:] / 2, distinct[-1]]
     tp = scores_in.size - np.searchsorted(np.sort(scores_in), candidates, side="right")
     fp = scores_out.size - np.searchsorted(np.sort(scores_out), candidates, side="right")
     bounds = _epsilon_bounds(tp, fp, scores_out.size, scores_in.size, delta, alpha)
@@ -258,7 +264,7 @@ def audit_scores(
 
     >>> result = audit_scores([5.0, 6.0, 7.0, 8.0], [0.0, 1.0, 0.5, 3.0], delta=1e-5)
     >>> result.threshold, tuple(result.counts), result.epsilon
-    (1.0, (2, 1, 1, 0), 0.0)
+    (3.0, (2, 0, 2, 0), 0.0)
     """
     scores_in, scores_out = _check_scores(scores_in, scores_out, minimum=2)
     delta = _check_delta(delta)

@@ -187,9 +187,23 @@ def test_best_threshold_matches_brute_force():
         )
         for t in np.r_[scores_in, scores_out]
     }
+    by_threshold[-math.inf] = epsilon_lower_bound(
+        **membership_counts(scores_in, scores_out, threshold=-math.inf)._asdict(), delta=1e-5
+    )
     best = max(by_threshold.values())
+    chosen = epsilon_lower_bound(
+        **membership_counts(scores_in, scores_out, threshold=threshold)._asdict(), delta=1e-5
+    )
     assert best > 1.0
-    assert by_threshold[threshold] == pytest.approx(best, abs=1e-12)
+    assert chosen == pytest.approx(best, abs=1e-12)
+
+
+def test_best_threshold_sits_halfway_between_separated_worlds():
+    # Every threshold in [max(out), min(in)) separates these worlds perfectly; the midpoint
+    # leaves fresh trials the widest margin on both sides (an edge of either world would not).
+    threshold = best_threshold([10.0, 12.0, 11.0], [0.0, 2.0, 1.0], delta=1e-5)
+    assert threshold == 6.0
+    assert best_threshold([1.0, 1e308], [-1e308, 0.0], delta=1e-5) == 0.5  # no overflow
 
 
 def test_audit_scores_counts_only_the_held_out_half():

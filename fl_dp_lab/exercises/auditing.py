@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scipy import stats
-
 from fl_dp_lab.exercises._core import as_number, feedback, is_unanswered, report_unanswered
 
 __all__ = ["check_audit_ceiling", "check_fpr_upper_bound", "check_trials_needed"]
@@ -20,6 +18,8 @@ def check_fpr_upper_bound(answer: Any) -> bool:
     0.975 quantile of Beta(k + 1, n - k) = Beta(4, 497), about 0.0174:
     almost three times the plug-in rate 3 / 500 = 0.006.
     """
+    from scipy import stats  # here, not at the top: importing it costs every notebook ~1 s
+
     name = "Exercise 10.1"
     if is_unanswered(answer):
         return report_unanswered(name)

@@ -190,6 +190,7 @@ def plot_audit_sweep(
         title="Correct code stays under the accountant; bugs break through",
     )
     ax.set_xticks(list(noise_multipliers), [f"{s:g}" for s in noise_multipliers])
+    ax.minorticks_off()  # a log axis would also label minor ticks ("3 x 10^0")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=10)
     return fig
 
@@ -220,6 +221,7 @@ def plot_attack_strength(
     )
     ax.axvline(ceiling, color=PALETTE["purple"], ls="--", label=f"ceiling = {ceiling:.2f}")
     ax.set_yticks(positions, list(labels))
+    ax.set_xlim(0, 1.15 * max(ceiling, accountant_epsilon, *epsilons))  # room for the labels
     ax.set(xlabel="certified ε (nats)", title="Only the strong attack exposes the bug")
     ax.legend(loc="lower right", fontsize=10)
     return fig
