@@ -51,4 +51,4 @@ def test_basic_composition_right_and_wrong(capsys):
     assert check_basic_composition(..., 4e-6) is False
     assert "not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError, match="delta must be a real number"):
-        check_basic_composition(1.0, None or "x")
+        check_basic_composition(1.0, "4e-6")
