@@ -48,8 +48,7 @@ def epsilon_checked(sigma: float, q: float, steps: int, delta: float, accountant
 
 @lru_cache(maxsize=32)
 def composed_pld(sigma: float, q: float, steps: int, direction: str) -> _pld.GridPLD:
-    one = _pld.subsampled_gaussian_pld(sigma, q, _pld.grid_interval(sigma, q), direction)
-    return _pld.compose([(one, steps)])
+    return _pld.composed([(sigma, q, steps)], direction)
 
 
 @lru_cache(maxsize=256)

@@ -41,9 +41,13 @@ import numpy as np
 from scipy import fft
 from scipy.special import ndtr
 
+from fl_dp_lab._validate import fail
+
 __all__ = [
+    "MIN_COMPOSED_DELTA",
     "GridPLD",
     "compose",
+    "composed",
     "epsilon_for_delta",
     "grid_interval",
     "subsampled_gaussian_pld",
@@ -51,16 +55,28 @@ __all__ = [
 
 _TAIL_Z = 9.5  # truncate x at 9.5 noise std: each Gaussian tail beyond holds < 1.1e-21
 _LOG_WINDOW_TAIL = -50.0  # composed mass left outside the FFT window: < exp(-50) each side
+#: Smallest delta read off an FFT-composed PLD. Below it the FFT's round-off (about 1e-16
+#: of the peak mass at every grid point, kept only where positive) dominates the tail, and
+#: epsilon, though still an upper bound, drifts several percent above the truth (1e-12 at
+#: sigma = 2, q = 1, T = 1e5 gives 3 %); the RDP accountant has no such floor.
+MIN_COMPOSED_DELTA = 1e-10
+_MAX_ONE_STEP = 2**18  # grid points of one step's PLD, at most
+_MAX_WINDOW = 2**21  # grid points of a composed PLD (the FFT length), at most
 
 
 @dataclass(frozen=True)
 class GridPLD:
-    """Masses ``pmf[i]`` at losses ``(offset + i) * interval``, plus mass at +infinity."""
+    """Masses ``pmf[i]`` at losses ``(offset + i) * interval``, plus mass at +infinity.
+
+    ``composed`` marks a PLD that went through an FFT: its tail is trustworthy
+    only down to about ``MIN_COMPOSED_DELTA`` (round-off of 1e-16 per grid point).
+    """
 
     offset: int
     pmf: np.ndarray
     infinity_mass: float
     interval: float
+    composed: bool = False
 
 
 @lru_cache(maxsize=64)
@@ -107,14 +123,39 @@ def grid_interval(sigma: float, q: float, finest: float = 1e-4) -> float:
     Connect-the-dots errors shrink like (interval / spread of L)^2; a tenth of
     the spread keeps epsilon within about 0.1 % of the 1e-4 grid while making
     wide losses (small sigma, large q) tens of times cheaper. Never finer
-    than ``finest`` (dp_accounting's default) nor coarser than 2e-3.
+    than ``finest`` (dp_accounting's default) nor coarser than 2e-3, unless
+    one step's losses span more than ``_MAX_ONE_STEP`` such steps (sigma below
+    about 0.07): then the span over ``_MAX_ONE_STEP``, so memory stays bounded.
     """
     x = np.linspace(-10.0 * sigma, 1.0 + 10.0 * sigma, 801)
     weights = (1 - q) * np.exp(-0.5 * (x / sigma) ** 2) + q * np.exp(-0.5 * ((x - 1) / sigma) ** 2)
     weights /= weights.sum()
     loss = _mixture_log_ratio(x, sigma, q)
     spread = math.sqrt(max(float(np.dot(weights, loss**2) - np.dot(weights, loss) ** 2), 0.0))
-    return float(np.clip(0.1 * spread, finest, 2e-3))
+    return max(float(np.clip(0.1 * spread, finest, 2e-3)), _loss_span(sigma, q) / _MAX_ONE_STEP)
+
+
+def composed(parts: list[tuple[float, float, int]], direction: str) -> GridPLD:
+    """The grid PLD of ``count`` steps of each ``(sigma, q, count)``, in ``direction``.
+
+    All parts share one grid: the finest ``grid_interval`` among them, made
+    coarser when the composed losses would need more than ``_MAX_WINDOW``
+    points (a weak noise multiplier over many steps, where epsilon runs into
+    the hundreds or more). Connect-the-dots rounding is pessimistic on any
+    grid, so a coarser grid only loosens epsilon, never lowers it, and its
+    effect is tiny next to an epsilon that large.
+    """
+    h = min(grid_interval(sigma, q) for sigma, q, _ in parts)
+    h = max([h] + [_loss_span(sigma, q) / _MAX_ONE_STEP for sigma, q, _ in parts])
+    for _ in range(8):
+        plds = [(subsampled_gaussian_pld(sigma, q, h, direction), c) for sigma, q, c in parts]
+        if sum(c for _, c in plds) <= 1:  # one step: no composition, no window
+            break
+        low, high, _ = _window(plds)
+        if high - low + 1 <= _MAX_WINDOW:
+            break
+        h *= 1.1 * (high - low + 1) / _MAX_WINDOW
+    return compose(plds)
 
 
 def compose(parts: list[tuple[GridPLD, int]]) -> GridPLD:
@@ -131,11 +172,7 @@ def compose(parts: list[tuple[GridPLD, int]]) -> GridPLD:
     if len(parts) == 1 and parts[0][1] == 1:
         return parts[0][0]
     lowest = sum(pld.offset * c for pld, c in parts)
-    highest = sum((pld.offset + len(pld.pmf) - 1) * c for pld, c in parts)
-    low, high, tail = _chernoff_window(parts)
-    low, high = max(low, lowest), min(high, highest)
-    if high == highest:
-        tail = 0.0
+    low, high, tail = _window(parts)
     size = fft.next_fast_len(high - low + 1, real=True)
     spectrum = np.ones(size // 2 + 1, dtype=np.complex128)
     for pld, count in parts:
@@ -143,7 +180,7 @@ def compose(parts: list[tuple[GridPLD, int]]) -> GridPLD:
         spectrum *= fft.rfft(folded) ** count
     pmf = np.maximum(fft.irfft(spectrum, n=size), 0.0)
     pmf = np.roll(pmf, (lowest - low) % size)
-    return GridPLD(low, pmf, 1.0 - survive + tail, h)
+    return GridPLD(low, pmf, 1.0 - survive + tail, h, composed=True)
 
 
 def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
@@ -152,6 +189,13 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
     Works in the log domain, so composed losses of any size (thousands, for a
     tiny noise multiplier) give their true epsilon rather than overflowing.
     """
+    if pld.composed and delta < MIN_COMPOSED_DELTA:
+        fail(
+            "delta",
+            f">= {MIN_COMPOSED_DELTA:g} for the PLD accountant over several steps (smaller "
+            "deltas drown in FFT round-off); use accountant='rdp' for them",
+            delta,
+        )
     if pld.infinity_mass > delta:
         return math.inf  # the mechanism fails to hide more than delta of the time
     losses = (pld.offset + np.arange(len(pld.pmf))) * pld.interval
@@ -176,6 +220,12 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
     return float(min(max(eps, lower), losses[j]))
 
 
+def _loss_span(sigma: float, q: float) -> float:
+    """Width of the range of one step's losses that ``subsampled_gaussian_pld`` puts on its grid."""
+    low, high = _mixture_log_ratio(np.array([-_TAIL_Z * sigma, 1.0 + _TAIL_Z * sigma]), sigma, q)
+    return float(high - low)
+
+
 def _mixture_log_ratio(x: np.ndarray, sigma: float, q: float) -> np.ndarray:
     """log(1 - q + q exp((2x - 1) / (2 sigma^2))), computed stably."""
     z = (2.0 * x - 1.0) / (2.0 * sigma**2)
@@ -185,20 +235,36 @@ def _mixture_log_ratio(x: np.ndarray, sigma: float, q: float) -> np.ndarray:
 
 
 def _inverse_loss(losses: np.ndarray, sigma: float, q: float, sign: float) -> np.ndarray:
-    """x with sign * _mixture_log_ratio(x) = loss (-inf where no x reaches it)."""
+    """x with sign * _mixture_log_ratio(x) = loss (-inf where no x reaches it).
+
+    Solves 1 - q + q exp(z) = exp(v), v = sign * loss, z = (2x - 1) / (2 sigma^2):
+    z = log((exp(v) - (1 - q)) / q). For v > 30 the log is taken as
+    v + log1p(-(1 - q) exp(-v)) - log q, so losses past 709 (a tiny noise
+    multiplier) keep their own boundaries instead of overflowing to x = inf.
+    """
     if q == 1.0:
         return sign * losses * sigma**2 + 0.5
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inner = (np.expm1(sign * losses) + q) / q
-        x = sigma**2 * np.log(inner) + 0.5
-    x = np.where(inner > 0, x, -np.inf)
-    return x if sign > 0 else np.where(np.isnan(x), -np.inf, x)
+    v = sign * losses
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        near = np.log((np.expm1(v) + q) / q)
+        far = v + np.log1p(-(1.0 - q) * np.exp(-np.maximum(v, 30.0))) - math.log(q)
+        x = sigma**2 * np.where(v > 30.0, far, near) + 0.5
+    return np.where(np.isnan(x), -np.inf, x)
 
 
 def _normal_mass(a: np.ndarray, b: np.ndarray, mean: float, sigma: float) -> np.ndarray:
     """N(mean, sigma^2) mass of [a, b] (a <= b), using the far tail for accuracy."""
     za, zb = (a - mean) / sigma, (b - mean) / sigma
     return np.where(za > 0, ndtr(-za) - ndtr(-zb), ndtr(zb) - ndtr(za))
+
+
+def _window(parts: list[tuple[GridPLD, int]]) -> tuple[int, int, float]:
+    """Grid indices [low, high] of the composed PLD, and the mass that may lie above high."""
+    lowest = sum(pld.offset * c for pld, c in parts)
+    highest = sum((pld.offset + len(pld.pmf) - 1) * c for pld, c in parts)
+    low, high, tail = _chernoff_window(parts)
+    low, high = max(low, lowest), min(high, highest)
+    return low, high, 0.0 if high == highest else tail
 
 
 def _chernoff_window(parts: list[tuple[GridPLD, int]]) -> tuple[int, int, float]:

@@ -23,13 +23,14 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opacus.accountants.analysis import rdp as opacus_rdp
-from scipy import integrate, optimize, stats
+from scipy import integrate, optimize, special, stats
 
 from fl_dp_lab.accounting import (
     DEFAULT_ORDERS,
     PrivacyAccountant,
     epsilon,
     noise_multiplier_for_epsilon,
+    privacy_loss_distribution,
     rdp_subsampled_gaussian,
     rdp_to_epsilon,
 )
@@ -136,7 +137,9 @@ def test_pld_epsilon_matches_dp_accounting_and_never_under_reports(q, sigma, ste
     assert ours <= rdp  # PLD is the tighter of the two
 
 
-@pytest.mark.parametrize(("q", "sigma", "steps"), [(0.128, 0.1, 64), (0.128, 0.2, 64), (0.5, 0.1, 10)])
+@pytest.mark.parametrize(
+    ("q", "sigma", "steps"), [(0.128, 0.1, 64), (0.128, 0.2, 64), (0.5, 0.1, 10)]
+)
 def test_weak_noise_gives_the_huge_epsilon_dp_accounting_gives(q, sigma, steps):
     # Prepare: a sigma slider near zero. Composed losses run into the thousands, past
     # where exp() overflows; epsilon must come out in the thousands too, never capped.
@@ -356,3 +359,70 @@ def test_pld_epsilon_grows_with_steps_and_stays_below_rdp(q, sigma, steps):
     pld = epsilon(steps=steps, **kwargs)
     assert epsilon(steps=2 * steps, **kwargs) >= pld
     assert pld <= epsilon(steps=steps, accountant="rdp", **kwargs) + 1e-9
+
+
+def _exact_gaussian_epsilon(mu: float, delta: float) -> float:
+    """Epsilon of a Gaussian mechanism with sensitivity / sigma = mu, solved in the log domain.
+
+    delta(eps) = Phi(mu/2 - eps/mu) - e^eps Phi(-mu/2 - eps/mu) (Balle & Wang 2018), with
+    log-Phi so that epsilons in the millions do not overflow.
+    """
+
+    def log_excess(eps):
+        log_a = special.log_ndtr(mu / 2 - eps / mu)
+        log_b = eps + special.log_ndtr(-mu / 2 - eps / mu)
+        return log_a + math.log1p(-math.exp(min(log_b - log_a, 0.0))) - math.log(delta)
+
+    return optimize.brentq(log_excess, 0.0, mu * mu / 2 + 50 * mu + 50, rtol=1e-14)
+
+
+@pytest.mark.parametrize(("q", "sigma"), [(0.5, 0.02), (0.01, 0.015)])
+def test_noise_so_weak_that_one_step_loses_past_709_nats_is_not_under_reported(q, sigma):
+    # Prepare: with sigma = 0.02 one step's loss reaches 1 / (2 sigma^2) = 1250 nats, where
+    # exp() overflows; the grid must still place that mass at its true loss (it was
+    # clipped to about 709, reporting epsilon = 709 where the truth is about 1450)
+    delta = 1e-5
+    acc = pld_privacy_accountant.PLDAccountant(value_discretization_interval=0.05)
+    acc.compose(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma)), 1)
+    # Execute
+    ours = epsilon(noise_multiplier=sigma, sample_rate=q, steps=1, delta=delta)
+    # Assert: dp_accounting's (pessimistic) delta at our epsilon is the target, not above it
+    assert ours > 1000
+    assert acc.get_delta(ours) <= delta * 1.001
+    assert ours <= acc.get_epsilon(delta) <= ours + 1.5  # theirs rounds up (exp(-loss) = 0)
+
+
+@pytest.mark.parametrize(
+    ("sigma", "steps"), [(0.1, 100_000), (0.01, 1000), (30.0, 10_000_000), (2.0, 100_000)]
+)
+def test_huge_compositions_stay_bounded_and_above_the_exact_gaussian(sigma, steps):
+    # Prepare: q = 1, so T steps are one Gaussian with noise sigma / sqrt(T). Weak noise
+    # over many steps spreads the composed loss over millions of nats: the grid must
+    # coarsen (pessimistically) rather than ask for gigabytes
+    exact = _exact_gaussian_epsilon(math.sqrt(steps) / sigma, 1e-5)
+    # Execute
+    ours = epsilon(noise_multiplier=sigma, sample_rate=1.0, steps=steps, delta=1e-5)
+    losses, _, _ = privacy_loss_distribution(noise_multiplier=sigma, sample_rate=1.0, steps=steps)
+    # Assert
+    assert exact - 1e-9 * exact <= ours <= exact * 1.002
+    assert len(losses) <= 2.2e6  # at most about 2^21 grid points, whatever sigma and T
+
+
+def test_pld_refuses_a_delta_below_its_fft_floor_and_rdp_takes_it():
+    # Below delta = 1e-10 the FFT's round-off swamps a composed PLD's tail (epsilon
+    # drifts percents above the truth, then to inf): a clear error, not a silent number
+    kwargs = dict(noise_multiplier=4.0, sample_rate=0.01, steps=10_000)
+    with pytest.raises(ValueError, match=r"delta must be >= 1e-10 .*accountant='rdp'"):
+        epsilon(delta=1e-12, **kwargs)
+    acc = PrivacyAccountant()
+    acc.step(**kwargs)
+    with pytest.raises(ValueError, match="delta must be >= 1e-10"):
+        acc.get_epsilon(1e-12)
+    with pytest.raises(ValueError, match="delta must be >= 1e-10"):
+        noise_multiplier_for_epsilon(target_epsilon=2.0, sample_rate=0.01, steps=1000, delta=1e-12)
+    rdp = epsilon(delta=1e-12, accountant="rdp", **kwargs)
+    assert rdp == pytest.approx(dp_accounting_epsilon(0.01, 4.0, 10_000, 1e-12, "rdp"), rel=1e-9)
+    # one step needs no FFT: its tail is exact far below the floor (q = 1: a Gaussian)
+    exact = _exact_gaussian_epsilon(0.25, 1e-14)
+    one = epsilon(noise_multiplier=4.0, sample_rate=1.0, steps=1, delta=1e-14)
+    assert exact - 1e-9 <= one <= exact * 1.001
