@@ -518,3 +518,39 @@ def test_adaptive_dp_fedavg_raises_the_update_noise_and_steps_c_as_replayed_by_h
     assert history.epsilon[0] == accounting.epsilon(
         noise_multiplier=sigma, sample_rate=q, steps=1, delta=1e-5
     )
+
+
+def test_record_level_client_without_noise_or_clipping_is_full_batch_gradient_descent(
+    synthetic_clients,
+):
+    # sample_rate = 1 puts every example in every batch, a huge C never clips and sigma = 0
+    # adds no noise: DP-SGD's step lr * sum_i g_i / (q n) is then plain full-batch GD.
+    x, y = synthetic_clients[3]
+    model = LogisticRegression(60, 10, generator=_gen(4))
+    dp = dp_sgd_local_update(
+        model,
+        x,
+        y,
+        epochs=3,
+        lr=0.3,
+        sample_rate=1.0,
+        noise_multiplier=0.0,
+        max_grad_norm=1e9,
+        generator=_gen(0),
+    )
+    plain = local_update(model, x, y, epochs=3, batch_size=len(y), lr=0.3, generator=_gen(0))
+    assert plain.norm() > 0.01
+    torch.testing.assert_close(dp, plain, atol=1e-6, rtol=1e-5)
+    # with clipping on, the same call moves less: the per-example clip is applied
+    clipped = dp_sgd_local_update(
+        model,
+        x,
+        y,
+        epochs=3,
+        lr=0.3,
+        sample_rate=1.0,
+        noise_multiplier=0.0,
+        max_grad_norm=1e-3,
+        generator=_gen(0),
+    )
+    assert clipped.norm() < 0.1 * plain.norm()
