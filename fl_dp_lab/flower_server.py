@@ -18,6 +18,10 @@ privacy guarantee is user-level (epsilon, delta)-DP under add/remove-one-
 client neighbours with Poisson sampling, accounted by
 ``fl_dp_lab.accounting.epsilon`` after every round.
 
+Every wait for replies (for the nodes to answer at the start, for each
+round, for the final evaluation) is bounded by the run config's ``timeout``
+in seconds: a lost node or a stuck worker fails the run, it never hangs it.
+
 ``make_flower_dp_server_app`` runs Flower's
 ``DifferentialPrivacyServerSideFixedClipping`` around ``FedAvg`` on the same
 clients. It differs in three ways the notebook shows: it samples a *fixed*
@@ -147,7 +151,7 @@ def make_flower_dp_server_app(
     def main(grid: Grid, context: Context) -> None:
         config = run_config(context, overrides)
         out = result if result is not None else FlowerResult()
-        nodes, partitions = _nodes_by_partition(grid)
+        nodes, partitions = _nodes_by_partition(grid, float(config["timeout"]))
         out.partitions = partitions
         m = max(1, round(config["sample-rate"] * len(nodes)))
         strategy = DifferentialPrivacyServerSideFixedClipping(
@@ -168,6 +172,7 @@ def make_flower_dp_server_app(
             num_rounds=int(config["num-rounds"]),
             train_config=ConfigRecord(_train_config(config, int(config["seed"]))),
             evaluate_fn=central,
+            timeout=float(config["timeout"]),
         )
         for r in range(1, int(config["num-rounds"]) + 1):
             metrics = final.evaluate_metrics_serverapp[r]
@@ -184,7 +189,7 @@ def make_flower_dp_server_app(
 def _dp_fedavg(grid: Grid, config: dict, out: FlowerResult) -> None:
     from fl_dp_lab import accounting
 
-    nodes, out.partitions = _nodes_by_partition(grid)
+    nodes, out.partitions = _nodes_by_partition(grid, float(config["timeout"]))
     num_clients = len(nodes)
     q, sigma = float(config["sample-rate"]), float(config["noise-multiplier"])
     clip_norm = float(config["clip-norm"])
@@ -238,8 +243,12 @@ def _dp_fedavg(grid: Grid, config: dict, out: FlowerResult) -> None:
     out.federated_accuracy = _federated_accuracy(grid, nodes, flat, float(config["timeout"]))
 
 
-def _nodes_by_partition(grid: Grid, timeout: float = 60.0) -> tuple[list[int], list[int]]:
-    """Node ids ordered by partition id, once every partition 0..K-1 has a node."""
+def _nodes_by_partition(grid: Grid, timeout: float) -> tuple[list[int], list[int]]:
+    """Node ids ordered by partition id, once every partition 0..K-1 has a node.
+
+    Waits at most ``timeout`` seconds: in a simulation the first replies come
+    only after Ray has started its worker, which takes a minute on a busy machine.
+    """
     deadline = time.monotonic() + timeout
     while True:
         node_ids = sorted(grid.get_node_ids())
@@ -248,7 +257,8 @@ def _nodes_by_partition(grid: Grid, timeout: float = 60.0) -> tuple[list[int], l
                 Message(RecordDict(), dst_node_id=n, message_type="query", group_id="0")
                 for n in node_ids
             ]
-            replies = _by_node(grid.send_and_receive(query, timeout=timeout), "query")
+            left = max(1.0, deadline - time.monotonic())
+            replies = _by_node(grid.send_and_receive(query, timeout=left), "query")
             metrics = [r.content["metrics"] for r in replies.values()]
             partition = {n: int(r.content["metrics"]["partition-id"]) for n, r in replies.items()}
             expected = {int(m["num-partitions"]) for m in metrics}

@@ -4,10 +4,20 @@ Most tests run the ServerApp against the ClientApp in this process through
 ``DirectGrid`` (a Flower ``Grid`` that hands each message straight to the
 ClientApp of its node), so the algorithm is checked against
 ``fl_dp_lab.federated.run_dp_fedavg`` without Ray. The test marked
-``flower`` runs the real Simulation Engine (Ray).
+``flower`` runs the real Simulation Engine (Ray) in a child process with a
+time limit, and kills that process's whole group afterwards, so a hung Ray
+can neither stall the test run nor leave processes behind.
 """
 
 from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import psutil
@@ -269,24 +279,65 @@ def test_bad_inputs_raise_clear_errors():
         simulate(client_app, client_app, num_supernodes=2)
 
 
+#: Runs the simulation in a child process, so a hung Ray can be killed with its whole
+#: process group (Ray's daemons stay in the group of the process that started them).
+SIMULATION_SCRIPT = """
+import json, sys
+import psutil
+from fl_dp_lab.flower_app import make_client_app
+from fl_dp_lab.flower_server import FlowerResult, make_server_app
+from fl_dp_lab.flower_simulation import simulate
+
+result = FlowerResult()
+simulate(make_server_app(result, json.loads(sys.argv[1])), make_client_app(), num_supernodes=4)
+left = [p.cmdline()[:2] for p in psutil.Process().children(recursive=True)
+        if p.status() != psutil.STATUS_ZOMBIE]
+print(json.dumps({"clients": result.history.clients, "weights": result.weights.tolist(),
+                  "left": left}))
+"""
+SIMULATION_TIMEOUT_S = 300
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            continue
+    return members
+
+
 @pytest.mark.flower
 def test_simulation_engine_matches_run_dp_fedavg_and_cleans_up():
-    # Prepare
-    overrides = SMALL | {"num-rounds": 2}
-    result = FlowerResult()
-    children_before = {p.pid for p in psutil.Process().children(recursive=True)}
-    # Execute: Ray with one CPU, 4 virtual SuperNodes
-    simulate(make_server_app(result, overrides), make_client_app(), num_supernodes=4)
+    # Prepare: 2 rounds on 4 virtual SuperNodes; every wait inside the ServerApp bounded
+    overrides = SMALL | {"num-rounds": 2, "timeout": 200.0}
+    command = [sys.executable, "-c", SIMULATION_SCRIPT, json.dumps(overrides)]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    # Execute: Ray with one CPU, in its own process group, killed after the time limit
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = child.communicate(timeout=SIMULATION_TIMEOUT_S)
+        left_in_group = _group_members(child.pid)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        pytest.fail(f"the simulation did not finish in {SIMULATION_TIMEOUT_S} s")
+    finally:  # whatever happened, nothing of this run survives the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
     history, weights = in_process(4, overrides)
-    # Assert
-    assert result.history.clients == history.clients
-    torch.testing.assert_close(result.weights, weights, atol=2e-5, rtol=0)
-    left = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.pid not in children_before and p.status() != psutil.STATUS_ZOMBIE
-    ]
-    assert left == [], f"processes left behind: {[p.cmdline()[:2] for p in left]}"
+    # Assert: same clients and weights as run_dp_fedavg; no Ray process outlives simulate
+    assert child.returncode == 0, stderr[-3000:]
+    run = json.loads(stdout.strip().splitlines()[-1])
+    assert run["clients"] == history.clients
+    torch.testing.assert_close(torch.tensor(run["weights"]), weights, atol=2e-5, rtol=0)
+    assert run["left"] == [], f"processes left behind by simulate: {run['left']}"
+    assert left_in_group == [], f"processes left behind: {[p.pid for p in left_in_group]}"
 
 
 class LossyGrid(DirectGrid):
@@ -308,3 +359,56 @@ def test_a_missing_train_reply_fails_the_round():
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
     with pytest.raises(RuntimeError, match="no reply to the train message"):
         make_server_app(FlowerResult(), SMALL | {"sample-rate": 1.0})(grid, context)
+
+
+def test_node_discovery_gives_up_after_the_run_config_timeout():
+    # Prepare: the nodes say there are 3 partitions, but only 2 nodes ever connect
+    grid = DirectGrid(make_client_app(), 2)
+    for k, node in enumerate(grid.node_ids):
+        grid.contexts[node].node_config = {"partition-id": k, "num-partitions": 3}
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    # Execute / Assert: a clear error once the 1 s timeout is spent, not a wait forever
+    with pytest.raises(ValueError, match="one per partition"):
+        make_server_app(FlowerResult(), SMALL | {"timeout": 1.0})(grid, context)
+    queries = [m for m in grid.sent if m.metadata.message_type == "query"]
+    assert 2 <= len(queries) <= 6  # one query per node per second waited, not a minute's worth
+
+
+class SilentGrid(DirectGrid):
+    """A Grid whose nodes never answer (a simulation whose Ray did not start)."""
+
+    def push_messages(self, messages):
+        return [f"id-{k}" for k, _ in enumerate(messages)]
+
+    def pull_messages(self, message_ids):
+        return []
+
+
+def test_a_stopped_simulation_stops_its_server_app_waiting():
+    # Prepare: a ServerApp thread waiting for replies that never come, without a timeout
+    from fl_dp_lab.flower_simulation import _StoppableGrid
+
+    stopped = threading.Event()
+    grid = _StoppableGrid(SilentGrid(make_client_app(), 2), stopped)
+    message = Message(RecordDict(), dst_node_id=grid.get_node_ids()[0], message_type="query")
+    errors = []
+
+    def wait_forever():
+        try:
+            grid.send_and_receive([message], timeout=None)
+        except RuntimeError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=wait_forever, daemon=True)
+    thread.start()
+    # Execute: the simulation around it ends
+    stopped.set()
+    thread.join(timeout=10)
+    # Assert: the wait ended with a clear error; with a timeout and no stop it just returns
+    assert not thread.is_alive() and "simulation has stopped" in str(errors[0])
+    assert (
+        _StoppableGrid(SilentGrid(make_client_app(), 2), threading.Event()).send_and_receive(
+            [message], timeout=0.3
+        )
+        == []
+    )

@@ -3,11 +3,14 @@
 The script starts a SuperLink and SuperNodes, runs the app with ``flwr run``
 and must stop every process it started, also when it fails or is
 interrupted. Ports are picked free by the operating system, so the tests do
-not clash with other Flower processes on the machine.
+not clash with other Flower processes on the machine. Every run has a time
+limit, and the ``out`` fixture kills any process still using the run's folder
+at teardown, so a failing test cannot leave a SuperLink or SuperNode behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,16 +49,53 @@ def _wait_until_gone(folder: Path, timeout: float = 15.0) -> list[psutil.Process
     return left
 
 
-def test_local_deployment_runs_the_app_and_stops_everything(tmp_path):
-    # Prepare: 2 SuperNodes, 1 round with every client, a bounded run
-    out = tmp_path / "run"
-    # Execute
-    completed = subprocess.run(
-        [str(SCRIPT), "-n", "2", "-t", "240", "-o", str(out), "-c", "num-rounds=1 sample-rate=1.0"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def _stop(folder: Path) -> None:
+    """Kill whatever of a run is still alive: the test's own safety net after a failure."""
+    for process in _processes_using(folder):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+def _run_script(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run the script; past ``timeout`` send it SIGTERM (its trap stops its processes), then fail."""
+    process = subprocess.Popen(
+        [str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+        pytest.fail(f"{SCRIPT.name} {' '.join(args)} did not finish in {timeout} s")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.fixture
+def out(tmp_path):
+    """The run's output folder; every process still using it is killed at teardown."""
+    folder = tmp_path / "run"
+    yield folder
+    _stop(folder)
+
+
+def test_local_deployment_runs_the_app_and_stops_everything(out):
+    # Prepare: 2 SuperNodes, 1 round with every client, a bounded run
+    args = [
+        "-n",
+        "2",
+        "-t",
+        "240",
+        "-o",
+        str(out),
+        "-c",
+        "num-rounds=1 sample-rate=1.0 timeout=200.0",
+    ]
+    # Execute
+    completed = _run_script(args, timeout=300)
     # Assert: the run finished, both partitions trained, nothing is left running
     assert completed.returncode == 0, completed.stderr[-3000:]
     history = json.loads((out / "history.json").read_text())
@@ -66,33 +106,36 @@ def test_local_deployment_runs_the_app_and_stops_everything(tmp_path):
     assert _wait_until_gone(out) == []
 
 
-def test_interrupt_stops_every_process(tmp_path):
-    # Prepare: start a long run, wait until the SuperNodes are up
-    out = tmp_path / "run"
+def test_interrupt_stops_every_process(out):
+    # Prepare: start a long run, wait until `flwr run` has submitted it (the script,
+    # the SuperLink, 2 SuperNodes and `flwr run` all mention the output folder)
     process = subprocess.Popen(
         [str(SCRIPT), "-n", "2", "-t", "240", "-o", str(out), "-c", "num-rounds=50"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def running() -> bool:
+        return (out / "flwr_run.log").exists() and len(_processes_using(out)) >= 5
+
     deadline = time.monotonic() + 120
-    while len(_processes_using(out)) < 3 and time.monotonic() < deadline:
+    while not running() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert len(_processes_using(out)) >= 3, "SuperLink and SuperNodes did not start"
+    assert running(), "SuperLink, SuperNodes and flwr run did not start"
     # Execute: Ctrl-C
     os.kill(process.pid, signal.SIGINT)
-    status = process.wait(timeout=60)
+    try:
+        status = process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the script did not stop within 60 s of Ctrl-C")
     # Assert
     assert status != 0
     assert _wait_until_gone(out) == []
 
 
 def test_bad_arguments_fail_fast_and_start_nothing(tmp_path):
-    completed = subprocess.run(
-        [str(SCRIPT), "-n", "zero", "-o", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    completed = _run_script(["-n", "zero", "-o", str(tmp_path / "run")], timeout=30)
     assert completed.returncode == 2
     assert "-n must be a positive integer" in completed.stderr
     assert _processes_using(tmp_path) == []
