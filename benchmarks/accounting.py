@@ -8,7 +8,9 @@ each cell is the median over rounds; dp_accounting's PLD at the 1e-4 grid
 that the tests compare against is slow, so it runs fewer rounds. The last
 table times one redraw of notebook 05's dashboard (``epsilon_curves`` for
 all four methods plus moving the figure's lines and rendering it) after a
-slider moves to values it has not seen.
+slider moves to values it has not seen, then at the sliders' edges (sigma = 0.1
+with q = 1 and T = 1e5 puts epsilon in the millions: the PLD grid coarsens to
+stay bounded, and that redraw takes seconds rather than milliseconds).
 
     python benchmarks/accounting.py            # full tables (about a minute)
     python benchmarks/accounting.py --quick    # smoke run
@@ -155,6 +157,16 @@ def time_redraw(rounds: int) -> None:
         f"(max {max(times):.0f}) computing + moving lines, + {render:.0f} ms PNG render "
         f"= {compute + render:.0f} ms"
     )
+    # the slider edges: the weakest nonzero noise, no subsampling, the most steps
+    edges = [(q, 1.0), (steps, 1e5), (sigma, 0.1), (sigma, 0.0), (sigma, 0.2), (q, 1e-4)]
+    for slider, value in edges:
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            slider.value = value
+        print(
+            f"  edge {slider.description} -> {value:g}: "
+            f"{1000 * (time.perf_counter() - start):.0f} ms computing + moving lines"
+        )
 
 
 def main() -> None:

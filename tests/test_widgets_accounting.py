@@ -29,6 +29,9 @@ def test_dragging_the_sliders_redraws_epsilon_and_reaches_no_privacy():
     assert "T = 10," in readout.value and f"{expected:.3g} (PLD)" in readout.value
     sigma.value = 0.0  # edge: no noise at all
     assert "no privacy" in readout.value and "∞" in readout.value
+    sigma.value = sigma.step  # edge: the weakest noise that is not zero, epsilon in the hundreds
+    expected = epsilon(noise_multiplier=0.1, sample_rate=1.0, steps=10, delta=1e-5)
+    assert 100 < expected < math.inf and f"{expected:.3g} (PLD)" in readout.value
     sigma.value = sigma.max
     q.value = 10.0**q.min  # log sliders keep their range as exponents
     steps.value = 10.0**steps.max
