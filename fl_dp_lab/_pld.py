@@ -147,24 +147,29 @@ def composed(parts: list[tuple[float, float, int]], direction: str) -> GridPLD:
     """
     h = min(grid_interval(sigma, q) for sigma, q, _ in parts)
     h = max([h] + [_loss_span(sigma, q) / _MAX_ONE_STEP for sigma, q, _ in parts])
+    window = None
     for _ in range(8):
         plds = [(subsampled_gaussian_pld(sigma, q, h, direction), c) for sigma, q, c in parts]
         if sum(c for _, c in plds) <= 1:  # one step: no composition, no window
             break
-        low, high, _ = _window(plds)
-        if high - low + 1 <= _MAX_WINDOW:
+        window = _window(plds)
+        if window[1] - window[0] + 1 <= _MAX_WINDOW:
             break
-        h *= 1.1 * (high - low + 1) / _MAX_WINDOW
-    return compose(plds)
+        h *= 1.1 * (window[1] - window[0] + 1) / _MAX_WINDOW
+        window = None
+    return compose(plds, window)
 
 
-def compose(parts: list[tuple[GridPLD, int]]) -> GridPLD:
+def compose(
+    parts: list[tuple[GridPLD, int]], window: tuple[int, int, float] | None = None
+) -> GridPLD:
     """The PLD of running each ``(pld, count)`` ``count`` times, by one FFT.
 
     The circular convolution lives on a window chosen by a Chernoff bound, so
     at most exp(-50) of mass falls outside it on either side; the part above it
     is added to the infinite-loss mass (pessimistic), the part below wraps to
-    higher losses (also pessimistic).
+    higher losses (also pessimistic). ``window`` is ``_window(parts)`` when the
+    caller has it already.
     """
     parts = [(pld, count) for pld, count in parts if count > 0]
     h = parts[0][0].interval
@@ -172,7 +177,7 @@ def compose(parts: list[tuple[GridPLD, int]]) -> GridPLD:
     if len(parts) == 1 and parts[0][1] == 1:
         return parts[0][0]
     lowest = sum(pld.offset * c for pld, c in parts)
-    low, high, tail = _window(parts)
+    low, high, tail = window if window is not None else _window(parts)
     size = fft.next_fast_len(high - low + 1, real=True)
     spectrum = np.ones(size // 2 + 1, dtype=np.complex128)
     for pld, count in parts:
