@@ -445,3 +445,21 @@ def test_fractional_orders_at_weak_noise_match_25_digit_quadrature(q, sigma, ord
     expected = float(mpmath.log(mpmath.quad(integrand, nodes, maxdegree=10)) / (a - 1))
     ours = rdp_subsampled_gaussian(sample_rate=q, noise_multiplier=sigma, orders=[order])[0]
     assert ours == pytest.approx(expected, rel=1e-9)
+
+
+def test_accountant_history_with_a_weak_noise_phase_is_not_under_reported():
+    # Prepare: two steps of almost no noise (losses past 709 nats) then 100 ordinary steps;
+    # the shared grid must hold both the tiny and the huge losses
+    schedule = [(0.02, 0.3, 2), (1.0, 0.05, 100)]
+    acc, rdp = PrivacyAccountant(), PrivacyAccountant(accountant="rdp")
+    reference = pld_privacy_accountant.PLDAccountant(value_discretization_interval=0.01)
+    for sigma, q, steps in schedule:
+        for accountant in (acc, rdp):
+            accountant.step(noise_multiplier=sigma, sample_rate=q, steps=steps)
+        reference.compose(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma)), steps)
+    # Execute
+    ours = acc.get_epsilon(1e-5)
+    # Assert: dp_accounting's pessimistic delta at our epsilon meets the target
+    assert 1000 < ours <= rdp.get_epsilon(1e-5)
+    assert reference.get_delta(ours) <= 1e-5 * 1.001
+    assert ours <= reference.get_epsilon(1e-5)
