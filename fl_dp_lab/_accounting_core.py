@@ -21,6 +21,7 @@ __all__ = [
     "check_mechanism",
     "check_orders",
     "composed_pld",
+    "directions",
     "epsilon_checked",
     "rdp_cached",
     "rdp_to_epsilon_checked",
@@ -42,8 +43,17 @@ def epsilon_checked(sigma: float, q: float, steps: int, delta: float, accountant
         return rdp_to_epsilon_checked(rdp, np.array(DEFAULT_ORDERS), delta)[0]
     return max(
         _pld.epsilon_for_delta(composed_pld(sigma, q, steps, direction), delta)
-        for direction in ("remove", "add")
+        for direction in directions(q)
     )
+
+
+def directions(*sample_rates: float) -> tuple[str, ...]:
+    """The neighbouring directions ("remove", "add") whose PLDs must both be composed.
+
+    Without subsampling (every q = 1) the two have the same privacy-loss
+    distribution, N(1 / (2 sigma^2), 1 / sigma^2) per step, so one suffices.
+    """
+    return ("remove",) if all(q == 1.0 for q in sample_rates) else ("remove", "add")
 
 
 @lru_cache(maxsize=32)

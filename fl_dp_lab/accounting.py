@@ -35,6 +35,7 @@ from fl_dp_lab._accounting_core import (
     check_mechanism,
     check_orders,
     composed_pld,
+    directions,
     epsilon_checked,
     rdp_cached,
     rdp_to_epsilon_checked,
@@ -306,7 +307,7 @@ class PrivacyAccountant:
         parts = [(s, q, t) for (s, q), t in totals.items()]
         return max(
             _pld.epsilon_for_delta(_pld.composed(parts, direction), delta)
-            for direction in ("remove", "add")
+            for direction in directions(*(q for _, q, _ in parts))
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -94,6 +95,11 @@ def accounting_dashboard(
     output = widgets.Output()
 
     def curves(s: float, rate: float, t: int):
+        with warnings.catch_warnings():  # "best Rényi order at the grid's edge": API advice
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return _curves(s, rate, t)
+
+    def _curves(s: float, rate: float, t: int):
         return epsilon_curves(
             noise_multiplier=s,
             sample_rate=rate,
