@@ -134,6 +134,18 @@ def test_interrupt_stops_every_process(out):
     assert _wait_until_gone(out) == []
 
 
+def test_a_run_past_its_time_limit_fails_and_stops_everything(out):
+    # Prepare: 50 rounds cannot finish in 8 s (starting the processes alone takes longer)
+    args = ["-n", "2", "-t", "8", "-o", str(out), "-c", "num-rounds=50"]
+    # Execute
+    completed = _run_script(args, timeout=120)
+    # Assert: a failure exit status, a reason on stderr, and nothing left running
+    assert completed.returncode == 1
+    assert "flower_local:" in completed.stderr and "stopped" in completed.stderr
+    assert not (out / "history.json").exists()
+    assert _wait_until_gone(out) == []
+
+
 def test_bad_arguments_fail_fast_and_start_nothing(tmp_path):
     completed = _run_script(["-n", "zero", "-o", str(tmp_path / "run")], timeout=30)
     assert completed.returncode == 2
