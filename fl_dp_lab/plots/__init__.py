@@ -63,4 +63,10 @@ def new_figure(
     ``width``/``height`` are per panel, in inches.
     """
     with mpl.rc_context(_STYLE):
-        return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kwargs)
+        figure = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kwargs)
+        # The first figure of a session resolves the backend, and Jupyter's inline backend
+        # turns interactive mode on then; leaving the context would turn it off again, and
+        # later figures would no longer show at the end of their cell.
+        interactive = mpl.is_interactive()
+    mpl.interactive(interactive)
+    return figure

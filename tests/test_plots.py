@@ -1,0 +1,36 @@
+"""The shared figure style: projector-sized text, and figures that show in Jupyter."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import nbclient
+import nbformat
+import pytest
+
+from fl_dp_lab.plots import new_figure
+
+
+def test_new_figure_applies_the_style_only_to_its_own_figure():
+    # Prepare: the default font size outside any course figure
+    before = mpl.rcParams["font.size"]
+    # Execute
+    fig, ax = new_figure(2, 1, width=3.0, height=2.0)
+    # Assert: two panels of the asked size; the global settings untouched
+    assert len(ax) == 2
+    assert tuple(fig.get_size_inches()) == pytest.approx((3.0, 4.0))
+    assert mpl.rcParams["font.size"] == before
+
+
+def test_figures_after_a_course_figure_still_show_in_a_kernel():
+    # Prepare: the first figure of a session comes from new_figure, the next from pyplot alone
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("from fl_dp_lab.plots import new_figure\nfig, ax = new_figure()"),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nfig2, ax2 = plt.subplots()"),
+    ]
+    # Execute: in a fresh kernel, as a learner's JupyterLab would
+    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    # Assert: both cells display their figure without an explicit plt.show()
+    for cell in notebook.cells:
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert len(images) == 1, cell.source
