@@ -3,7 +3,8 @@
     python scripts/run_notebooks.py                     # all notebooks -> build/html/
     python scripts/run_notebooks.py notebooks/05_*.ipynb --out build/html
 
-Each notebook runs in its own fresh kernel (``jupyter nbconvert --execute``), with
+Each notebook runs in its own fresh kernel (``jupyter nbconvert --execute``, through
+``nbconvert_sliced.py``, which keeps a lost ZeroMQ wake-up from stalling a cell), with
 widget state stored, so the HTML shows sliders as they were left. While it runs,
 the peak resident memory of the kernel and everything it starts (Ray workers in
 notebook 11) is sampled every 0.1 s; nbconvert's own process is not counted. The
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def run(notebook: Path, out: Path, timeout: int) -> tuple[float, float, int]:
     """Execute ``notebook`` to HTML in ``out``; return (seconds, peak MiB, exit code)."""
     command = [
-        sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute",
+        sys.executable, str(ROOT / "scripts" / "nbconvert_sliced.py"), "--to", "html", "--execute",
         f"--ExecutePreprocessor.timeout={timeout}", "--ExecutePreprocessor.store_widget_state=True",
         "--output-dir", str(out), str(notebook),
     ]  # fmt: skip
