@@ -12,7 +12,6 @@ browser. The target is a redraw that feels live on release of the slider.
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import time
 
@@ -20,7 +19,7 @@ import matplotlib
 
 matplotlib.use("agg")
 
-from fl_dp_lab.plots import course_style  # noqa: E402
+from fl_dp_lab.plots import course_style, figure_png  # noqa: E402
 from fl_dp_lab.plots.mechanisms import (  # noqa: E402
     gaussian_privacy_figure,
     update_gaussian_privacy_figure,
@@ -38,7 +37,7 @@ def time_redraws(moves: int) -> dict[str, tuple[float, float]]:
     figures = {}
     for name in POLICIES:
         fig, artists = gaussian_privacy_figure(1.0, delta=1e-5)
-        fig.canvas.draw()
+        fig.draw_without_rendering()
         if name == "fixed after first draw":
             fig.set_layout_engine("none")  # as the dashboard does after its first draw
         figures[name] = (fig, artists)
@@ -49,7 +48,7 @@ def time_redraws(moves: int) -> dict[str, tuple[float, float]]:
             start = time.perf_counter()
             update_gaussian_privacy_figure(artists, sigma)
             middle = time.perf_counter()
-            fig.savefig(io.BytesIO(), format="png")
+            figure_png(fig)  # the PNG the dashboard sends
             end = time.perf_counter()
             times[name][0].append(1e3 * (middle - start))
             times[name][1].append(1e3 * (end - start))

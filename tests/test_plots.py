@@ -7,7 +7,7 @@ import nbclient
 import nbformat
 import pytest
 
-from fl_dp_lab.plots import new_figure
+from fl_dp_lab.plots import figure_png, new_figure
 
 
 def test_new_figure_applies_the_style_only_to_its_own_figure():
@@ -34,3 +34,20 @@ def test_figures_after_a_course_figure_still_show_in_a_kernel():
     for cell in notebook.cells:
         images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
         assert len(images) == 1, cell.source
+
+
+def test_figure_png_is_the_whole_figure_at_its_own_size_and_dpi():
+    # Prepare: a 3 x 2 inch figure at 100 dpi
+    fig, _ = new_figure(width=3.0, height=2.0)
+    fig.set_dpi(100)
+    # Execute
+    png = figure_png(fig)
+    # Assert: a PNG of 300 x 200 pixels (IHDR), not cropped to a tight bounding box
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (300, 200)
+
+
+def test_figure_png_refuses_what_is_not_a_figure():
+    with pytest.raises(TypeError, match="fig must be a matplotlib Figure, got str"):
+        figure_png("figure")

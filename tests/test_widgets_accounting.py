@@ -63,3 +63,17 @@ def test_dashboard_validates_its_inputs():
     with pytest.raises(ValueError, match="steps must be an integer <= 100000"):
         accounting_dashboard(steps=10**6)
     assert math.isinf(epsilon(noise_multiplier=0.0, sample_rate=0.5, steps=1, delta=1e-5))
+
+
+def test_dashboard_figure_keeps_the_constrained_layout_it_was_given(monkeypatch):
+    # Prepare: catch the figure the dashboard shows
+    shown = []
+    monkeypatch.setattr(
+        "fl_dp_lab.widgets.accounting.show_figure", lambda output, fig: shown.append(fig)
+    )
+    # Execute
+    accounting_dashboard(noise_multiplier=4.0, sample_rate=0.01, steps=1000, delta=1e-5)
+    # Assert: constrained layout ran before the layout was frozen (default margins otherwise)
+    (ax,) = shown[-1].axes
+    assert ax.get_position().x0 < plt.rcParams["figure.subplot.left"] - 0.01
+    assert ax.get_position().x1 > plt.rcParams["figure.subplot.right"] + 0.01

@@ -65,3 +65,20 @@ def test_dashboard_validates_its_inputs():
         gaussian_dashboard(sigma=6.0)
     with pytest.raises(ValueError, match=r"delta must be in \(0, 1\)"):
         gaussian_dashboard(delta=0.0)
+
+
+def test_dashboard_figure_keeps_the_constrained_layout_it_was_given(monkeypatch):
+    # Prepare: catch the figure the dashboard shows; lay out a fresh one for reference
+    shown = []
+    monkeypatch.setattr(
+        "fl_dp_lab.widgets.mechanisms.show_figure", lambda output, fig: shown.append(fig)
+    )
+    reference, _ = gaussian_privacy_figure(1.0, delta=1e-5)
+    reference.draw_without_rendering()
+    # Execute
+    gaussian_dashboard(sigma=1.0, delta=1e-5)
+    # Assert: the axes sit where constrained layout puts them, not at matplotlib's defaults
+    fig = shown[-1]
+    for ax, expected in zip(fig.axes, reference.axes, strict=True):
+        np.testing.assert_allclose(ax.get_position().bounds, expected.get_position().bounds)
+    assert fig.axes[0].get_position().x0 != pytest.approx(plt.rcParams["figure.subplot.left"])

@@ -7,11 +7,11 @@ import warnings
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
 
 from fl_dp_lab._validate import check_int, check_real
 from fl_dp_lab.accounting import COMPOSITIONS, epsilon_curves
 from fl_dp_lab.plots.accounting import epsilon_steps_figure, update_epsilon_steps_figure
+from fl_dp_lab.widgets._output import show_figure
 
 __all__ = ["accounting_dashboard", "accounting_readout"]
 
@@ -112,7 +112,9 @@ def accounting_dashboard(
     grid, values = curves(sigma, q, steps)
     fig, artists = epsilon_steps_figure(grid, values, title="", delta=delta)
     plt.close(fig)  # shown only through the Output below, never twice
-    fig.canvas.draw()  # lay the figure out once, then keep that layout: redraws skip it
+    # lay the figure out once, then keep that layout: redraws skip it (plt.close left
+    # the figure a canvas that cannot draw, so draw it without one)
+    fig.draw_without_rendering()
     fig.set_layout_engine("none")
 
     def show(*_: object) -> None:
@@ -125,9 +127,7 @@ def accounting_dashboard(
             title = f"After {t} steps PLD gives ε = {finals['pld']:.3g}, RDP {finals['rdp']:.3g}"
         update_epsilon_steps_figure(artists, grid, values, title=title)
         readout.value = accounting_readout(s, rate, t, delta, finals)
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+        show_figure(output, fig)
 
     for slider in (sigma_slider, q_slider, steps_slider):
         slider.observe(show, names="value")

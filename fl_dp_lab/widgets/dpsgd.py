@@ -8,7 +8,6 @@ import warnings
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
 from fl_dp_lab._validate import check_int, check_real
 from fl_dp_lab.accounting import epsilon
@@ -19,6 +18,7 @@ from fl_dp_lab.plots.dpsgd import (
     gradient_plane,
     update_clipping_figure,
 )
+from fl_dp_lab.widgets._output import show_figure
 
 __all__ = ["clipping_dashboard", "step_readout"]
 
@@ -105,9 +105,7 @@ def clipping_dashboard(
                 delta=delta, accountant="rdp",
             )  # fmt: skip
         readout.value = step_readout(current, spent, steps, delta)
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+        show_figure(output, fig)
 
     sigma.observe(show, names="value")
     clip.observe(show, names="value")

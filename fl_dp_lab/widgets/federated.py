@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
 
 from fl_dp_lab._simulation import FederatedHistory
 from fl_dp_lab._validate import fail
@@ -22,6 +21,7 @@ from fl_dp_lab.plots.federated import (
     update_dirichlet_figure,
     update_dp_fedavg_figure,
 )
+from fl_dp_lab.widgets._output import show_figure
 
 __all__ = ["dirichlet_dashboard", "dp_fedavg_dashboard", "dp_fedavg_readout"]
 
@@ -74,9 +74,7 @@ def dirichlet_dashboard(
             f"α = {value:g}: a client holds {classes:.1f} of {num_classes} digits "
             f"on average; final test accuracy {100 * final:.1f} %"
         )
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+        show_figure(output, fig)
 
     slider.observe(lambda change: show(change["new"]), names="value")
     show(alpha)
@@ -149,9 +147,7 @@ def dp_fedavg_dashboard(
         key = tuple(s.value for s in sliders)
         update_dp_fedavg_figure(artists, sweep[key])
         readout.value = dp_fedavg_readout(*key, sweep[key], delta)
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+        show_figure(output, fig)
 
     for slider in sliders:
         slider.observe(show, names="value")

@@ -6,10 +6,10 @@ import math
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
 
 from fl_dp_lab._validate import check_real
 from fl_dp_lab.plots.mechanisms import gaussian_privacy_figure, update_gaussian_privacy_figure
+from fl_dp_lab.widgets._output import show_figure
 
 __all__ = ["gaussian_dashboard", "privacy_readout"]
 
@@ -51,15 +51,15 @@ def gaussian_dashboard(
     output = widgets.Output()
     fig, artists = gaussian_privacy_figure(sigma, sensitivity=sensitivity, delta=delta)
     plt.close(fig)  # shown only through the Output below, never twice
-    fig.canvas.draw()  # lay the figure out once, then keep that layout: redraws skip it
+    # lay the figure out once, then keep that layout: redraws skip it (plt.close left
+    # the figure a canvas that cannot draw, so draw it without one)
+    fig.draw_without_rendering()
     fig.set_layout_engine("none")
 
     def show(value: float) -> None:
         epsilon = update_gaussian_privacy_figure(artists, value)
         readout.value = privacy_readout(value, epsilon, delta)
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+        show_figure(output, fig)
 
     slider.observe(lambda change: show(change["new"]), names="value")
     show(sigma)

@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 import numpy as np
-from IPython.display import display
 
 from fl_dp_lab._validate import check_choice, check_real
 from fl_dp_lab.numdiff import central_difference, forward_difference
 from fl_dp_lab.plots.numdiff import secant_explorer, update_secant_explorer
+from fl_dp_lab.widgets._output import show_figure
 
 __all__ = ["step_size_explorer"]
 
@@ -85,9 +85,7 @@ def step_size_explorer(
         nodes = (x, x + step) if method_buttons.value == "forward" else (x - step, x + step)
         update_secant_explorer(state["artists"], nodes, slope, step, error)
         readout.value = _readout(method_buttons.value, dtype_buttons.value, step, slope, exact)
-        with output:
-            output.clear_output(wait=True)
-            display(state["fig"])
+        show_figure(output, state["fig"])
 
     box = widgets.VBox([widgets.HBox([method_buttons, dtype_buttons]), h_slider, output, readout])
     h_slider.observe(redraw, names="value")

@@ -11,10 +11,10 @@ from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
 
 from fl_dp_lab._validate import fail
 from fl_dp_lab.plots.opacus import plot_sweep, update_sweep
+from fl_dp_lab.widgets._output import show_figure
 
 __all__ = ["sweep_dashboard", "sweep_readout"]
 
@@ -75,9 +75,7 @@ def sweep_dashboard(
         readout.value = sweep_readout(
             sigma_slider.value, norm_slider.value, accuracy, epsilon, result.delta
         )
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+        show_figure(output, fig)
 
     sigma_slider.observe(show, names="value")
     norm_slider.observe(show, names="value")

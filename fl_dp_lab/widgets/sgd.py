@@ -11,11 +11,11 @@ import math
 from collections.abc import Mapping
 
 import ipywidgets as widgets
-from IPython.display import display
 
 from fl_dp_lab._validate import fail
 from fl_dp_lab.plots.sgd import sweep_panels, update_sweep_panels
 from fl_dp_lab.training import History
+from fl_dp_lab.widgets._output import show_figure
 
 __all__ = ["learning_rate_explorer"]
 
@@ -69,9 +69,7 @@ def learning_rate_explorer(
         text = _summary(lr_slider.value, size_slider.value, history)
         update_sweep_panels(artists, history, text)
         readout.value = text
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+        show_figure(output, fig)
 
     lr_slider.observe(update, names="value")
     size_slider.observe(update, names="value")

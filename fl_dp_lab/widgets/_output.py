@@ -1,0 +1,19 @@
+"""Showing a dashboard's figure in its ``Output`` widget."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from IPython.display import Image, display
+
+from fl_dp_lab.plots import figure_png
+
+__all__ = ["show_figure"]
+
+
+def show_figure(output: widgets.Output, fig: plt.Figure) -> None:
+    """Replace what ``output`` shows with ``fig``, rendered once to PNG (see ``figure_png``)."""
+    png = figure_png(fig)
+    with output:
+        output.clear_output(wait=True)
+        display(Image(data=png, format="png"))
