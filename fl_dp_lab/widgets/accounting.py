@@ -6,12 +6,11 @@ import math
 import warnings
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 
 from fl_dp_lab._validate import check_int, check_real
 from fl_dp_lab.accounting import COMPOSITIONS, epsilon_curves
 from fl_dp_lab.plots.accounting import epsilon_steps_figure, update_epsilon_steps_figure
-from fl_dp_lab.widgets._output import show_figure
+from fl_dp_lab.widgets._output import freeze_layout, show_figure
 
 __all__ = ["accounting_dashboard", "accounting_readout"]
 
@@ -111,11 +110,7 @@ def accounting_dashboard(
 
     grid, values = curves(sigma, q, steps)
     fig, artists = epsilon_steps_figure(grid, values, title="", delta=delta)
-    plt.close(fig)  # shown only through the Output below, never twice
-    # lay the figure out once, then keep that layout: redraws skip it (plt.close left
-    # the figure a canvas that cannot draw, so draw it without one)
-    fig.draw_without_rendering()
-    fig.set_layout_engine("none")
+    freeze_layout(fig)
 
     def show(*_: object) -> None:
         s, rate, t = sigma_slider.value, q_slider.value, int(round(steps_slider.value))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 
 from fl_dp_lab._validate import check_real
 from fl_dp_lab.plots.mechanisms import gaussian_privacy_figure, update_gaussian_privacy_figure
-from fl_dp_lab.widgets._output import show_figure
+from fl_dp_lab.widgets._output import freeze_layout, show_figure
 
 __all__ = ["gaussian_dashboard", "privacy_readout"]
 
@@ -50,11 +49,7 @@ def gaussian_dashboard(
     readout.add_class("fl-dp-lab-readout")
     output = widgets.Output()
     fig, artists = gaussian_privacy_figure(sigma, sensitivity=sensitivity, delta=delta)
-    plt.close(fig)  # shown only through the Output below, never twice
-    # lay the figure out once, then keep that layout: redraws skip it (plt.close left
-    # the figure a canvas that cannot draw, so draw it without one)
-    fig.draw_without_rendering()
-    fig.set_layout_engine("none")
+    freeze_layout(fig)
 
     def show(value: float) -> None:
         epsilon = update_gaussian_privacy_figure(artists, value)
