@@ -126,6 +126,7 @@ def time_queries(rounds: int) -> None:
 def time_redraw(rounds: int) -> None:
     from fl_dp_lab.plots import figure_png
     from fl_dp_lab.plots.accounting import epsilon_steps_figure
+    from fl_dp_lab.widgets._output import freeze_layout
     from fl_dp_lab.widgets.accounting import accounting_dashboard
 
     with contextlib.redirect_stdout(io.StringIO()):  # display() prints outside Jupyter
@@ -145,8 +146,7 @@ def time_redraw(rounds: int) -> None:
         noise_multiplier=4.0, sample_rate=0.01, steps=10_000, delta=1e-5, points=6
     )
     fig, _ = epsilon_steps_figure(grid, curves, title="t", delta=1e-5)
-    fig.draw_without_rendering()
-    fig.set_layout_engine("none")  # as the dashboard does after its first draw
+    freeze_layout(fig)  # as the dashboard does
     renders = []
     for _ in range(3):
         start = time.perf_counter()

@@ -24,6 +24,7 @@ from fl_dp_lab.plots.mechanisms import (  # noqa: E402
     gaussian_privacy_figure,
     update_gaussian_privacy_figure,
 )
+from fl_dp_lab.widgets._output import freeze_layout  # noqa: E402
 
 POLICIES = ("re-solved every redraw", "fixed after first draw")
 
@@ -37,9 +38,10 @@ def time_redraws(moves: int) -> dict[str, tuple[float, float]]:
     figures = {}
     for name in POLICIES:
         fig, artists = gaussian_privacy_figure(1.0, delta=1e-5)
-        fig.draw_without_rendering()
         if name == "fixed after first draw":
-            fig.set_layout_engine("none")  # as the dashboard does after its first draw
+            freeze_layout(fig)  # as the dashboard does
+        else:
+            fig.draw_without_rendering()
         figures[name] = (fig, artists)
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in POLICIES}
     for k in range(moves):
