@@ -94,34 +94,61 @@ def capture(
 
 def squared_norms(layers: list[Layer]) -> torch.Tensor:
     """Per-example squared L2 norm of the whole gradient, shape (B,)."""
-    total = torch.zeros(len(layers[0].activations), dtype=layers[0].activations.dtype)
+    total = None
     for layer in layers:
         a, g = layer.activations, layer.backprops
-        _, d, t = a.shape
+        batch, d, t = a.shape
         p = g.shape[1]
-        if layer.weight is not None:
-            if t == 1:  # ||g a^T|| = ||a|| ||g||
-                a_norm = torch.linalg.vector_norm(a.reshape(len(a), d), dim=1)
-                g_norm = torch.linalg.vector_norm(g.reshape(len(g), p), dim=1)
-                total += (a_norm * g_norm).square()
-            elif t * (d + p) < d * p:
-                gram_a = torch.bmm(a.transpose(1, 2), a)
-                gram_g = torch.bmm(g.transpose(1, 2), g)
-                total += (gram_a * gram_g).sum((1, 2))
+        if t == 1:  # ||g a^T||^2 = ||a||^2 ||g||^2, and the bias part is ||g||^2
+            g_sq = _row_dot(g.squeeze(2))
+            if layer.weight is None:
+                part = g_sq
+            elif layer.bias is None:
+                part = g_sq * _row_dot(a.squeeze(2))
             else:
-                layer.per_sample = torch.bmm(g, a.transpose(1, 2))
-                total += layer.per_sample.square().sum((1, 2))
-        if layer.bias is not None:
-            total += torch.linalg.vector_norm(g.sum(2), dim=1).square()
+                part = torch.addcmul(g_sq, g_sq, _row_dot(a.squeeze(2)))
+        else:
+            part = torch.zeros(batch, dtype=a.dtype)
+            if layer.weight is not None:
+                if t * (d + p) < d * p:
+                    gram_a = torch.bmm(a.transpose(1, 2), a)
+                    gram_g = torch.bmm(g.transpose(1, 2), g)
+                    part += (gram_a * gram_g).sum((1, 2))
+                else:
+                    layer.per_sample = torch.bmm(g, a.transpose(1, 2))
+                    part += layer.per_sample.square().sum((1, 2))
+            if layer.bias is not None:
+                part += _row_dot(g.sum(2))
+        total = part if total is None else total.add_(part)
+    assert total is not None  # capture never returns an empty list of layers
     return total
 
 
-def clipped_sum(layers: list[Layer], factors: torch.Tensor) -> dict[str, torch.Tensor]:
-    """sum_i factors[i] * grad loss_i for every captured parameter, without per-sample gradients."""
-    result = {}
+def clipped_sum(
+    layers: list[Layer], factors: torch.Tensor, out: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """sum_i factors[i] * grad loss_i for every captured parameter, without per-sample gradients.
+
+    With ``out`` ({name: tensor of the parameter's shape}), the sums are added
+    into its tensors in place (a linear layer's weight by one ``addmm_``) and
+    ``out`` is returned.
+    """
+    result = {} if out is None else out
     for layer in layers:
-        g = layer.backprops * factors[:, None, None]
         module = layer.module
+        _, d, t = layer.activations.shape
+        if t == 1:  # a linear layer on (B, D) rows: (w * G)^T A is one matrix product
+            g = layer.backprops.squeeze(2).mul(factors.unsqueeze(1))
+            if layer.weight is not None:
+                a = layer.activations.squeeze(2)
+                if out is None:
+                    result[layer.weight] = torch.mm(g.t(), a).view(module.weight.shape)
+                else:
+                    out[layer.weight].view(g.shape[1], d).addmm_(g.t(), a)
+            if layer.bias is not None:
+                _store(result, layer.bias, g.sum(0), out is not None)
+            continue
+        g = layer.backprops * factors.view(-1, 1, 1)
         if layer.weight is not None:
             if layer.per_sample is not None:
                 flat = torch.einsum("b,bpd->pd", factors, layer.per_sample)
@@ -136,9 +163,9 @@ def clipped_sum(layers: list[Layer], factors: torch.Tensor) -> dict[str, torch.T
                 )
             else:
                 flat = g.transpose(1, 2).reshape(-1, g.shape[1]).T @ _rows(layer.activations)
-            result[layer.weight] = flat.reshape(module.weight.shape)
+            _store(result, layer.weight, flat.reshape(module.weight.shape), out is not None)
         if layer.bias is not None:
-            result[layer.bias] = g.sum((0, 2))
+            _store(result, layer.bias, g.sum((0, 2)), out is not None)
     return result
 
 
@@ -156,16 +183,16 @@ def per_sample_gradients(layers: list[Layer]) -> dict[str, torch.Tensor]:
 
 
 def _supported_modules(model: nn.Module) -> list[tuple[nn.Module, str | None, str | None]] | None:
-    """(module, weight name, bias name) for every layer holding trainable parameters, or None."""
+    """(module, weight name, bias name) for every layer holding trainable parameters, or None.
+
+    None when a trainable parameter lives outside a supported layer (or in two).
+    """
     trainable = {id(p): name for name, p in model.named_parameters() if p.requires_grad}
     covered: set[int] = set()
     modules = []
     for module in model.modules():
-        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
-        if not own:
-            continue
         if not _is_supported(module):
-            return None
+            continue  # its trainable parameters, if any, stay uncovered: checked below
         names = []
         for param in (module.weight, module.bias):
             if param is None or not param.requires_grad:
@@ -175,8 +202,9 @@ def _supported_modules(model: nn.Module) -> list[tuple[nn.Module, str | None, st
             else:
                 covered.add(id(param))
                 names.append(trainable[id(param)])
-        modules.append((module, names[0], names[1]))
-    if covered != set(trainable) or not modules:
+        if names[0] is not None or names[1] is not None:
+            modules.append((module, names[0], names[1]))
+    if len(covered) != len(trainable) or not modules:
         return None
     return modules
 
@@ -198,6 +226,8 @@ def _columns(
     """The layer's input columns A (B, D, T) and backprops G (B, P, T), as views where possible."""
     batch = len(inp)
     if isinstance(module, nn.Linear):
+        if inp.dim() == 2:
+            return inp.unsqueeze(2), back.unsqueeze(2)
         a = inp.reshape(batch, -1, inp.shape[-1]).transpose(1, 2)
         return a, back.reshape(batch, -1, back.shape[-1]).transpose(1, 2)
     patches = nn.functional.unfold(
@@ -205,6 +235,20 @@ def _columns(
         stride=module.stride,
     )  # fmt: skip
     return patches, back.flatten(2)
+
+
+def _row_dot(rows: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm of every row of a (B, D) matrix, shape (B,)."""
+    return torch.linalg.vecdot(rows, rows)
+
+
+def _store(
+    result: dict[str, torch.Tensor], name: str, value: torch.Tensor, accumulate: bool
+) -> None:
+    if accumulate:
+        result[name].add_(value)
+    else:
+        result[name] = value
 
 
 def _rows(columns: torch.Tensor) -> torch.Tensor:

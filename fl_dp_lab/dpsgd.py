@@ -189,10 +189,16 @@ def dp_sgd_step(
     Parameter containing:
     tensor([0., 0.], requires_grad=True)
     """
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    size = check_real("expected_batch_size", expected_batch_size, low=0.0, low_open=True)
+    _check_generator(generator)
+    check_choice("method", method, CLIP_METHODS)
+    _check_batch(model, x, y, allow_empty=True)
     return _step(
-        model, loss_fn, x, y, lr, max_grad_norm, noise_multiplier, expected_batch_size,
-        generator, method,
-    )[0]  # fmt: skip
+        model, loss_fn, x, y, lr, max_grad_norm, noise_multiplier, size, generator, method
+    )[0]
 
 
 @dataclass
@@ -299,21 +305,22 @@ def _step(
     generator: torch.Generator,
     method: str,
 ) -> tuple[Gradients, float | None]:
-    """dp_sgd_step, also returning the batch's mean loss (None for an empty batch)."""
-    lr = check_real("lr", lr, low=0.0, low_open=True)
-    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
-    size = check_real("expected_batch_size", expected_batch_size, low=0.0, low_open=True)
-    _check_generator(generator)
-    grad_sum, loss = _clipped_sum_and_loss(model, loss_fn, x, y, max_grad_norm, method)
-    # L2 sensitivity is C: every term of the sum was clipped to norm <= C
-    noisy = add_noise(
-        grad_sum, max_grad_norm=max_grad_norm, noise_multiplier=noise_multiplier,
-        generator=generator,
-    )  # fmt: skip
+    """dp_sgd_step on checked arguments, also returning the batch's mean loss (None if empty).
+
+    The noise is drawn first, already divided by q N: it does not depend on the
+    batch, and its tensors then take the clipped sum / (q N) in place, so the
+    noisy gradient is built without a pass of its own.
+    """
     params = _trainable(model)
+    # L2 sensitivity of the clipped sum is C, so its noise has std sigma * C (here over q N)
+    std = noise_multiplier * max_grad_norm / expected_batch_size
+    noisy = {name: _gaussian_like(p, std, generator) for name, p in params.items()}
+    loss = _add_clipped_sum(
+        noisy, model, loss_fn, x, y, max_grad_norm, method, 1.0 / expected_batch_size
+    )
     with torch.no_grad():
         for name, g in noisy.items():
-            params[name].sub_(g.div_(size), alpha=lr)
+            params[name].sub_(g, alpha=lr)
     return noisy, loss
 
 
@@ -328,25 +335,51 @@ def _clipped_sum_and_loss(
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     check_choice("method", method, CLIP_METHODS)
     _check_batch(model, x, y, allow_empty=True)
-    params = _trainable(model)
+    sums = {name: torch.zeros_like(p.detach()) for name, p in _trainable(model).items()}
+    loss = _add_clipped_sum(sums, model, loss_fn, x, y, max_grad_norm, method, 1.0)
+    return sums, loss
+
+
+def _add_clipped_sum(
+    out: Gradients,
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    max_grad_norm: float,
+    method: str,
+    scale: float,
+) -> float | None:
+    """out[name] += scale * sum_i clip_C(grad loss_i)[name]; return the mean loss (None: empty)."""
     if len(x) == 0:
-        return {name: torch.zeros_like(p.detach()) for name, p in params.items()}, None
+        return None
     if method == "ghost":
         captured = _ghost.capture(model, loss_fn, x, y)
         if captured is not None:
             layers, loss = captured
-            factors = _clip_factors(_ghost.squared_norms(layers).sqrt(), max_grad_norm)
-            return _ghost.clipped_sum(layers, factors), float(loss)
+            norms = _ghost.squared_norms(layers).sqrt_()
+            _ghost.clipped_sum(layers, _clip_factors(norms, max_grad_norm, scale), out)
+            return float(loss)
         method = "vmap"
     grads = per_sample_gradients(model, loss_fn, x, y, method)
     clipped = clip_per_sample(grads, max_grad_norm=max_grad_norm)
+    for name, g in clipped.items():
+        out[name].add_(g.sum(0), alpha=scale)
     with torch.no_grad():
-        loss = float(loss_fn(model(x), y))
-    return {name: g.sum(0) for name, g in clipped.items()}, loss
+        return float(loss_fn(model(x), y))
 
 
-def _clip_factors(norms: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
-    return (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+def _gaussian_like(param: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """A fresh tensor shaped like ``param`` with N(0, std^2) entries (zeros when std = 0)."""
+    if std == 0.0:
+        return torch.zeros_like(param, memory_format=torch.contiguous_format)
+    noise = torch.empty_like(param, memory_format=torch.contiguous_format)
+    return noise.normal_(0.0, std, generator=generator)
+
+
+def _clip_factors(norms: torch.Tensor, max_grad_norm: float, scale: float = 1.0) -> torch.Tensor:
+    """scale * min(1, C / (norm + 1e-6)) for every example."""
+    return torch.reciprocal(norms + 1e-6).mul_(max_grad_norm * scale).clamp_(max=scale)
 
 
 def _check_generator(generator: object) -> None:

@@ -261,6 +261,30 @@ def test_poisson_batches_can_be_empty_and_an_empty_batch_is_a_noise_only_step():
         torch.testing.assert_close(p.detach(), -0.5 * noisy[name])
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("method", ["ghost", "vmap", "loop", "hooks"])
+def test_dp_sgd_step_is_the_clipped_sum_plus_add_noise_over_q_n(case, method):
+    # The step draws its noise first and adds the clipped sum into it; it must equal
+    # the composition of the public parts, with the same draws from the same generator
+    model, x, y = _case(case)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    expected = add_noise(
+        clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.5, method=method),
+        max_grad_norm=0.5, noise_multiplier=1.3, generator=_gen(4),
+    )  # fmt: skip
+    # Execute
+    noisy = dp_sgd_step(
+        model, LOSS, x, y, lr=0.2, max_grad_norm=0.5, noise_multiplier=1.3,
+        expected_batch_size=4.0, generator=_gen(4), method=method,
+    )  # fmt: skip
+    # Assert: same keys, same values, and the parameters moved by -lr times it
+    assert list(noisy) == list(expected)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(noisy[name], expected[name] / 4.0, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(p.detach(), before[name] - 0.2 * noisy[name])
+        assert not noisy[name].requires_grad
+
+
 def test_train_dp_sgd_learns_and_records_epsilon_from_the_accountant():
     # Prepare: two well-separated blobs, 200 examples
     g = _gen(0)
