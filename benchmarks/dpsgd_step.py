@@ -9,8 +9,16 @@ the milliseconds per SGD step and the ratio to a non-private step for
   functorch, ghost (ghost clipping), built once and reused as in training;
 
 on the 784-128-10 MLP and the SmallCNN, at batch 64 and 256, with
-``max_grad_norm = 1`` and ``noise_multiplier = 1``. Each cell is the median
-over rounds; a round runs every method once (after one warm-up step each).
+``max_grad_norm = 1`` and ``noise_multiplier = 1``. A round visits every
+method once, in a fresh shuffled order (seeded): one untimed step, then a
+timed block of consecutive steps of that method, as in a training loop
+(a fast method repeats its step for about 20 ms; otherwise it would be timed
+alone in the wake of a 100 ms step and pay for it). A cell is the median over
+rounds of the milliseconds per step and of the ratio to the same round's
+non-private step, with the quartiles of that ratio (how much it moved from
+round to round). A last row times drawing the step's Gaussian noise alone
+(``torch.randn`` of one value per parameter), the part of a DP step that no
+clipping method can avoid.
 
     python benchmarks/dpsgd_step.py            # full table (a few minutes)
     python benchmarks/dpsgd_step.py --quick    # smoke run (seconds)
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import time
 import warnings
@@ -97,17 +106,49 @@ def step_functions(
     return steps
 
 
-def time_interleaved(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
-    """Median milliseconds per call of each step, methods interleaved round by round."""
-    for step in steps.values():
+def time_interleaved(
+    steps: dict[str, Callable[[], None]], rounds: int, seed: int = 0, block_ms: float = 20.0
+) -> dict[str, list[float]]:
+    """Milliseconds per step of each method in every round, methods in a shuffled order.
+
+    In a round every method runs one untimed step and then a timed block of
+    consecutive steps, as in a training loop: a fast method repeats its step
+    until the block lasts about ``block_ms`` (fixed per method before the
+    rounds), so a 2 ms step is not timed alone in the wake of a 100 ms one
+    and one timer tick weighs nothing.
+    """
+    repeats = {}
+    for name, step in steps.items():
         step()  # warm-up: allocations, hook registration, first-call dispatch
+        start = time.perf_counter()
+        step()
+        ms = 1000 * (time.perf_counter() - start)
+        repeats[name] = max(1, min(50, round(block_ms / ms)))
+    order = random.Random(seed)
+    names = list(steps)
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
-        for name, step in steps.items():
+        order.shuffle(names)
+        for name in names:
+            step, k = steps[name], repeats[name]
+            step()  # untimed: the block follows a step of its own kind
             start = time.perf_counter()
-            step()
-            samples[name].append(1000 * (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in samples.items()}
+            for _ in range(k):
+                step()
+            samples[name].append(1000 * (time.perf_counter() - start) / k)
+    return samples
+
+
+def summarise(
+    samples: dict[str, list[float]], base: str
+) -> dict[str, tuple[float, float, float, float]]:
+    """{name: (median ms, and the quartiles of ms / the same round's ``base`` ms)}."""
+    rows = {}
+    for name, values in samples.items():
+        ratios = [v / b for v, b in zip(values, samples[base], strict=True)]
+        low, mid, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        rows[name] = (statistics.median(values), low, mid, high)
+    return rows
 
 
 def main() -> None:
@@ -123,24 +164,30 @@ def main() -> None:
     names = {"mlp": "MLP 784-128-10", "cnn": "SmallCNN"}
     models = ["MLP 784-128-10"] if args.quick else [names[m] for m in args.models]
     batches = [64] if args.quick else args.batches
-    rounds = args.rounds or (3 if args.quick else 15)
+    rounds = args.rounds or (3 if args.quick else 25)
 
     print(
         f"# DP-SGD step time: torch {torch.__version__}, {args.threads} torch threads, "
         f"{platform.processor() or platform.machine()} with {os.cpu_count()} cores, "
-        f"median of {rounds} interleaved rounds; load average at start {_load()}\n"
+        f"median of {rounds} shuffled interleaved rounds; load average at start {_load()}\n"
     )
-    print("| model | batch | method | ms / step | x non-private |")
-    print("|---|---:|---|---:|---:|")
+    print("| model | batch | method | ms / step | x non-private | quartiles of x |")
+    print("|---|---:|---|---:|---:|---|")
     for model_name in models:
         for batch in batches:
             generator = torch.Generator().manual_seed(batch)
             x = torch.rand(batch, 28, 28, generator=generator)
             y = torch.randint(0, 10, (batch,), generator=generator)
-            ms = time_interleaved(step_functions(MODELS[model_name], x, y), rounds)
-            base = ms["non-private"]
-            for name, value in ms.items():
-                print(f"| {model_name} | {batch} | {name} | {value:.2f} | {value / base:.1f} |")
+            steps = step_functions(MODELS[model_name], x, y)
+            size = sum(p.numel() for p in MODELS[model_name](torch.Generator()).parameters())
+            noise = torch.Generator().manual_seed(2)
+            steps["noise draw alone"] = lambda n=size, g=noise: torch.randn(n, generator=g)
+            rows = summarise(time_interleaved(steps, rounds), "non-private")
+            for name, (ms, low, ratio, high) in rows.items():
+                print(
+                    f"| {model_name} | {batch} | {name} | {ms:.2f} | {ratio:.2f} "
+                    f"| {low:.2f}-{high:.2f} |"
+                )
     print(f"\nload average at end {_load()} (other work on the machine inflates every row)")
 
 

@@ -51,8 +51,8 @@ class Layer:
     bias: str | None
     inputs: torch.Tensor  # the layer's input, as the forward pass saw it
     output_shape: torch.Size  # the layer's output z, (B, ...)
-    activations: torch.Tensor  # (B, D, T): column t is the input row A_i[t]
-    backprops: torch.Tensor  # (B, P, T), per-example: d loss_i / d z_i
+    activations: torch.Tensor  # (B, D, T): column t is the input row A_i[t]; (B, D) when T = 1
+    backprops: torch.Tensor  # (B, P, T), per-example: d loss_i / d z_i; (B, P) when T = 1
     per_sample: torch.Tensor | None = None  # (B, P, D) once materialised
 
 
@@ -61,9 +61,14 @@ def capture(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
+    trainable: dict[str, nn.Parameter] | None = None,
 ) -> tuple[list[Layer], torch.Tensor] | None:
-    """Forward and backward once; return the layers' records and the mean loss, or ``None``."""
-    modules = _supported_modules(model)
+    """Forward and backward once; return the layers' records and the mean loss, or ``None``.
+
+    ``trainable`` ({name: parameter} of the parameters that require grad) saves
+    a second walk over the model when the caller has it already.
+    """
+    modules = _supported_modules(model, trainable)
     if modules is None:
         return None
     seen: dict[int, list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
@@ -83,8 +88,10 @@ def capture(
     if any(r[0][0].dim() != 4 for (m, _, _), r in zip(modules, records) if type(m) is nn.Conv2d):
         return None  # unbatched input: no example axis to take per-sample gradients over
     outputs = [r[0][1] for r in records]
-    # loss is the batch mean, so len(x) * d loss / d z_i = d loss_i / d z_i
-    backprops = torch.autograd.grad(loss * len(x), outputs, allow_unused=True)
+    # loss is the batch mean, so len(x) * d loss / d z_i = d loss_i / d z_i: start the
+    # backward pass from len(x) instead of 1 (no extra multiply on the graph)
+    scale = loss.detach().new_full((), len(x))
+    backprops = torch.autograd.grad(loss, outputs, scale, allow_unused=True)
     layers = []
     for (module, weight, bias), ((inp, out, _),), back in zip(modules, records, backprops):
         back = torch.zeros_like(out) if back is None else back
@@ -97,17 +104,17 @@ def squared_norms(layers: list[Layer]) -> torch.Tensor:
     total = None
     for layer in layers:
         a, g = layer.activations, layer.backprops
-        batch, d, t = a.shape
-        p = g.shape[1]
-        if t == 1:  # ||g a^T||^2 = ||a||^2 ||g||^2, and the bias part is ||g||^2
-            g_sq = _row_dot(g.squeeze(2))
+        if a.dim() == 2:  # T = 1: ||g a^T||^2 = ||a||^2 ||g||^2, and the bias part is ||g||^2
+            g_sq = _row_dot(g)
             if layer.weight is None:
                 part = g_sq
             elif layer.bias is None:
-                part = g_sq * _row_dot(a.squeeze(2))
+                part = g_sq.mul_(_row_dot(a))
             else:
-                part = torch.addcmul(g_sq, g_sq, _row_dot(a.squeeze(2)))
+                part = torch.addcmul(g_sq, g_sq, _row_dot(a))
         else:
+            batch, d, t = a.shape
+            p = g.shape[1]
             part = torch.zeros(batch, dtype=a.dtype)
             if layer.weight is not None:
                 if t * (d + p) < d * p:
@@ -136,17 +143,18 @@ def clipped_sum(
     result = {} if out is None else out
     for layer in layers:
         module = layer.module
-        _, d, t = layer.activations.shape
-        if t == 1:  # a linear layer on (B, D) rows: (w * G)^T A is one matrix product
-            g = layer.backprops.squeeze(2).mul(factors.unsqueeze(1))
-            if layer.weight is not None:
-                a = layer.activations.squeeze(2)
+        if layer.activations.dim() == 2:  # a linear layer on (B, D) rows: one matrix product
+            a, g_t = layer.activations, layer.backprops.t()  # (B, D) and (P, B)
+            if layer.weight is not None:  # (w * G)^T A
                 if out is None:
-                    result[layer.weight] = torch.mm(g.t(), a).view(module.weight.shape)
+                    result[layer.weight] = torch.mm(g_t * factors, a)
                 else:
-                    out[layer.weight].view(g.shape[1], d).addmm_(g.t(), a)
-            if layer.bias is not None:
-                _store(result, layer.bias, g.sum(0), out is not None)
+                    out[layer.weight].addmm_(g_t * factors, a)
+            if layer.bias is not None:  # sum_i w_i g_i = G^T w, one matrix-vector product
+                if out is None:
+                    result[layer.bias] = torch.mv(g_t, factors)
+                else:
+                    out[layer.bias].addmv_(g_t, factors)
             continue
         g = layer.backprops * factors.view(-1, 1, 1)
         if layer.weight is not None:
@@ -173,38 +181,44 @@ def per_sample_gradients(layers: list[Layer]) -> dict[str, torch.Tensor]:
     """Materialised per-sample gradients, {name: (B, *shape)} (Opacus's "hooks" mode)."""
     result = {}
     for layer in layers:
-        g = layer.backprops
+        g, a = layer.backprops, layer.activations
+        if a.dim() == 2:  # T = 1: the outer product g_i a_i^T
+            g, a = g.unsqueeze(2), a.unsqueeze(2)
         if layer.weight is not None:
-            grad = torch.bmm(g, layer.activations.transpose(1, 2))
+            grad = torch.bmm(g, a.transpose(1, 2))
             result[layer.weight] = grad.reshape(len(g), *layer.module.weight.shape)
         if layer.bias is not None:
             result[layer.bias] = g.sum(2)
     return result
 
 
-def _supported_modules(model: nn.Module) -> list[tuple[nn.Module, str | None, str | None]] | None:
+def _supported_modules(
+    model: nn.Module, trainable: dict[str, nn.Parameter] | None
+) -> list[tuple[nn.Module, str | None, str | None]] | None:
     """(module, weight name, bias name) for every layer holding trainable parameters, or None.
 
     None when a trainable parameter lives outside a supported layer (or in two).
     """
-    trainable = {id(p): name for name, p in model.named_parameters() if p.requires_grad}
+    if trainable is None:
+        trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    names = {id(p): name for name, p in trainable.items()}
     covered: set[int] = set()
     modules = []
     for module in model.modules():
         if not _is_supported(module):
             continue  # its trainable parameters, if any, stay uncovered: checked below
-        names = []
+        found: list[str | None] = []
         for param in (module.weight, module.bias):
             if param is None or not param.requires_grad:
-                names.append(None)
-            elif id(param) in covered or id(param) not in trainable:
+                found.append(None)
+            elif id(param) in covered or id(param) not in names:
                 return None  # a parameter shared between layers
             else:
                 covered.add(id(param))
-                names.append(trainable[id(param)])
-        if names[0] is not None or names[1] is not None:
-            modules.append((module, names[0], names[1]))
-    if len(covered) != len(trainable) or not modules:
+                found.append(names[id(param)])
+        if found[0] is not None or found[1] is not None:
+            modules.append((module, found[0], found[1]))
+    if len(covered) != len(names) or not modules:
         return None
     return modules
 
@@ -223,11 +237,14 @@ def _is_supported(module: nn.Module) -> bool:
 def _columns(
     module: nn.Module, inp: torch.Tensor, back: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's input columns A (B, D, T) and backprops G (B, P, T), as views where possible."""
+    """The layer's input columns A (B, D, T) and backprops G (B, P, T), as views where possible.
+
+    A linear layer on 2-D input (T = 1) keeps its rows, A (B, D) and G (B, P).
+    """
     batch = len(inp)
     if isinstance(module, nn.Linear):
         if inp.dim() == 2:
-            return inp.unsqueeze(2), back.unsqueeze(2)
+            return inp, back
         a = inp.reshape(batch, -1, inp.shape[-1]).transpose(1, 2)
         return a, back.reshape(batch, -1, back.shape[-1]).transpose(1, 2)
     patches = nn.functional.unfold(
@@ -238,8 +255,11 @@ def _columns(
 
 
 def _row_dot(rows: torch.Tensor) -> torch.Tensor:
-    """Squared L2 norm of every row of a (B, D) matrix, shape (B,)."""
-    return torch.linalg.vecdot(rows, rows)
+    """Squared L2 norm of every row of a (B, D) matrix, shape (B,).
+
+    ``vector_norm`` reduces in one pass; ``vecdot`` would first build the (B, D) product.
+    """
+    return torch.linalg.vector_norm(rows, dim=1).square_()
 
 
 def _store(

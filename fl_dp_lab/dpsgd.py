@@ -316,7 +316,7 @@ def _step(
     std = noise_multiplier * max_grad_norm / expected_batch_size
     noisy = {name: _gaussian_like(p, std, generator) for name, p in params.items()}
     loss = _add_clipped_sum(
-        noisy, model, loss_fn, x, y, max_grad_norm, method, 1.0 / expected_batch_size
+        noisy, model, params, loss_fn, x, y, max_grad_norm, method, 1.0 / expected_batch_size
     )
     with torch.no_grad():
         for name, g in noisy.items():
@@ -335,14 +335,16 @@ def _clipped_sum_and_loss(
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     check_choice("method", method, CLIP_METHODS)
     _check_batch(model, x, y, allow_empty=True)
-    sums = {name: torch.zeros_like(p.detach()) for name, p in _trainable(model).items()}
-    loss = _add_clipped_sum(sums, model, loss_fn, x, y, max_grad_norm, method, 1.0)
+    params = _trainable(model)
+    sums = {name: torch.zeros_like(p.detach()) for name, p in params.items()}
+    loss = _add_clipped_sum(sums, model, params, loss_fn, x, y, max_grad_norm, method, 1.0)
     return sums, loss
 
 
 def _add_clipped_sum(
     out: Gradients,
     model: nn.Module,
+    params: dict[str, nn.Parameter],
     loss_fn: LossFn,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -354,7 +356,7 @@ def _add_clipped_sum(
     if len(x) == 0:
         return None
     if method == "ghost":
-        captured = _ghost.capture(model, loss_fn, x, y)
+        captured = _ghost.capture(model, loss_fn, x, y, params)
         if captured is not None:
             layers, loss = captured
             norms = _ghost.squared_norms(layers).sqrt_()
@@ -378,8 +380,8 @@ def _gaussian_like(param: torch.Tensor, std: float, generator: torch.Generator) 
 
 
 def _clip_factors(norms: torch.Tensor, max_grad_norm: float, scale: float = 1.0) -> torch.Tensor:
-    """scale * min(1, C / (norm + 1e-6)) for every example."""
-    return torch.reciprocal(norms + 1e-6).mul_(max_grad_norm * scale).clamp_(max=scale)
+    """scale * min(1, C / (norm + 1e-6)) for every example, computed in ``norms``'s memory."""
+    return norms.add_(1e-6).reciprocal_().mul_(max_grad_norm * scale).clamp_(max=scale)
 
 
 def _check_generator(generator: object) -> None:
