@@ -16,9 +16,10 @@ timed block of consecutive steps of that method, as in a training loop
 alone in the wake of a 100 ms step and pay for it). A cell is the median over
 rounds of the milliseconds per step and of the ratio to the same round's
 non-private step, with the quartiles of that ratio (how much it moved from
-round to round). A last row times drawing the step's Gaussian noise alone
-(``torch.randn`` of one value per parameter), the part of a DP step that no
-clipping method can avoid.
+round to round). Two more rows split our ghost step in two: the same step
+with ``noise_multiplier = 0`` (the cost of clipping), and drawing the step's
+Gaussian noise alone (``torch.randn`` of one value per parameter), the part
+of a DP step that no clipping method can avoid.
 
     python benchmarks/dpsgd_step.py            # full table (a few minutes)
     python benchmarks/dpsgd_step.py --quick    # smoke run (seconds)
@@ -67,11 +68,14 @@ def step_functions(
         sgd.step()
 
     steps["non-private"] = non_private
-    for method in OURS:
+    # the last row: the same ghost step with sigma = 0 (clipping only, no noise drawn)
+    for method, sigma in [(m, NOISE_MULTIPLIER) for m in OURS] + [("ghost", 0.0)]:
         ours_model = make_model(torch.Generator().manual_seed(0))
         noise = torch.Generator().manual_seed(1)
 
-        def ours(m: nn.Module = ours_model, g: torch.Generator = noise, k: str = method) -> None:
+        def ours(
+            m: nn.Module = ours_model, g: torch.Generator = noise, k: str = method, s=sigma
+        ) -> None:
             dpsgd.dp_sgd_step(
                 m,
                 loss_fn,
@@ -79,13 +83,13 @@ def step_functions(
                 y,
                 lr=LR,
                 max_grad_norm=MAX_GRAD_NORM,
-                noise_multiplier=NOISE_MULTIPLIER,
+                noise_multiplier=s,
                 expected_batch_size=len(x),
                 generator=g,
                 method=k,
             )
 
-        steps[f"ours {method}"] = ours
+        steps[f"ours {method}" + (", no noise" if sigma == 0 else "")] = ours
     for mode in GRAD_SAMPLE_MODES:
         wrapped, optimizer, criterion = opacus_dp_optimizer(
             make_model(torch.Generator().manual_seed(0)),
