@@ -206,7 +206,9 @@ def _supported_modules(
     modules = []
     for module in model.modules():
         if not _is_supported(module):
-            continue  # its trainable parameters, if any, stay uncovered: checked below
+            if any(p.requires_grad for p in module.parameters(recurse=False)):
+                return None  # even one a supported layer shares (tied weights): not covered
+            continue
         found: list[str | None] = []
         for param in (module.weight, module.bias):
             if param is None or not param.requires_grad:

@@ -177,6 +177,43 @@ def test_clipped_gradient_sum_skips_frozen_parameters_and_empty_batches():
     assert all(torch.count_nonzero(g) == 0 for g in empty.values())
 
 
+class _TiedEmbedding(nn.Module):
+    """An embedding and an output layer sharing one weight (weight tying, as in language models).
+
+    The shared weight gets gradient through the embedding, which ghost clipping does not
+    cover, so every method must fall back rather than count only the linear layer's part.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 4)
+        self.out = nn.Linear(4, 5)
+        self.out.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.embed(tokens)))
+
+
+def test_a_weight_shared_with_an_unsupported_layer_gets_its_whole_gradient():
+    # Prepare
+    torch.manual_seed(0)
+    model = _TiedEmbedding()
+    x = torch.randint(0, 5, (6,), generator=_gen(1))
+    y = torch.randint(0, 5, (6,), generator=_gen(2))
+    loop = per_sample_gradients(model, LOSS, x, y, method="loop")
+    # Execute
+    hooks = per_sample_gradients(model, LOSS, x, y, method="hooks")
+    ghost = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.1, method="ghost")
+    reference = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.1, method="loop")
+    # Assert
+    for name in loop:
+        torch.testing.assert_close(hooks[name], loop[name], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(ghost[name], reference[name], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        ghost_norms(model, LOSS, x, y), per_sample_norms(loop), atol=1e-6, rtol=1e-5
+    )
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     scales=st.lists(st.floats(0.0, 1e4), min_size=1, max_size=8),
