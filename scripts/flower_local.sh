@@ -84,6 +84,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# pause SECONDS: sleep in the background and wait for it, so Ctrl-C or a TERM runs its trap at
+# once (bash runs a trap only after the foreground command it interrupted has finished).
+pause() {
+    sleep "$1" &
+    wait "$!"
+}
+
 # start NAME CMD...: run CMD in its own session (so its children are stopped with it).
 start() {
     local name="$1"; shift
@@ -123,7 +130,7 @@ do
     for pid in "${PIDS[@]}"; do
         kill -0 "$pid" 2>/dev/null || { echo "flower_local: a process exited early" >&2; exit 1; }
     done
-    sleep 0.5
+    pause 0.5
 done
 
 HISTORY="$OUT/history.json"
@@ -136,13 +143,13 @@ while [[ ! -s "$HISTORY" ]]; do
         echo "flower_local: no result after ${TIMEOUT}s; see $OUT/*.log" >&2; exit 1
     fi
     if ! kill -0 "$RUN_PID" 2>/dev/null; then
-        sleep 1
+        pause 1
         [[ -s "$HISTORY" ]] && break
         echo "flower_local: flwr run ended without a result; see $OUT/flwr_run.log" >&2
         tail -n 20 "$OUT/flwr_run.log" >&2
         exit 1
     fi
-    sleep 0.5
+    pause 0.5
 done
 "$BIN/python" - "$HISTORY" <<'EOF'
 import json, sys

@@ -109,11 +109,13 @@ def test_local_deployment_runs_the_app_and_stops_everything(out):
 def test_interrupt_stops_every_process(out):
     # Prepare: start a long run, wait until `flwr run` has submitted it (the script,
     # the SuperLink, 2 SuperNodes and `flwr run` all mention the output folder)
-    process = subprocess.Popen(
-        [str(SCRIPT), "-n", "2", "-t", "240", "-o", str(out), "-c", "num-rounds=50"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    errors = out.parent / "script.stderr"
+    with errors.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(SCRIPT), "-n", "2", "-t", "240", "-o", str(out), "-c", "num-rounds=50"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
     def running() -> bool:
         return (out / "flwr_run.log").exists() and len(_processes_using(out)) >= 5
@@ -128,7 +130,11 @@ def test_interrupt_stops_every_process(out):
         status = process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
-        pytest.fail("the script did not stop within 60 s of Ctrl-C")
+        left = _processes_using(out)
+        pytest.fail(
+            f"the script did not stop within 60 s of Ctrl-C; still running: {left}; "
+            f"its stderr: {errors.read_text()[-2000:]}"
+        )
     # Assert
     assert status != 0
     assert _wait_until_gone(out) == []
