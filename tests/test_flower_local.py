@@ -115,6 +115,9 @@ def test_interrupt_stops_every_process(out):
             [str(SCRIPT), "-n", "2", "-t", "240", "-o", str(out), "-c", "num-rounds=50"],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            # a shell cannot trap a signal it was started with ignored, and an earlier test in
+            # this worker (Ray, a kernel) may have left SIGINT ignored: start from a terminal's state
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     def running() -> bool:
