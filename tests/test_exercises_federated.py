@@ -29,8 +29,8 @@ def test_fedavg_average_right_unweighted_and_malformed(capsys):
     assert "not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError, match="average must be a function"):
         check_fedavg_average(3.0)
-    with pytest.raises(ValueError, match="shape"):
-        check_fedavg_average(lambda updates, sizes: updates)
+    assert check_fedavg_average(lambda updates, sizes: updates) is False
+    assert "shape (3, 2), but it must have shape (2,)" in capsys.readouterr().out
 
 
 def test_local_steps_catches_rounding_down_and_one_epoch(capsys):
@@ -92,5 +92,6 @@ def test_user_level_epsilon_catches_per_round_and_no_sampling(capsys):
     assert check_user_level_epsilon(rdp) is True
     assert "RDP accountant" in capsys.readouterr().out
     assert check_user_level_epsilon(...) is False
+    assert check_user_level_epsilon([right]) is True  # a one-element list is a number
     with pytest.raises(TypeError, match="answer must be a real number"):
-        check_user_level_epsilon([right])
+        check_user_level_epsilon([right, right])

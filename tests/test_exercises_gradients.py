@@ -56,6 +56,18 @@ def test_numerical_gradient(capsys):
     assert "changed x" in capsys.readouterr().out
     assert check_numerical_gradient(lambda f, x, h: np.zeros_like(x)) is False
     assert "Hint" in capsys.readouterr().out
+
+    def restores_by_arithmetic(f, x, h):  # x[i] += h, -= 2h, += h: rounding residue only
+        grad = np.empty_like(x)
+        for index in np.ndindex(x.shape):
+            x[index] += h
+            up = f(x)
+            x[index] -= 2 * h
+            grad[index] = (up - f(x)) / (2 * h)
+            x[index] += h
+        return grad
+
+    assert check_numerical_gradient(restores_by_arithmetic) is True
     assert check_numerical_gradient(...) is False
     assert "not answered yet" in capsys.readouterr().out
 
@@ -68,6 +80,11 @@ def test_optimal_step_float32(capsys):
     assert "forward difference" in capsys.readouterr().out
     assert check_optimal_step_float32(np.finfo(np.float64).eps ** (1 / 3)) is False
     assert "float64" in capsys.readouterr().out
+    assert check_optimal_step_float32(eps32 ** (2 / 3)) is False  # the best error, not step
+    assert "best error" in capsys.readouterr().out
+    assert check_optimal_step_float32((3 * eps32) ** (1 / 3)) is True
+    assert check_optimal_step_float32(1e-3) is False  # a round guess, just too small
+    assert "minimise" in capsys.readouterr().out
     assert check_optimal_step_float32(0.5) is False
     assert "minimise" in capsys.readouterr().out
     assert check_optimal_step_float32(-1.0) is False
@@ -102,6 +119,12 @@ def test_softmax_regression_gradient(capsys):
     assert check_softmax_regression_gradient(lambda w, b, x, y: (w * 0, b * 0)) is False
     assert "softmax" in capsys.readouterr().out
     assert check_softmax_regression_gradient(...) is False
+
+    def in_float32(w, b, x, y):
+        g_w, g_b = _softmax_gradient(*(a.astype(np.float32) for a in (w, b, x)), y)
+        return g_w, g_b
+
+    assert check_softmax_regression_gradient(in_float32) is True
 
 
 def _model_and_data():
@@ -138,15 +161,18 @@ def test_per_example_norms(capsys):
     assert check_per_example_norms(..., model, x, y) is False
 
 
-def test_malformed_answers_raise():
+def test_malformed_answers_raise_and_wrong_shapes_are_graded(capsys):
     model, x, y = _model_and_data()
-    with pytest.raises(ValueError, match=r"norms's shape must be \(7,\)"):
-        check_per_example_norms(np.ones(3), model, x, y)
+    assert check_per_example_norms(np.ones(3), model, x, y) is False
+    assert "norms has shape (3,), but it must have shape (7,)" in capsys.readouterr().out
     with pytest.raises(TypeError, match="numerical_gradient must be a function"):
         check_numerical_gradient(3)
     with pytest.raises(TypeError, match="answer must be a real number"):
         check_optimal_step_float32("5e-3")
     with pytest.raises(TypeError, match="must be a pair"):
         check_softmax_regression_gradient(lambda w, b, x, y: w)
-    with pytest.raises(ValueError, match="grad_weight's shape"):
-        check_softmax_regression_gradient(lambda w, b, x, y: (w.T, b))
+    assert check_softmax_regression_gradient(lambda w, b, x, y: (w.T, b)) is False
+    assert "grad_weight has shape (6, 4), but it must have shape (4, 6)" in capsys.readouterr().out
+    # moving every coordinate at once gives one number, not one per coordinate
+    assert check_numerical_gradient(lambda f, x, h: (f(x + h) - f(x - h)) / (2 * h)) is False
+    assert "must have shape (3,): one partial derivative" in capsys.readouterr().out

@@ -28,10 +28,17 @@ def test_row_ratio_right_and_wrong(linear_gradients, capsys):
     assert "not answered yet" in capsys.readouterr().out
 
 
-def test_row_ratio_malformed_raises(linear_gradients):
+def test_row_ratio_shapes_and_malformed_answers(linear_gradients, capsys):
     _, grad_weight, grad_bias = linear_gradients
-    with pytest.raises(ValueError, match="shape must be"):
-        check_row_ratio(torch.zeros(3), grad_weight, grad_bias)
+    assert check_row_ratio(torch.zeros(3), grad_weight, grad_bias) is False
+    assert "has shape (3,), but it must have shape" in capsys.readouterr().out
+    # every row's ratio at once: the right idea, one step short
+    every_row = grad_weight / grad_bias[:, None]
+    assert check_row_ratio(every_row, grad_weight, grad_bias) is False
+    assert "every row at once" in capsys.readouterr().out
+    # the image viewed as a square is the same answer
+    square = (grad_weight[1] / grad_bias[1]).reshape(2, 2)
+    assert check_row_ratio(square, grad_weight, grad_bias) is True
     with pytest.raises(TypeError, match="answer must be an array of numbers"):
         check_row_ratio(["a", "b", "c", "d"], grad_weight, grad_bias)
 

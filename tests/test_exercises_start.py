@@ -10,7 +10,7 @@ import torch
 
 from fl_dp_lab import exercises
 from fl_dp_lab.exercises import check_first_difference, check_slope_function
-from fl_dp_lab.exercises._core import as_array, as_number
+from fl_dp_lab.exercises._core import WrongShape, as_array, as_number
 
 
 def test_every_check_is_exported_and_documented():
@@ -48,7 +48,24 @@ def test_malformed_answers_raise_instead_of_grading():
         check_first_difference("12.01")
     with pytest.raises(TypeError, match="slope must be a function"):
         check_slope_function(3.0)
-    with pytest.raises(ValueError, match=r"shape must be \(2,\), got \(3,\)"):
+    with pytest.raises(WrongShape, match=r"has shape \(3,\), but it must have shape \(2,\)"):
         as_array("answer", [1, 2, 3], shape=(2,))
     assert as_number("answer", np.array(2.5)) == 2.5
     assert math.isclose(as_array("x", torch.ones(2)).sum(), 2.0)
+
+
+def test_first_difference_takes_float32_and_names_the_usual_slips(capsys):
+    f = lambda t: t**3  # noqa: E731
+    assert check_first_difference((torch.tensor(2.1) ** 3 - torch.tensor(1.9) ** 3) / 0.2) is True
+    assert "✓" in capsys.readouterr().out
+    assert check_first_difference([12.01]) is True  # a one-element list is a number
+    for wrong, words in (
+        ((f(2.1) - f(2.0)) / 0.1, "forward difference"),
+        ((f(2.0) - f(1.9)) / 0.1, "backward difference"),
+        ((f(2.1) - f(1.9)) / 0.1, "factor 2"),
+        (12.0, "exact derivative"),
+    ):
+        assert check_first_difference(wrong) is False
+        assert words in capsys.readouterr().out
+    assert check_first_difference(12.02) is False
+    assert "Hint: compute" in capsys.readouterr().out

@@ -31,6 +31,8 @@ def test_dragging_h_moves_the_marker_and_updates_the_error():
     xs, ys = secant.get_data()
     slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
     assert slope == pytest.approx(np.cos(1.0), rel=1e-6)
+    assert "near the best step" in readout.value  # (3 eps)^(1/3) = 8.7e-6 in float64
+    slider.value = 1e-3
     assert "truncation dominates" in readout.value
 
 
@@ -44,7 +46,7 @@ def test_switching_method_and_precision_rebuilds_the_error_curve():
     assert np.nanmin(curve32) > 100 * np.nanmin(curve64)
     method.value = "forward"
     assert "forward difference, float32" in readout.value
-    assert "best h ≈ 3e-04" in readout.value  # eps32^(1/2)
+    assert "best h ≈ 5e-04" in readout.value  # (2 eps32)^(1/2)
 
 
 def test_slider_edges_never_crash():

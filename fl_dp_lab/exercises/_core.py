@@ -8,28 +8,70 @@ starts with a mark, and returns ``True`` only for a right answer:
 - ``…`` unanswered (the cell still holds ``...``), with what to do.
 
 A wrong answer never raises, so a learner can try again and the notebook
-still runs top to bottom. A malformed answer (a string where a number is
-due, an array of the wrong shape) raises ``TypeError``/``ValueError`` with the
-course's usual message, because that is a bug in the cell, not a wrong idea.
-Solution cells call ``assert check_*(...)`` so CI proves every solution passes.
+still runs top to bottom. An answer of the wrong shape is a wrong answer too
+(a transposed gradient, one number where one per coordinate is due): a check
+decorated with ``graded`` prints ✗ with both shapes. An answer that is not
+what the exercise asks for at all (a string where a number is due, a number
+where a function is due) raises ``TypeError`` with the course's usual message,
+because that is a slip in the cell, not a wrong idea. Solution cells call
+``assert check_*(...)`` so CI proves every solution passes.
 """
 
 from __future__ import annotations
 
+import functools
 import numbers
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from fl_dp_lab._validate import fail
 
 __all__ = [
+    "WrongShape",
     "as_array",
     "as_number",
     "feedback",
+    "graded",
     "is_unanswered",
     "report_unanswered",
 ]
+
+
+Check = TypeVar("Check", bound=Callable[..., bool])
+
+
+class WrongShape(ValueError):
+    """An answer of the wrong shape; a ``graded`` check reports it as ✗, not as an error."""
+
+
+def graded(name: str) -> Callable[[Check], Check]:
+    """Decorate the check of exercise ``name``: a ``WrongShape`` it raises prints ✗ instead.
+
+    >>> @graded("Exercise 0.0")
+    ... def check_pair(answer):
+    ...     return feedback("Exercise 0.0", as_array("answer", answer, (2,)).sum() == 3,
+    ...                     success="1 + 2.", hint="two numbers that add up to 3.")
+    >>> check_pair([1, 2])
+    ✓ Exercise 0.0: correct. 1 + 2.
+    True
+    >>> check_pair([1, 2, 3])
+    ✗ Exercise 0.0: not yet. Hint: answer has shape (3,), but it must have shape (2,).
+    False
+    """
+
+    def decorate(check: Check) -> Check:
+        @functools.wraps(check)
+        def run(*args: Any, **kwargs: Any) -> bool:
+            try:
+                return check(*args, **kwargs)
+            except WrongShape as wrong:
+                return feedback(name, False, success="", hint=str(wrong))
+
+        return run  # type: ignore[return-value]
+
+    return decorate
 
 
 def is_unanswered(answer: Any) -> bool:
@@ -55,8 +97,11 @@ def feedback(name: str, ok: bool, *, success: str, hint: str) -> bool:
 def as_number(name: str, answer: Any) -> float:
     """Return ``answer`` as a float, raising ``TypeError`` if it is not a real number.
 
-    Accepts Python and NumPy numbers and 0-d arrays or one-element tensors.
+    Accepts Python and NumPy numbers, 0-d arrays, one-element tensors and
+    one-element lists.
     """
+    if isinstance(answer, list | tuple) and len(answer) == 1:
+        answer = answer[0]
     if hasattr(answer, "item"):
         size = answer.numel() if hasattr(answer, "numel") else getattr(answer, "size", 1)
         if size == 1:
@@ -66,10 +111,14 @@ def as_number(name: str, answer: Any) -> float:
     return float(answer)
 
 
-def as_array(name: str, answer: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
+def as_array(
+    name: str, answer: Any, shape: tuple[int, ...] | None = None, why: str = ""
+) -> np.ndarray:
     """Return ``answer`` as a float64 NumPy array, checking ``shape`` when given.
 
     Accepts lists, NumPy arrays and torch tensors (detached, moved to the CPU).
+    Another shape raises ``WrongShape`` naming both shapes and ``why`` (what the
+    shape means), which a ``graded`` check prints as its hint.
     """
     if hasattr(answer, "detach"):
         answer = answer.detach().cpu().numpy()
@@ -78,5 +127,8 @@ def as_array(name: str, answer: Any, shape: tuple[int, ...] | None = None) -> np
     except (TypeError, ValueError):
         fail(name, "an array of numbers", answer, TypeError)
     if shape is not None and array.shape != tuple(shape):
-        fail(f"{name}'s shape", f"{tuple(shape)}", array.shape)
+        reason = f": {why}" if why else ""
+        raise WrongShape(
+            f"{name} has shape {array.shape}, but it must have shape {tuple(shape)}{reason}."
+        )
     return array

@@ -145,9 +145,10 @@ from collections.abc import Callable  # noqa: E402
 
 import torch  # noqa: E402
 
-from fl_dp_lab.exercises._core import as_array  # noqa: E402
+from fl_dp_lab.exercises._core import WrongShape, as_array, graded  # noqa: E402
 
 
+@graded("Exercise 06.1")
 def check_clip_factors(answer: Any) -> bool:
     """Exercise 06.1: the clip factors of gradients with norms 0.5, 2 and 4 at C = 1.
 
@@ -158,7 +159,7 @@ def check_clip_factors(answer: Any) -> bool:
     name = "Exercise 06.1"
     if is_unanswered(answer):
         return report_unanswered(name)
-    value = as_array("answer", answer, shape=(3,))
+    value = as_array("answer", answer, shape=(3,), why="one factor per gradient")
     expected = [1.0, 0.5, 0.25]
 
     def near(target: list[float]) -> bool:
@@ -189,6 +190,7 @@ def check_clip_factors(answer: Any) -> bool:
     )
 
 
+@graded("Exercise 06.2")
 def check_clip_function(clip: Any) -> bool:
     """Exercise 06.2: a function ``clip(g, max_grad_norm)`` that clips one flat gradient.
 
@@ -205,8 +207,9 @@ def check_clip_function(clip: Any) -> bool:
     out_short = torch.as_tensor(clip(short.clone(), 1.0), dtype=torch.float32)
     out_zero = torch.as_tensor(clip(zero.clone(), 1.0), dtype=torch.float32)
     if out_long.shape != (2,):
-        raise ValueError(
-            f"clip(g, C) must return a tensor shaped like g, got {tuple(out_long.shape)}"
+        raise WrongShape(
+            f"clip(g, C) returned shape {tuple(out_long.shape)}, but it must be shaped like g, "
+            "(2,): clipping rescales g, it keeps every coordinate."
         )
     if torch.isnan(out_zero).any():
         return feedback(

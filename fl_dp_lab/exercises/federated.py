@@ -11,6 +11,7 @@ from fl_dp_lab.exercises._core import (
     as_array,
     as_number,
     feedback,
+    graded,
     is_unanswered,
     report_unanswered,
 )
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 
+@graded("Exercise 08.1")
 def check_fedavg_average(average: Any) -> bool:
     """Exercise 08.1: ``average(updates, sizes)``, the FedAvg average sum_k n_k Delta_k / sum_k n_k.
 
@@ -37,7 +39,12 @@ def check_fedavg_average(average: Any) -> bool:
     updates = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
     sizes = torch.tensor([1.0, 2.0, 7.0])
     expected = (sizes[:, None] * updates).sum(0) / sizes.sum()
-    got = as_array("average(updates, sizes)", average(updates, sizes), shape=(2,))
+    got = as_array(
+        "average(updates, sizes)",
+        average(updates, sizes),
+        shape=(2,),
+        why="one averaged update, shaped like a single client's update (average over axis 0)",
+    )
     if torch.allclose(torch.as_tensor(got, dtype=torch.float32), updates.mean(0)):
         return feedback(
             name,
@@ -84,6 +91,7 @@ def check_local_steps(answer: Any) -> bool:
     )
 
 
+@graded("Exercise 09.1")
 def check_dp_aggregate(dp_average: Any) -> bool:
     """Exercise 09.1: the clip-then-noise average, written by the learner.
 
@@ -101,7 +109,10 @@ def check_dp_aggregate(dp_average: Any) -> bool:
         raise TypeError(f"dp_average must be a function, got {dp_average!r}")
     updates = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 2.0]], dtype=torch.float64)
     generator = torch.Generator().manual_seed(0)
-    got = as_array("dp_average(...)", dp_average(updates, 1.0, 0.0, 5.0, generator), shape=(2,))
+    why = "one aggregated update, shaped like a single client's update (sum over axis 0)"
+    got = as_array(
+        "dp_average(...)", dp_average(updates, 1.0, 0.0, 5.0, generator), shape=(2,), why=why
+    )
     expected = torch.tensor([0.6 + 0.3 + 0.0, 0.8 + 0.4 + 1.0]) / 5.0
     if not torch.allclose(torch.as_tensor(got).float(), expected, atol=1e-5):
         unclipped = updates.sum(0) / 5.0
@@ -117,7 +128,7 @@ def check_dp_aggregate(dp_average: Any) -> bool:
         return feedback(name, False, success="", hint=hint)
     zeros = torch.zeros(4, 50_000, dtype=torch.float64)
     noisy = as_array(
-        "dp_average(...)", dp_average(zeros, 0.5, 2.0, 10.0, generator), shape=(50_000,)
+        "dp_average(...)", dp_average(zeros, 0.5, 2.0, 10.0, generator), shape=(50_000,), why=why
     )
     ratio = float(noisy.std()) / (2.0 * 0.5 / 10.0)
     return feedback(

@@ -12,6 +12,7 @@ from fl_dp_lab.exercises._core import (
     as_array,
     as_number,
     feedback,
+    graded,
     is_unanswered,
     report_unanswered,
 )
@@ -19,6 +20,7 @@ from fl_dp_lab.exercises._core import (
 __all__ = ["check_auc_by_pairs", "check_row_ratio"]
 
 
+@graded("Exercise 03.1")
 def check_row_ratio(answer: Any, grad_weight: torch.Tensor, grad_bias: torch.Tensor) -> bool:
     """Exercise 03.1: recover the input from ONE row of a linear layer's gradients.
 
@@ -30,7 +32,18 @@ def check_row_ratio(answer: Any, grad_weight: torch.Tensor, grad_bias: torch.Ten
     if is_unanswered(answer):
         return report_unanswered(name)
     expected = reconstruct_from_linear_gradient(grad_weight, grad_bias).detach().numpy()
-    value = as_array("answer", answer, shape=expected.shape)
+    value = as_array("answer", answer)
+    if value.shape == tuple(grad_weight.shape):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="that is the ratio for every row at once; the image is ONE row i of it, "
+            "grad_weight[i] / grad_bias[i], for a row whose grad_bias[i] is not near 0.",
+        )
+    if value.size == expected.size:  # a 28 x 28 view of the same image is the same answer
+        value = value.reshape(expected.shape)
+    value = as_array("answer", value, shape=expected.shape, why="one image, shaped like x")
     ok = bool(np.allclose(value, expected, atol=1e-4))
     nonzero = np.abs(expected) > 1e-6
     if not ok and nonzero.any():

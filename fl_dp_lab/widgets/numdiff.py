@@ -104,8 +104,14 @@ def _readout(method: str, dtype: str, h: float, slope: float, exact: float) -> s
         )
     error = abs(slope - exact)
     eps = float(np.finfo(_DTYPES[dtype]).eps)
-    best = eps ** (1 / 2) if method == "forward" else eps ** (1 / 3)
-    regime = "truncation dominates: shrink h" if h > best else "round-off dominates: grow h"
+    # minimise h/2 + eps/h (forward) or h^2/6 + eps/h (central), derivatives of order 1
+    best = (2 * eps) ** (1 / 2) if method == "forward" else (3 * eps) ** (1 / 3)
+    if best / 3 <= h <= 3 * best:
+        regime = "near the best step: the two errors balance"
+    elif h > best:
+        regime = "truncation dominates: shrink h"
+    else:
+        regime = "round-off dominates: grow h"
     if error == 0:
         regime = "exact by luck of rounding"
     return (
