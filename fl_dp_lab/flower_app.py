@@ -149,7 +149,14 @@ def make_client_app(train_mods: Sequence[Any] = (), app_mods: Sequence[Any] = ()
 
     Returns:
         A new ``flwr.clientapp.ClientApp``.
+
+    Raises:
+        TypeError: ``train_mods`` or ``app_mods`` is not a list (or tuple) of mods,
+            for example a single mod passed without its brackets.
     """
+    for label, mods in (("train_mods", train_mods), ("app_mods", app_mods)):
+        if not isinstance(mods, list | tuple) or not all(callable(mod) for mod in mods):
+            fail(label, "a list of Flower mods, e.g. [fixedclipping_mod]", mods, TypeError)
     app = ClientApp(mods=list(app_mods))
 
     @app.query()

@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
+from fl_dp_lab.accounting import epsilon as accountant_epsilon
 from fl_dp_lab.auditing import clopper_pearson, epsilon_lower_bound
 from fl_dp_lab.exercises import check_audit_ceiling, check_fpr_upper_bound, check_trials_needed
 
@@ -17,6 +18,7 @@ def test_fpr_upper_bound_right_answers_pass(capsys):
     assert check_fpr_upper_bound(stats.beta.ppf(0.975, 4, 497)) is True
     assert check_fpr_upper_bound(clopper_pearson(3, 500)[1]) is True
     assert check_fpr_upper_bound(np.float64(clopper_pearson(3, 500)[1])) is True
+    assert check_fpr_upper_bound(0.0174) is True  # rounded to 3 digits, as printed
     assert "✓" in capsys.readouterr().out
 
 
@@ -45,6 +47,8 @@ def test_audit_ceiling_right_answers_pass(capsys):
     assert check_audit_ceiling(math.log((1 - 1e-5 - u) / u)) is True
     assert check_audit_ceiling(torch.tensor(by_library, dtype=torch.float64)) is True
     assert "4.91" in capsys.readouterr().out
+    assert check_audit_ceiling(4.91) is True  # the printed value
+    assert check_audit_ceiling(math.log((1 - u) / u)) is True  # delta = 1e-5 moves it by 1e-5
 
 
 @pytest.mark.parametrize(
@@ -85,13 +89,19 @@ def test_trials_needed_right_answer_is_the_first_ceiling_above_the_claim(capsys)
     assert check_trials_needed(n) is True
     assert check_trials_needed(np.int64(n)) is True
     assert f"n = {n}" in capsys.readouterr().out
+    # searched against the unrounded claim (the notebook's claims[0] = 4.3772): one fewer
+    claim = accountant_epsilon(noise_multiplier=1.0, sample_rate=1.0, steps=1, delta=1e-5)
+    m = next(m for m in range(1, 2000) if _ceiling(m) > claim)
+    assert m == n - 1
+    assert check_trials_needed(m) is True
+    assert "unrounded claim" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("wrong", "hint"),
     [
         (594, "both worlds"),
-        (296, "almost"),
+        (295, "almost"),
         (241, "one-sided"),
         (80, "rule of thumb"),
         (300, "loop n"),

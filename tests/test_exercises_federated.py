@@ -31,6 +31,8 @@ def test_fedavg_average_right_unweighted_and_malformed(capsys):
         check_fedavg_average(3.0)
     assert check_fedavg_average(lambda updates, sizes: updates) is False
     assert "shape (3, 2), but it must have shape (2,)" in capsys.readouterr().out
+    assert check_fedavg_average(lambda updates, sizes: None) is False  # forgot to return
+    assert "does the function end with `return`" in capsys.readouterr().out
 
 
 def test_local_steps_catches_rounding_down_and_one_epoch(capsys):
@@ -69,7 +71,42 @@ def test_dp_aggregate_right_and_the_usual_slips(capsys):
     assert check_dp_aggregate(_dp_average(denominator="actual")) is False
     assert "expected number of clients" in capsys.readouterr().out
     assert check_dp_aggregate(_dp_average(noise_scale="sigma")) is False
+    assert "noise of std sigma" in capsys.readouterr().out
+
+    def slip(noise_std=None, clip_to=None, after=False, safe=True):
+        """A dp_average with one slip: noise_std(sigma, C), a fixed clip_to, noise after /."""
+
+        def dp_average(updates, clip_norm, noise_multiplier, expected_clients, generator):
+            c = clip_norm if clip_to is None else clip_to
+            norms = updates.norm(dim=1, keepdim=True)
+            if safe:
+                total = (updates * torch.clamp(c / norms.clamp(min=1e-12), max=1.0)).sum(0)
+            else:  # u / ||u|| * min(||u||, C): 0/0 on a zero update
+                total = (updates / norms * norms.clamp(max=c)).sum(0)
+            std = noise_multiplier * clip_norm if noise_std is None else noise_std(
+                noise_multiplier, clip_norm
+            )
+            noise = std * torch.randn(total.shape, generator=generator, dtype=updates.dtype)
+            if after:
+                return total / expected_clients + noise
+            return (total + noise) / expected_clients
+
+        return dp_average
+
+    # each slip that sigma * C = 1 would hide (variance = std = sqrt(std)) is caught
+    assert check_dp_aggregate(slip(noise_std=lambda s, c: (s * c) ** 2)) is False
+    assert "is the variance" in capsys.readouterr().out
+    assert check_dp_aggregate(slip(noise_std=lambda s, c: (s * c) ** 0.5)) is False
     assert "noise std came out" in capsys.readouterr().out
+    assert check_dp_aggregate(slip(noise_std=lambda s, c: c)) is False  # noise even at sigma 0
+    assert "without noise" in capsys.readouterr().out
+    assert check_dp_aggregate(slip(clip_to=1.0)) is False
+    assert "clipped to norm 1" in capsys.readouterr().out
+    assert check_dp_aggregate(slip(after=True)) is False
+    assert "added after the division" in capsys.readouterr().out
+    assert check_dp_aggregate(slip(safe=False)) is False  # 0/0 on the all-zero updates
+    assert "not finite" in capsys.readouterr().out
+    assert check_dp_aggregate(slip()) is True
     assert check_dp_aggregate(...) is False
     assert "not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError, match="dp_average must be a function"):

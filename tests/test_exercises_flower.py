@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from flwr.clientapp.mod import fixedclipping_mod
 
@@ -20,6 +21,7 @@ def test_flower_noise_std(capsys):
     assert "divide by the number of sampled clients" in capsys.readouterr().out
     assert not check_flower_noise_std(0.2)  # forgot C
     assert "sensitivity C" in capsys.readouterr().out
+    assert check_flower_noise_std(np.float32(0.3))  # float32 rounding is not a wrong answer
     assert not check_flower_noise_std(...)
     assert "not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError):
@@ -32,6 +34,9 @@ def test_empty_round_probability(capsys):
     assert "every client flips its own coin" in capsys.readouterr().out
     assert not check_empty_round_probability(0.3**10)
     assert "stay out" in capsys.readouterr().out
+    assert check_empty_round_probability(0.0282)  # the printed value, 3 digits
+    assert not check_empty_round_probability(0.02975)  # a simulated frequency
+    assert "simulated frequency" in capsys.readouterr().out
     assert not check_empty_round_probability(...)
     with pytest.raises(TypeError):
         check_empty_round_probability([0.1, 0.2])

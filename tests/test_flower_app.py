@@ -199,6 +199,13 @@ def test_dp_mods_belong_on_train_not_on_the_whole_client_app():
     assert not fine.has_error() and 0.0 <= fine.content["metrics"]["accuracy"] <= 1.0
 
 
+def test_a_mod_without_its_list_is_refused_by_name():
+    with pytest.raises(TypeError, match=r"train_mods must be a list of Flower mods"):
+        make_client_app(train_mods=fixedclipping_mod)
+    with pytest.raises(TypeError, match=r"app_mods must be a list of Flower mods"):
+        make_client_app(app_mods=["fixedclipping_mod"])
+
+
 def test_fixedclipping_mod_clips_the_train_reply():
     # Prepare: a learning rate so large that the update norm exceeds C = 0.1
     content = RecordDict(

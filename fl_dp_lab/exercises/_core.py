@@ -120,6 +120,8 @@ def as_array(
     Another shape raises ``WrongShape`` naming both shapes and ``why`` (what the
     shape means), which a ``graded`` check prints as its hint.
     """
+    if answer is None:  # a learner's function that computed its result but did not return it
+        raise WrongShape(f"{name} is None: does the function end with `return`?")
     if hasattr(answer, "detach"):
         answer = answer.detach().cpu().numpy()
     try:

@@ -36,12 +36,13 @@ def check_fpr_upper_bound(answer: Any) -> bool:
         float(stats.beta.ppf(0.025, k, n - k + 1)): "that is the lower end of the interval; the "
         "audit plugs in the upper end (the worst case for the attack).",
     }
+    # 3 significant digits (0.0174) pass; the slips below are all more than 10 % away
     for value_wrong, hint in wrong.items():
-        if math.isclose(value, value_wrong, rel_tol=1e-6):
+        if math.isclose(value, value_wrong, rel_tol=5e-3):
             return feedback(name, False, success="", hint=hint)
     return feedback(
         name,
-        math.isclose(value, expected, rel_tol=1e-6),
+        math.isclose(value, expected, rel_tol=5e-3),
         success=f"FPR <= {expected:.4f} with 97.5 % confidence, almost three times the "
         "plug-in 0.006: with few errors, the interval, not the estimate, sets the bound.",
         hint="use scipy.stats.beta.ppf(q, a, b) with q = 1 - 0.05 / 2, a = k + 1, b = n - k.",
@@ -81,13 +82,14 @@ def check_audit_ceiling(answer: Any) -> bool:
         math.log(500): "log(n) is the right order of magnitude, but compute the bound itself: "
         "u = 1 - 0.025 ** (1 / n), then log((1 - delta - u) / u).",
     }
+    # 3 significant digits (4.91) pass, with or without delta; the slips are >= 4 % away
     for value_wrong, hint in wrong.items():
-        if math.isclose(value, value_wrong, rel_tol=1e-6):
+        if math.isclose(value, value_wrong, rel_tol=2e-3):
             return feedback(name, False, success="", hint=hint)
     expected = ceiling(500, 0.025)
     return feedback(
         name,
-        math.isclose(value, expected, rel_tol=1e-6),
+        math.isclose(value, expected, rel_tol=2e-3),
         success=f"ε <= {expected:.2f} is all that 500 trials a world can ever certify: an "
         "accountant claiming ε = 8 cannot be caught by this audit, bug or no bug.",
         hint="no errors means FP = FN = 0; call epsilon_lower_bound with those counts "
@@ -100,28 +102,42 @@ def check_trials_needed(answer: Any) -> bool:
 
     A perfect attack (no errors in n counted trials per world) certifies
     log((1 - delta - u) / u) with u = 1 - 0.025^(1/n), at delta = 1e-5.
-    That first exceeds 4.38 (the accountant's claim at sigma = 1) at n = 297;
-    n = 296 gives 4.3788. Below that no audit of one step at sigma = 1 can
-    catch any bug, however blatant.
+    That first exceeds 4.38 (the accountant's claim at sigma = 1, rounded) at
+    n = 297; n = 296 gives 4.3788, above the unrounded claim 4.3772, so 296
+    (searched against the notebook's ``claims[0]``) is right too. Below that no
+    audit of one step at sigma = 1 can catch any bug, however blatant.
     """
+    from fl_dp_lab.accounting import epsilon
+
     name = "Exercise 10.3"
     if is_unanswered(answer):
         return report_unanswered(name)
     value = as_number("answer", answer)
     target, delta = 4.38, 1e-5
+    claim = epsilon(noise_multiplier=1.0, sample_rate=1.0, steps=1, delta=delta)  # 4.3772
 
-    def smallest(tail: float) -> int:
+    def smallest(tail: float, target: float = target) -> int:
         n = 1
         while math.log((1.0 - delta) / (1.0 - tail ** (1.0 / n)) - 1.0) <= target:
             n += 1
         return n
 
     expected = smallest(0.025)
+    unrounded = smallest(0.025, claim)  # one fewer: the claim is a little under 4.38
+    if value == unrounded and unrounded != expected:
+        return feedback(
+            name,
+            True,
+            success=f"n = {unrounded} beats the unrounded claim {claim:.4f}; against the rounded "
+            f"4.38 it takes {expected}. Either way: with fewer counted trials a world, even a bug "
+            "that leaks everything passes an audit of one step at sigma = 1.",
+            hint="",
+        )
     wrong = {
         2 * expected: "that counts both worlds (or the threshold half too); the question asks "
         "for the counted trials in each world.",
-        expected - 1: f"almost: n = {expected - 1} certifies just under 4.38. Find the smallest n "
-        "whose ceiling is above it.",
+        min(expected, unrounded) - 1: f"almost: n = {min(expected, unrounded) - 1} certifies "
+        "just under 4.38. Find the smallest n whose ceiling is above it.",
         smallest(0.05): "that uses a one-sided 95 % bound; the audit's upper ends leave 2.5 %: "
         "u = 1 - 0.025 ** (1 / n).",
         round(math.exp(target)): "e^eps is only a rule of thumb for the ceiling; compute the "

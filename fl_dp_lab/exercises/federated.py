@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from fl_dp_lab.exercises._core import (
@@ -97,10 +98,13 @@ def check_dp_aggregate(dp_average: Any) -> bool:
 
     ``dp_average(updates, clip_norm, noise_multiplier, expected_clients, generator)``
     must return (sum_k clip(Delta_k, C) + N(0, (sigma*C)^2 I)) / (q*K).
-    Checked without noise on rows that need clipping (so a missing clip or
-    a division by the actual number of clients is caught), then with noise
-    on zero updates: the output's standard deviation must be sigma*C/(q*K)
-    (so noise of std sigma, or noise added after the division, is caught).
+    Checked without noise at C = 2 on rows that need clipping (so a missing
+    clip, a clip to 1 instead of C, or a division by the actual number of
+    clients is caught), then with noise on zero updates at sigma = 1.5,
+    C = 0.4: the output's standard deviation must be sigma*C/(q*K). With
+    sigma*C = 0.6, noise of std sigma, of std C, of variance (sigma*C)^2 or
+    added after the division each give a different ratio and their own hint;
+    an output that is not finite (0/0 on a zero update) is named too.
     """
     name = "Exercise 09.1"
     if is_unanswered(dp_average):
@@ -111,13 +115,19 @@ def check_dp_aggregate(dp_average: Any) -> bool:
     generator = torch.Generator().manual_seed(0)
     why = "one aggregated update, shaped like a single client's update (sum over axis 0)"
     got = as_array(
-        "dp_average(...)", dp_average(updates, 1.0, 0.0, 5.0, generator), shape=(2,), why=why
+        "dp_average(...)", dp_average(updates, 2.0, 0.0, 5.0, generator), shape=(2,), why=why
     )
-    expected = torch.tensor([0.6 + 0.3 + 0.0, 0.8 + 0.4 + 1.0]) / 5.0
+    # row norms 5, 0.5 and 2: at C = 2 only the first is scaled, by 2/5
+    expected = torch.tensor([1.2 + 0.3 + 0.0, 1.6 + 0.4 + 2.0]) / 5.0
+    clipped_to_one = torch.tensor([0.6 + 0.3 + 0.0, 0.8 + 0.4 + 1.0]) / 5.0
     if not torch.allclose(torch.as_tensor(got).float(), expected, atol=1e-5):
         unclipped = updates.sum(0) / 5.0
-        if torch.allclose(torch.as_tensor(got).float(), unclipped.float(), atol=1e-5):
+        if not torch.isfinite(torch.as_tensor(got)).all():
+            hint = "the result is not finite: look for a division by zero."
+        elif torch.allclose(torch.as_tensor(got).float(), unclipped.float(), atol=1e-5):
             hint = "clip every row to norm <= C first: row * min(1, C / ||row||)."
+        elif torch.allclose(torch.as_tensor(got).float(), clipped_to_one, atol=1e-5):
+            hint = "the rows were clipped to norm 1; clip them to clip_norm (here C = 2)."
         elif torch.allclose(torch.as_tensor(got).float(), expected * 5.0 / 3.0, atol=1e-5):
             hint = (
                 "divide by the expected number of clients q*K, not by how many came: "
@@ -127,17 +137,40 @@ def check_dp_aggregate(dp_average: Any) -> bool:
             hint = "without noise the result is the sum of the clipped rows divided by q*K."
         return feedback(name, False, success="", hint=hint)
     zeros = torch.zeros(4, 50_000, dtype=torch.float64)
+    sigma, clip, expected_clients = 1.5, 0.4, 10.0
     noisy = as_array(
-        "dp_average(...)", dp_average(zeros, 0.5, 2.0, 10.0, generator), shape=(50_000,), why=why
+        "dp_average(...)",
+        dp_average(zeros, clip, sigma, expected_clients, generator),
+        shape=(50_000,),
+        why=why,
     )
-    ratio = float(noisy.std()) / (2.0 * 0.5 / 10.0)
+    if not np.isfinite(noisy).all():
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="on all-zero updates the result is not finite: ||row|| = 0 gives 0/0. "
+            "Scale each row by min(1, C / ||row||) with a tiny number added to ||row||.",
+        )
+    ratio = float(noisy.std()) / (sigma * clip / expected_clients)
+    hint = (
+        f"the noise std came out {ratio:.2f} times sigma*C/(q*K): add N(0, (sigma*C)^2) to "
+        "the sum, then divide by q*K."
+    )
+    for wrong, words in (
+        (1 / clip, "that is noise of std sigma; multiply it by C as well."),
+        (1 / sigma, "that is noise of std C; multiply it by the noise multiplier sigma too."),
+        (sigma * clip, "(sigma*C)^2 is the variance; the std is sigma * C."),
+        (expected_clients, "the noise was added after the division; add it to the sum first."),
+    ):
+        if abs(ratio / wrong - 1.0) < 0.03:
+            hint = f"the noise std came out {ratio:.2f} times sigma*C/(q*K): {words}"
     return feedback(
         name,
         abs(ratio - 1.0) < 0.03,
         success="the noise std is sigma*C/(q*K): sensitivity C (one user's clipped update), "
         "scaled by sigma, shared by the expected number of users.",
-        hint=f"the noise std came out {ratio:.2f} times sigma*C/(q*K): add N(0, (sigma*C)^2) to "
-        "the sum, then divide by q*K.",
+        hint=hint,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fl_dp_lab.exercises._core import as_number, feedback, is_unanswered, report_unanswered
@@ -30,12 +31,13 @@ def check_flower_noise_std(answer: Any) -> bool:
         "so it is sigma times C before dividing by m.",
         sigma: "sigma is a multiplier: the std is sigma * C on the sum, then divided by m.",
     }
+    # relative 1e-4: a float32 0.3 passes; the slips are at least 30 % away
     for bad, hint in wrong.items():
-        if abs(value - bad) < 1e-9:
+        if math.isclose(value, bad, rel_tol=1e-4):
             return feedback(name, False, success="", hint=hint)
     return feedback(
         name,
-        abs(value - sigma * clip / m) < 1e-9,
+        math.isclose(value, sigma * clip / m, rel_tol=1e-4),
         success="sigma*C/m = 0.3: Flower divides by the fixed m, our dp_aggregate by q*K.",
         hint="the sum of m clipped updates has L2 sensitivity C; the noise std on the sum is "
         "sigma*C, and the average divides everything by m.",
@@ -46,7 +48,8 @@ def check_empty_round_probability(answer: Any) -> bool:
     """Exercise 11.2: how often a Poisson-sampled round has no client at all.
 
     With K = 10 clients each joining with probability q = 0.3, a round is
-    empty with probability (1 - q)^K = 0.7^10 ~ 0.0282. Flower's fixed-size
+    empty with probability (1 - q)^K = 0.7^10 ~ 0.0282 (accepted to 3 digits;
+    a simulated frequency within 25 % gets a hint to use the formula). Flower's fixed-size
     sampling never has an empty round; the course's ServerApp then releases
     pure noise, as the accountant assumes.
     """
@@ -71,9 +74,17 @@ def check_empty_round_probability(answer: Any) -> bool:
             hint="0.3**10 is the chance that *every* client joins; an empty round needs every "
             "client to stay out, each with probability 1 - q.",
         )
+    if not math.isclose(value, expected, rel_tol=5e-3) and abs(value / expected - 1) < 0.25:
+        return feedback(
+            name,
+            False,
+            success="",
+            hint=f"{value:.4g} is close, as a simulated frequency would be; the exact probability "
+            "is a formula: each client stays out with probability 1 - q, independently.",
+        )
     return feedback(
         name,
-        abs(value - expected) < 1e-6,
+        math.isclose(value, expected, rel_tol=5e-3),
         success=f"(1 - q)**K = {expected:.4f}: about one round in 35 trains nobody and "
         "releases only noise.",
         hint="each client stays out independently with probability 1 - q; multiply over K clients.",
