@@ -361,6 +361,15 @@ def run_dp_fedavg(
     if adaptive_clipping:
         if clip_count_stddev is None:
             clip_count_stddev = expected_clients / 20
+            if noise_multiplier >= 2 * clip_count_stddev:
+                fail(
+                    "clip_count_stddev",
+                    f"given: its default q*K/20 = {clip_count_stddev:g} is not above "
+                    f"noise_multiplier / 2 = {noise_multiplier / 2:g} with {expected_clients:g} "
+                    "expected clients a round (pass a larger clip_count_stddev, sample more "
+                    "clients, or lower noise_multiplier)",
+                    None,
+                )
         update_sigma = update_noise_multiplier(
             noise_multiplier=noise_multiplier, clip_count_stddev=clip_count_stddev
         )

@@ -416,6 +416,16 @@ def test_update_noise_multiplier_composes_back_to_the_accounted_sigma():
         update_noise_multiplier(noise_multiplier=2.0, clip_count_stddev=1.0)
 
 
+def test_adaptive_clipping_names_its_default_count_noise_when_it_is_too_small(
+    synthetic_clients,
+):
+    # about one client a round: sigma_b = q*K/20 is far below noise_multiplier / 2
+    few = synthetic_clients[:3]
+    with pytest.raises(ValueError, match=r"its default q\*K/20 = 0\.045 is not above"):
+        _dp_run(few, adaptive_clipping=True)
+    _dp_run(few, adaptive_clipping=True, clip_count_stddev=1.0)  # a given sigma_b works
+
+
 def test_record_level_dp_clients_train_and_stay_deterministic(synthetic_clients):
     x, y = synthetic_clients[0]
     model = LogisticRegression(60, 10)

@@ -105,13 +105,15 @@ def dirichlet_figure(
     left.set_ylabel("client")
     left.legend(title="digit", ncols=2, fontsize=9, title_fontsize=10, loc="lower right")
     lines = {}
-    for a, history in histories.items():
+    others = ", ".join(f"{a:g}" for a in histories)
+    for i, (a, history) in enumerate(histories.items()):
         (lines[a],) = right.plot(
             history.round,
             100 * np.asarray(history.accuracy),
             color=PALETTE["sky"],
             lw=1.2,
             alpha=0.6,
+            label=f"every run: α = {others}" if i == 0 else None,
         )
     (bold,) = right.plot([], [], color=PALETTE["blue"], lw=3.0)
     right.set_xlabel("round")
@@ -144,9 +146,12 @@ def update_dirichlet_figure(
             patch.set_x(start)
             patch.set_width(width)
         lefts = lefts + counts[:, c]
-    artists["left"].set_xlim(0, max(1.0, lefts.max()) * 1.05)
+    # room on the right for the digit legend, so it never covers a client's bar
+    artists["left"].set_xlim(0, max(1.0, lefts.max()) * 1.5)
     history = artists["histories"][alpha]
     artists["bold"].set_data(history.round, 100 * np.asarray(history.accuracy))
+    artists["bold"].set_label(f"α = {alpha:g}")
+    artists["right"].legend(loc="best", fontsize=9)
     final = history.accuracy[-1]
     artists["left"].set_title(f"α = {alpha:g}: labels per client")
     artists["right"].set_title(

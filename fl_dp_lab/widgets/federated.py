@@ -93,8 +93,11 @@ def dp_fedavg_readout(
     >>> h = FederatedHistory(round=[1], accuracy=[0.25], epsilon=[math.inf])
     >>> dp_fedavg_readout(0.0, 1.0, 100, h, 1e-5)
     'σ = 0, C = 1, 100 clients a round: no privacy (ε = ∞); accuracy 25.0 %'
+    >>> dp_fedavg_readout(0.0, 1.0, 1, h, 1e-5).split(":")[0]
+    'σ = 0, C = 1, 1 client a round'
     """
-    prefix = f"σ = {noise_multiplier:g}, C = {clip_norm:g}, {clients} clients a round: "
+    noun = "client" if clients == 1 else "clients"
+    prefix = f"σ = {noise_multiplier:g}, C = {clip_norm:g}, {clients} {noun} a round: "
     eps = history.epsilon[-1]
     accuracy = f"accuracy {100 * history.accuracy[-1]:.1f} %"
     if not math.isfinite(eps):
