@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fl_dp_lab.accounting import noise_multiplier_for_epsilon, rdp_to_epsilon
+from fl_dp_lab.accounting import epsilon, noise_multiplier_for_epsilon, rdp_to_epsilon
 from fl_dp_lab.exercises import check_calibrated_sigma, check_gaussian_rdp_epsilon
 
 
@@ -31,6 +31,14 @@ def test_gaussian_rdp_epsilon_right_and_the_usual_slips(capsys):
     assert "not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError, match="answer must be a real number"):
         check_gaussian_rdp_epsilon("4.2")
+    pair = rdp_to_epsilon(rdp=steps * one_step, orders=orders, delta=delta)
+    assert check_gaussian_rdp_epsilon(pair) is False  # the whole (epsilon, order) pair
+    assert "first entry, [0]" in capsys.readouterr().out
+    library = epsilon(noise_multiplier=sigma, sample_rate=1.0, steps=steps, delta=delta,
+                      accountant="rdp")  # fmt: skip
+    assert library < right / 1.01  # fractional orders: tighter, so only the note accepts it
+    assert check_gaussian_rdp_epsilon(library) is True
+    assert "fractional orders" in capsys.readouterr().out
 
 
 def test_calibrated_sigma_right_rdp_too_little_and_too_much(capsys):

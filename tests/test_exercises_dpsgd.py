@@ -46,6 +46,16 @@ def test_clip_function_right_and_the_usual_slips(capsys):
     assert "stretched" in capsys.readouterr().out
     assert check_clip_function(lambda g, c: g) is False  # no clipping at all
     assert "Hint" in capsys.readouterr().out
+    assert check_clip_function(lambda g, c: torch.clamp(g, -c, c)) is False  # per coordinate
+    assert "every coordinate" in capsys.readouterr().out
+    assert check_clip_function(lambda g, c: g * min(1.0, c / float(g.norm()))) is False
+    assert "ZeroDivisionError" in capsys.readouterr().out
+
+    def in_place(g, c):  # clips g in place and forgets to return it
+        g.mul_(min(1.0, c / (float(g.norm()) + 1e-6)))
+
+    assert check_clip_function(in_place) is False
+    assert "returned None" in capsys.readouterr().out
     assert check_clip_function(...) is False
     assert "not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError, match="clip must be a function"):

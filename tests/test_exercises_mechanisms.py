@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from fl_dp_lab.exercises import check_basic_composition, check_laplace_scale, check_rr_estimator
 
@@ -43,6 +44,8 @@ def test_laplace_scale_catches_the_usual_slips(capsys):
 
 def test_basic_composition_right_and_wrong(capsys):
     assert check_basic_composition(1.0, 4e-6) is True
+    assert check_basic_composition(torch.tensor(0.25) * 4, torch.tensor(4e-6)) is True  # float32
+    assert check_basic_composition(np.float32(1.0), np.float32(4e-6)) is True
     assert check_basic_composition(0.25, 1e-6) is False
     assert "ONE release" in capsys.readouterr().out
     assert check_basic_composition(1.0, 1e-6) is False

@@ -52,8 +52,10 @@ def test_sample_rate_wrong_answers_get_targeted_hints(capsys):
 def test_noise_std_right_measured_and_wrong(capsys):
     exact = 1.1 * 0.5 / 250
     assert check_opacus_noise_std(exact, **NOISE) is True
-    assert check_opacus_noise_std(exact * 1.03, **NOISE) is True  # a measured value
+    assert check_opacus_noise_std(exact * 1.01, **NOISE) is True  # a measured value
     capsys.readouterr()
+    assert check_opacus_noise_std(1.1 * 0.5 / 256, **NOISE) is False  # the loader's batch size
+    assert "about σC / 256" in capsys.readouterr().out
     assert check_opacus_noise_std(1.1 * 0.5, **NOISE) is False
     assert "expected batch size" in capsys.readouterr().out
     assert check_opacus_noise_std(1.1 / 250, **NOISE) is False
@@ -73,6 +75,8 @@ def test_compatible_model_right_and_forgotten_assignment(capsys):
     ModuleValidator.fix(model)  # the usual slip: the fixed copy is thrown away
     assert check_opacus_compatible(model) is False
     assert "assign its result" in capsys.readouterr().out
+    assert check_opacus_compatible(ModuleValidator.validate(model, strict=False)) is False
+    assert "what ModuleValidator.validate reports" in capsys.readouterr().out
     fixed = ModuleValidator.fix(model)
     assert check_opacus_compatible(fixed) is True
     assert any(isinstance(m, nn.GroupNorm) for m in fixed.modules())

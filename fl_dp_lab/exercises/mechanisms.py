@@ -86,16 +86,20 @@ def check_basic_composition(epsilon: Any, delta: Any) -> bool:
     if is_unanswered(epsilon) or is_unanswered(delta):
         return report_unanswered(name)
     eps, dlt = as_number("epsilon", epsilon), as_number("delta", delta)
-    if abs(eps - 0.25) < 1e-9:
+
+    def near(value: float, target: float) -> bool:  # relative: float32 answers pass
+        return math.isclose(value, target, rel_tol=1e-5)
+
+    if near(eps, 0.25):
         hint = "0.25 is the budget of ONE release; an attacker sees all four."
         return feedback(name, False, success="", hint=hint)
-    if abs(eps - 1.0) < 1e-9 and abs(dlt - 1e-6) < 1e-15:
+    if near(eps, 1.0) and near(dlt, 1e-6):
         return feedback(
             name, False, success="", hint="the deltas add up too, not only the epsilons."
         )
     return feedback(
         name,
-        abs(eps - 1.0) < 1e-9 and abs(dlt - 4e-6) < 1e-15,
+        near(eps, 1.0) and near(dlt, 4e-6),
         success="(1.0, 4e-6): basic composition is simple but loose; notebook 05 composes "
         "thousands of steps far more tightly.",
         hint="basic composition: k mechanisms, each (eps, delta)-DP, are (k eps, k delta)-DP "
