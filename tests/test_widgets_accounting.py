@@ -57,6 +57,19 @@ def test_figure_lines_follow_the_curves_and_hide_when_epsilon_is_infinite():
     plt.close(fig)
 
 
+def test_the_y_axis_stays_on_the_tight_accountants_when_composition_explodes():
+    # sigma = 0.1, q = 1 over 1e5 steps: advanced composition reaches about 1e56
+    grid, curves = epsilon_curves(
+        noise_multiplier=0.1, sample_rate=1.0, steps=100_000, delta=1e-5, points=4
+    )
+    assert np.nanmax(curves["advanced"]) > 1e40
+    fig, artists = epsilon_steps_figure(grid, curves, title="t", delta=1e-5)
+    top = artists["ax"].get_ylim()[1]
+    tight = max(np.max(curves["rdp"]), np.max(curves["pld"]))
+    assert tight < top <= 1.5e3 * tight
+    plt.close(fig)
+
+
 def test_dashboard_validates_its_inputs():
     with pytest.raises(ValueError, match="noise_multiplier must be in"):
         accounting_dashboard(noise_multiplier=11.0)

@@ -92,6 +92,10 @@ def update_epsilon_steps_figure(
     if not none:
         low = min(v.min() for v in finite if len(v))
         high = max(v.max() for v in finite if len(v))
+        # keep the tight accountants readable: basic / advanced composition can reach 1e50
+        tight = [v.max() for name, v in zip(curves, finite) if name in ("rdp", "pld") and len(v)]
+        if tight:
+            high = min(high, 1e3 * max(tight))
         ax.set_ylim(max(low / 1.5, 1e-4), high * 1.5)
         ax.set_xlim(0.8, max(float(np.max(steps)), 2.0) * 1.25)
     ax.set_title(title)
