@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Circle
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from fl_dp_lab._validate import check_int, check_real
 from fl_dp_lab.dpsgd import add_noise, clip_per_sample
@@ -141,6 +141,9 @@ def clipping_figure(picture: ClippingPicture) -> tuple[plt.Figure, dict[str, Any
         [], [], "D", ms=10, color=PALETTE["vermillion"], label="one privatised step"
     )
     right.set(xlabel="along the mean gradient", ylabel="across it", aspect="equal")
+    for axis in (right.xaxis, right.yaxis):  # at a small C the steps are ~1e-3: few, short ticks
+        axis.set_major_locator(MaxNLocator(nbins=4))
+    right.ticklabel_format(style="sci", scilimits=(-2, 3))
     right.legend(loc="upper left", fontsize=11)
     update_clipping_figure(artists, picture)
     return fig, artists
@@ -210,12 +213,15 @@ def batch_size_figure(
 ) -> plt.Figure:
     """Left: Poisson vs fixed batch sizes. Right: how often one example is used in an epoch."""
     fig, (left, right) = new_figure(1, 2, width=5.0)
-    left.hist(poisson_sizes, bins=30, color=PALETTE["orange"], label="Poisson batches")
+    heights, _, _ = left.hist(
+        poisson_sizes, bins=30, color=PALETTE["orange"], label="Poisson batches"
+    )
     left.axvline(fixed_size, color=PALETTE["blue"], lw=3, label=f"shuffled: always {fixed_size}")
     left.set(
         xlabel="batch size (examples)", ylabel="steps", title="Poisson batch sizes vary around qN"
     )
-    left.legend(fontsize=11)
+    left.set_ylim(0, 1.4 * max(heights.max(), 1.0))  # headroom: the legend sits above the bars
+    left.legend(fontsize=11, loc="upper left")
     values, counts = np.unique(poisson_counts, return_counts=True)
     right.bar(
         values - 0.2, counts / counts.sum(), width=0.4, color=PALETTE["orange"], label="Poisson"

@@ -47,11 +47,14 @@ def plot_batch_sizes(sizes: Sequence[int], *, num_examples: int, sample_rate: fl
     sizes = np.asarray(sizes, dtype=int)
     fig, ax = new_figure(width=6.4, height=4.0)
     edges = np.arange(sizes.min() - 0.5, sizes.max() + 1.5, max(1, (np.ptp(sizes) + 1) // 12))
-    ax.hist(sizes, bins=edges, density=True, color=PALETTE["sky"], label="observed batches")
+    heights, _, _ = ax.hist(
+        sizes, bins=edges, density=True, color=PALETTE["sky"], label="observed batches"
+    )
     k = np.arange(sizes.min(), sizes.max() + 1)
+    law = stats.binom.pmf(k, num_examples, sample_rate)
     ax.plot(
         k,
-        stats.binom.pmf(k, num_examples, sample_rate),
+        law,
         color=PALETTE["vermillion"],
         label=f"Binomial({num_examples}, {sample_rate:.4g})",
     )
@@ -67,7 +70,8 @@ def plot_batch_sizes(sizes: Sequence[int], *, num_examples: int, sample_rate: fl
         ylabel="probability",
         title="Poisson sampling: every batch has a different size",
     )
-    ax.legend(fontsize=11)
+    ax.set_ylim(0, 1.5 * max(heights.max(), law.max()))  # headroom: the legend sits above
+    ax.legend(fontsize=11, loc="upper left")
     return fig
 
 
@@ -129,7 +133,10 @@ def plot_accuracy_by_epsilon(
     baseline: Sequence[float],
     title: str,
 ) -> plt.Figure:
-    """Test accuracy (one dot per seed, bar = mean) at each epsilon, next to the non-private run.
+    """Test accuracy (one dot per seed, a line at the mean) at each epsilon, and non-private.
+
+    A dot plot, not bars (a bar would have to start at 0): the axis starts 10 points below the
+    lowest run, so the few points between the columns stay visible.
 
     Args:
         epsilons: the target epsilons, one bar each.
@@ -144,7 +151,7 @@ def plot_accuracy_by_epsilon(
     fig, ax = new_figure(width=6.4, height=4.2)
     for k, v in enumerate(values):
         colour = PALETTE["black" if k == len(epsilons) else _LINE_COLOURS[k % 6]]
-        ax.bar(k, 100 * v.mean(), color=colour, alpha=0.35)
+        ax.hlines(100 * v.mean(), k - 0.3, k + 0.3, color=colour, lw=3)
         ax.plot(np.full(v.size, k), 100 * v, "o", color=colour)
         ax.annotate(
             f"{100 * v.mean():.1f} %",
