@@ -55,6 +55,11 @@ def test_auc_by_pairs_right_and_typical_wrong(capsys):
     assert check_auc_by_pairs(8.0 / 12.0, members, others) is False  # ties counted as 0
     assert "coin flip" in capsys.readouterr().out
     assert check_auc_by_pairs(0.9, members, others) is False
+    assert check_auc_by_pairs(0.7503, members, others) is True  # printed to 3 decimals
+    assert check_auc_by_pairs(75.0, members, others) is False
+    assert "not a percentage" in capsys.readouterr().out
+    assert check_auc_by_pairs(9.0, members, others) is False  # pairs ranked right, not divided
+    assert "divide by the number of pairs, 12" in capsys.readouterr().out
     assert check_auc_by_pairs(..., members, others) is False
     assert "not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError, match="answer must be a real number"):

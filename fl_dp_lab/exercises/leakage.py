@@ -69,9 +69,10 @@ def check_auc_by_pairs(answer: Any, member_scores: Any, nonmember_scores: Any) -
     """Exercise 03.2: the AUC as the share of (member, non-member) pairs ranked right.
 
     AUC = P(score(member) > score(non-member)) + 0.5 P(tie); it must match
-    the area under ``roc_curve`` to 1e-9. Catches 1 - AUC (scores used the
-    wrong way round, e.g. the loss instead of minus the loss) and ties
-    counted as 0 or 1 instead of 1/2.
+    the area under ``roc_curve`` to 5e-4 (so a value printed to 3 decimals
+    passes). Catches 1 - AUC (scores used the wrong way round, e.g. the loss
+    instead of minus the loss), ties counted as 0 or 1 instead of 1/2, a
+    percentage and a count of pairs not divided by their number.
     """
     name = "Exercise 03.2"
     if is_unanswered(answer):
@@ -89,9 +90,18 @@ def check_auc_by_pairs(answer: Any, member_scores: Any, nonmember_scores: Any) -
         return feedback(name, False, success="", hint=hint)
     if ties > 0 and (abs(value - wins) < 1e-9 or abs(value - wins - ties) < 1e-9):
         return feedback(name, False, success="", hint="a tied pair is a coin flip: count it 1/2.")
+    if value > 1:
+        pairs = members.size * others.size
+        if abs(value / 100 - expected) < 5e-4:
+            hint = "an AUC is a probability in [0, 1], not a percentage."
+        elif abs(value / pairs - expected) < 1e-9:
+            hint = f"that counts the pairs ranked right; divide by the number of pairs, {pairs}."
+        else:
+            hint = "an AUC is a share of pairs, between 0 and 1."
+        return feedback(name, False, success="", hint=hint)
     return feedback(
         name,
-        abs(value - expected) < 1e-9,
+        abs(value - expected) < 5e-4,
         success=f"AUC = {expected:.3f}: the chance the attack ranks a random member above a "
         "random non-member (the Mann-Whitney statistic).",
         hint="compare every member score with every non-member score: "
