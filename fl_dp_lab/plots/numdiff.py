@@ -79,7 +79,7 @@ def secant_explorer(
     left.plot([x], [f(np.asarray(x))], "o", color=PALETTE["blue"], markersize=6, label="x")
     left.set(xlabel="x", ylabel="f(x)", xlim=(t[0], t[-1]))
     left.set_ylim(left.get_ylim())  # freeze: the secant must not rescale the view
-    left.legend(loc="upper left")
+    left.legend(loc="lower right")  # sin near x = 1 leaves that corner empty, away from x
     steps, errors = np.asarray(steps, dtype=float), np.asarray(errors, dtype=float)
     right.loglog(steps, np.where(errors > 0, errors, np.nan), color=PALETTE["blue"])
     (marker,) = right.loglog([], [], "o", color=PALETTE["vermillion"], markersize=10)
