@@ -27,8 +27,12 @@ whole batch ("book-keeping", Bu et al. 2023).
 
 Models with trainable parameters outside ``nn.Linear``/``nn.Conv2d`` (or a
 grouped, string-padded or non-zero-padded convolution, a layer called twice,
-an in-place op on a layer output) are not covered: ``capture`` returns
-``None`` and the caller falls back to ``torch.func.vmap``.
+an in-place op on a layer output, a layer whose input's first axis is not the
+batch's, such as tokens flattened to (B * T, D) rows or a time-major (T, B, D)
+layout) are not covered: ``capture`` returns ``None`` and the caller falls
+back to ``torch.func.vmap``. Every layer must be batch-first, as in Opacus: a
+time-major layout whose T happens to equal B cannot be told apart from a
+batch-first one, and would be clipped per time step.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ def capture(
         return None  # a layer ran twice (or never), or its output was changed in place
     if any(r[0][0].dim() != 4 for (m, _, _), r in zip(modules, records) if type(m) is nn.Conv2d):
         return None  # unbatched input: no example axis to take per-sample gradients over
+    if any(r[0][0].dim() < 2 or len(r[0][0]) != len(x) or len(r[0][1]) != len(x) for r in records):
+        return None  # a layer whose first axis is not the batch (tokens flattened, time-major)
     outputs = [r[0][1] for r in records]
     # loss is the batch mean, so len(x) * d loss / d z_i = d loss_i / d z_i: start the
     # backward pass from len(x) instead of 1 (no extra multiply on the graph)

@@ -119,7 +119,8 @@ def buggy_sum_noise_not_scaled(
 
     Clipping is right, but the noise forgets the factor C (it is added as if
     C were 1), so the real noise multiplier is sigma / C. At C = 1 the bug is
-    invisible, to the audit as to the accountant: audit with C != 1.
+    invisible, to the audit as to the accountant, and at C < 1 it adds *more*
+    noise than intended, which no audit flags: audit with C > 1.
     """
     clipped = clip_per_sample(per_sample_grads, max_grad_norm=max_grad_norm)
     summed = {name: grad.sum(0) for name, grad in clipped.items()}

@@ -176,8 +176,9 @@ def dp_sgd_local_update(
             grad_sum = dpsgd.clipped_gradient_sum(
                 local, loss_fn, x[batch], y[batch], max_grad_norm=max_grad_norm
             )
-        else:
-            grad_sum = {n: torch.zeros_like(p) for n, p in local.named_parameters()}
+        else:  # a noise-only step, for the trainable parameters only (frozen ones stay put)
+            trainable = [(n, p) for n, p in local.named_parameters() if p.requires_grad]
+            grad_sum = {n: torch.zeros_like(p) for n, p in trainable}
         noisy = dpsgd.add_noise(
             grad_sum,
             max_grad_norm=max_grad_norm,
@@ -186,7 +187,8 @@ def dp_sgd_local_update(
         )
         with torch.no_grad():
             for name, p in local.named_parameters():
-                p -= lr * noisy[name] / expected_batch_size
+                if name in noisy:  # clipped_gradient_sum covers the trainable parameters
+                    p -= lr * noisy[name] / expected_batch_size
     return flatten_parameters(local) - before
 
 

@@ -93,7 +93,9 @@ def clipped_gradient_sum(
     which is the gradient of sum_i w_i loss_i, as one matrix product per
     layer ((w * G)^T A) instead of a second backward pass. It covers
     ``nn.Linear`` and ``nn.Conv2d`` (groups 1, zero padding) and falls back to
-    vmap for models with any other trainable layer. An empty batch gives zeros.
+    vmap for models with any other trainable layer, or with a layer whose input
+    does not start with the batch axis (tokens flattened to rows, time-major);
+    layers must be batch-first, as in Opacus. An empty batch gives zeros.
 
     >>> from fl_dp_lab.models import LogisticRegression
     >>> model = LogisticRegression(4, 2, generator=torch.Generator().manual_seed(0))

@@ -214,6 +214,50 @@ def test_a_weight_shared_with_an_unsupported_layer_gets_its_whole_gradient():
     )
 
 
+class _TokensFlattened(nn.Module):
+    """A head applied to every token as one (B * T, D) batch of rows, then averaged."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(6, 3, dtype=torch.float64)
+
+    def forward(self, x):
+        batch, tokens, width = x.shape
+        return self.head(x.reshape(batch * tokens, width)).reshape(batch, tokens, 3).mean(1)
+
+
+class _TimeMajor(nn.Module):
+    """A layer that sees (T, B, D): its first axis is time, not the example."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Linear(6, 3, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.mix(x.transpose(0, 1)).mean(0)
+
+
+@pytest.mark.parametrize("model_class", [_TokensFlattened, _TimeMajor])
+def test_a_layer_whose_first_axis_is_not_the_batch_is_clipped_per_example(model_class):
+    # Prepare: B = 4 examples of T = 5 tokens; large inputs, so every example is clipped
+    torch.manual_seed(0)
+    model = model_class()
+    x = 10 * torch.randn(4, 5, 6, dtype=torch.float64, generator=_gen(1))
+    y = torch.randint(0, 3, (4,), generator=_gen(2))
+    loop = per_sample_gradients(model, LOSS, x, y, method="loop")
+    reference = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.1, method="loop")
+    # Execute
+    hooks = per_sample_gradients(model, LOSS, x, y, method="hooks")
+    ghost = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.1, method="ghost")
+    norms = ghost_norms(model, LOSS, x, y)
+    # Assert: one norm per example, and the per-example clipped sum (not per token / step)
+    assert norms.shape == (4,)
+    torch.testing.assert_close(norms, per_sample_norms(loop))
+    for name in loop:
+        torch.testing.assert_close(hooks[name], loop[name])
+        torch.testing.assert_close(ghost[name], reference[name])
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     scales=st.lists(st.floats(0.0, 1e4), min_size=1, max_size=8),

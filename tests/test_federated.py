@@ -437,6 +437,24 @@ def test_record_level_dp_clients_train_and_stay_deterministic(synthetic_clients)
     assert len(history.loss) == 1 and math.isfinite(history.loss[0])
 
 
+def test_record_level_dp_leaves_a_frozen_parameter_alone_even_on_empty_batches():
+    # Prepare: an MLP whose first bias is frozen; q = 0.05 on 10 examples leaves most
+    # Poisson batches empty, so noise-only steps happen too
+    gen = _gen(3)
+    model = MLP(4, 5, 3, generator=gen)
+    model.fc1.bias.requires_grad_(False)
+    x, y = torch.randn(10, 4, generator=gen), torch.randint(0, 3, (10,), generator=gen)
+    args = dict(epochs=2, lr=0.5, sample_rate=0.05, noise_multiplier=1.0, max_grad_norm=1.0)
+    # Execute
+    update = dp_sgd_local_update(model, x, y, generator=_gen(0), **args)
+    # Assert: the frozen bias's slice of the update is exactly zero, the rest moved
+    sizes = [p.numel() for p in model.parameters()]
+    names = [n for n, _ in model.named_parameters()]
+    parts = dict(zip(names, torch.split(update, sizes)))
+    assert torch.equal(parts["fc1.bias"], torch.zeros(5))
+    assert parts["fc1.weight"].norm() > 0 and parts["fc2.weight"].norm() > 0
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
