@@ -60,6 +60,9 @@ _LOG_WINDOW_TAIL = -50.0  # composed mass left outside the FFT window: < exp(-50
 #: epsilon, though still an upper bound, drifts several percent above the truth (1e-12 at
 #: sigma = 2, q = 1, T = 1e5 gives 3 %); the RDP accountant has no such floor.
 MIN_COMPOSED_DELTA = 1e-10
+#: The smallest delta for one step: the grid cuts each tail at _TAIL_Z, and below about
+#: 1e-21 the cut-off mass (counted as an infinite loss, pessimistically) would read as eps = inf
+MIN_ONE_STEP_DELTA = 1e-20
 _MAX_ONE_STEP = 2**18  # grid points of one step's PLD, at most
 _MAX_WINDOW = 2**21  # grid points of a composed PLD (the FFT length), at most
 
@@ -88,7 +91,9 @@ def subsampled_gaussian_pld(sigma: float, q: float, interval: float, direction: 
     loss_lo, loss_hi = sorted(sign * _mixture_log_ratio(np.array([x_lo, x_hi]), sigma, q))
     if direction == "add" and q < 1.0:
         loss_hi = -math.log1p(-q)  # the add-direction loss never exceeds log(1/(1-q))
-    k = np.arange(math.floor(loss_lo / h), math.ceil(loss_hi / h) + 1)
+    # at least one interval: with an enormous sigma the whole loss range rounds to one point
+    low = math.floor(loss_lo / h)
+    k = np.arange(low, max(math.ceil(loss_hi / h), low + 1) + 1)
     losses = k * h
     x = _inverse_loss(losses, sigma, q, sign)  # boundaries, in order of increasing loss
     # P and Q masses of each interval (losses[i-1], losses[i]]
@@ -199,6 +204,13 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
             "delta",
             f">= {MIN_COMPOSED_DELTA:g} for the PLD accountant over several steps (smaller "
             "deltas drown in FFT round-off); use accountant='rdp' for them",
+            delta,
+        )
+    if not pld.composed and delta < MIN_ONE_STEP_DELTA:
+        fail(
+            "delta",
+            f">= {MIN_ONE_STEP_DELTA:g} for the PLD accountant (its grid cuts each tail at "
+            f"{_TAIL_Z:g} noise standard deviations); use accountant='rdp' for smaller ones",
             delta,
         )
     if pld.infinity_mass > delta:

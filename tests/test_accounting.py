@@ -426,6 +426,17 @@ def test_pld_refuses_a_delta_below_its_fft_floor_and_rdp_takes_it():
     exact = _exact_gaussian_epsilon(0.25, 1e-14)
     one = epsilon(noise_multiplier=4.0, sample_rate=1.0, steps=1, delta=1e-14)
     assert exact - 1e-9 <= one <= exact * 1.001
+    # ... down to the grid's tail cut (9.5 std a side, < 1.1e-21 each): below, an error, not inf
+    with pytest.raises(ValueError, match=r"delta must be >= 1e-20 for the PLD accountant"):
+        epsilon(noise_multiplier=1.0, sample_rate=0.5, steps=1, delta=1e-300)
+    assert math.isfinite(epsilon(noise_multiplier=1.0, sample_rate=0.5, steps=1, delta=1e-20))
+
+
+def test_pld_of_an_enormous_noise_multiplier_is_zero_not_infinite():
+    # sigma = 1e20: one step's losses all round to 0; the grid still needs one interval
+    for q in (0.01, 0.5, 1.0):
+        assert epsilon(noise_multiplier=1e20, sample_rate=q, steps=2, delta=1e-5) == 0.0
+        assert epsilon(noise_multiplier=1e20, sample_rate=q, steps=1, delta=1e-5) == 0.0
 
 
 @pytest.mark.parametrize(
