@@ -30,13 +30,16 @@ __all__ = [
 #: Rényi orders used by default: dp_accounting's (1.1 ... 10.9, 11 ... 63, 128 ... 1024).
 DEFAULT_ORDERS: tuple[float, ...] = _rdp.DEFAULT_ORDERS
 ACCOUNTANTS = ("rdp", "pld")
+#: Below this noise multiplier one step's privacy loss overflows float64 (RDP's terms
+#: reach exp(1 / sigma^2)): epsilon is reported as inf, the bound it is in effect.
+NEGLIGIBLE_NOISE = 1e-20
 
 
 def epsilon_checked(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
     """``accounting.epsilon`` after validation."""
     if steps == 0:
         return 0.0
-    if sigma == 0.0:
+    if sigma < NEGLIGIBLE_NOISE:  # 0 included: no noise, no privacy
         return math.inf
     if accountant == "rdp":
         rdp = steps * rdp_cached(q, sigma, DEFAULT_ORDERS)

@@ -18,7 +18,7 @@ from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from fl_dp_lab._validate import check_choice, check_int, check_real, fail
+from fl_dp_lab._validate import check_choice, check_generator, check_int, check_real, fail
 
 __all__ = [
     "GRAD_SAMPLE_MODES",
@@ -101,6 +101,7 @@ def opacus_dp_optimizer(
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
     expected_batch_size = check_int("expected_batch_size", expected_batch_size, minimum=1)
     check_choice("grad_sample_mode", grad_sample_mode, GRAD_SAMPLE_MODES)
+    generator = check_generator("generator", generator)
     ghost = grad_sample_mode == "ghost"
     extra = {"max_grad_norm": max_grad_norm} if ghost else {}
     wrapped = get_gsm_class(grad_sample_mode)(model, loss_reduction="mean", **extra)

@@ -96,3 +96,16 @@ def _describe_range(low: float | None, high: float | None, low_open: bool, high_
     if low is not None:
         return f"{'>' if low_open else '>='} {low:g}"
     return f"{'<' if high_open else '<='} {high:g}"
+
+
+def check_generator(name: str, value: Any) -> Any:
+    """Return ``value`` if it is a ``torch.Generator``; refuse anything else by name.
+
+    ``None`` is refused too: torch would silently draw from its global generator,
+    and every random draw in the course takes a generator passed in.
+    """
+    import torch  # here: the NumPy-only modules import this file without torch
+
+    if not isinstance(value, torch.Generator):
+        fail(name, "a torch.Generator, e.g. torch.Generator().manual_seed(0)", value, TypeError)
+    return value

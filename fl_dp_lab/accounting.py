@@ -32,6 +32,7 @@ from fl_dp_lab import _pld
 from fl_dp_lab._accounting_core import (
     ACCOUNTANTS,
     DEFAULT_ORDERS,
+    NEGLIGIBLE_NOISE,
     check_mechanism,
     check_orders,
     composed_pld,
@@ -135,8 +136,12 @@ def privacy_loss_distribution(
     """
     sigma, q, steps, _ = check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
     check_choice("direction", direction, ("remove", "add"))
-    if sigma == 0.0:
-        fail("noise_multiplier", "> 0 (without noise the loss is infinite)", sigma)
+    if sigma < NEGLIGIBLE_NOISE:
+        fail(
+            "noise_multiplier",
+            f">= {NEGLIGIBLE_NOISE:g} (with less noise the loss is infinite in float64)",
+            sigma,
+        )
     if steps == 0:
         return np.zeros(1), np.ones(1), 0.0
     pld = composed_pld(sigma, q, steps, direction)
@@ -171,7 +176,7 @@ def rdp_subsampled_gaussian(
     q = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
     sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
     orders = check_orders(orders)
-    if sigma == 0.0:
+    if sigma < NEGLIGIBLE_NOISE:  # 0 included; below, the terms overflow float64
         return np.full(len(orders), np.inf)
     return rdp_cached(q, sigma, tuple(orders.tolist()))
 
@@ -296,7 +301,7 @@ class PrivacyAccountant:
             totals[(sigma, q)] = totals.get((sigma, q), 0) + steps
         if not totals:
             return 0.0
-        if any(sigma == 0.0 for sigma, _ in totals):
+        if any(sigma < NEGLIGIBLE_NOISE for sigma, _ in totals):
             return math.inf
         if len(totals) == 1:
             (((sigma, q), steps),) = totals.items()

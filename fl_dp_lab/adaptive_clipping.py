@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from fl_dp_lab._validate import check_real, fail
+from fl_dp_lab._validate import check_generator, check_real, fail
 
 __all__ = ["adaptive_clip_norm", "update_noise_multiplier"]
 
@@ -104,6 +104,7 @@ def adaptive_clip_norm(
     if not isinstance(update_norms, torch.Tensor) or update_norms.dim() != 1:
         fail("update_norms", "a 1-D torch.Tensor of norms", update_norms, TypeError)
     centred_count = float(((update_norms <= clip_norm).double() - 0.5).sum())
+    generator = check_generator("generator", generator)
     noise = float(torch.randn((), generator=generator, dtype=torch.float64))
     unclipped_fraction = (centred_count + clip_count_stddev * noise) / expected_clients + 0.5
     return clip_norm * math.exp(-clip_lr * (unclipped_fraction - target_quantile))

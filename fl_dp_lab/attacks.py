@@ -28,7 +28,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fl_dp_lab._membership import auc, membership_inference_scores, roc_curve, tpr_at_fpr
-from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab._validate import (
+    check_bool,
+    check_choice,
+    check_generator,
+    check_int,
+    check_real,
+    fail,
+)
 
 __all__ = [
     "InversionResult",
@@ -174,6 +181,7 @@ def gradient_inversion(
 
     names = list(target_grads)
     targets = [target_grads[n].detach() for n in names]
+    generator = check_generator("generator", generator)
     dummy_x = torch.rand((batch_size, *input_shape), generator=generator).requires_grad_(True)
     dummy_logits = torch.randn((batch_size, num_classes), generator=generator).requires_grad_(True)
     variables = [dummy_x] if labels is not None else [dummy_x, dummy_logits]

@@ -164,13 +164,22 @@ def split_by_client(
     [(0, 3), (1,)]
     """
     x = torch.as_tensor(x, dtype=torch.float32)
-    y = torch.as_tensor(y, dtype=torch.long)
+    labels = torch.as_tensor(y)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        fail("y", "integer class labels", labels.dtype, TypeError)
+    y = labels.long()
     if len(x) != len(y):
         fail("x and y", "the same length", (len(x), len(y)))
-    return [
-        (x[torch.as_tensor(rows, dtype=torch.long)], y[torch.as_tensor(rows, dtype=torch.long)])
-        for rows in partition
-    ]
+    clients = []
+    for k, rows in enumerate(partition):
+        index = torch.as_tensor(rows)
+        if index.is_floating_point() or index.dtype == torch.bool:
+            fail(f"partition[{k}]", "an array of integer row indices", index.dtype, TypeError)
+        index = index.long()
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(y)):
+            fail(f"partition[{k}]", f"row indices in [0, {len(y)})", index.tolist()[:5])
+        clients.append((x[index], y[index]))
+    return clients
 
 
 def run_fedavg(

@@ -47,7 +47,14 @@ from fl_dp_lab._opacus_step import (
     opacus_dp_step,
     opacus_per_sample_gradients,
 )
-from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab._validate import (
+    check_bool,
+    check_choice,
+    check_generator,
+    check_int,
+    check_real,
+    fail,
+)
 from fl_dp_lab.training import evaluate
 
 __all__ = [
@@ -178,6 +185,7 @@ def make_private(
     delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     check_choice("grad_sample_mode", grad_sample_mode, GRAD_SAMPLE_MODES)
     check_choice("accountant", accountant, ("rdp", "prv"))
+    generator = check_generator("generator", generator)
     if (noise_multiplier is None) == (target_epsilon is None):
         fail(
             "noise_multiplier and target_epsilon",
@@ -242,6 +250,8 @@ def train_private(
     """
     epochs = check_int("epochs", epochs, minimum=1)
     check_bool("progress", progress)
+    if delta is not None:  # checked before training, not after it
+        delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     history = OpacusHistory()
     for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False):
         private.module.train()
@@ -296,6 +306,7 @@ def private_sweep(
     if sigmas.size == 0 or norms.size == 0:
         fail("noise_multipliers and max_grad_norms", "non-empty", (sigmas.size, norms.size))
     seed = check_int("seed", seed, minimum=0)
+    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     accuracy = np.zeros((sigmas.size, norms.size))
     epsilon = np.zeros(sigmas.size)
     private = None
@@ -342,6 +353,7 @@ def private_sweep(
 
 
 def _epsilon(private: PrivateTraining, delta: float) -> float:
+    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     if private.noise_multiplier == 0:
         return float("inf")
     return float(private.engine.get_epsilon(delta))

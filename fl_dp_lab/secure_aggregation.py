@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 import torch
 
-from fl_dp_lab._validate import check_int, fail
+from fl_dp_lab._validate import check_generator, check_int, fail
 
 __all__ = [
     "MODULUS",
@@ -50,11 +50,16 @@ _SCALE = 2**16
 def encode(update: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
     """Fixed point: round(x * scale) as int64 modulo M (negatives wrap around).
 
+    Every entry must be finite and within [-M/2, M/2) / scale (±32,768 at the
+    default scale): anything else would come back as a different number.
+
     >>> encode(torch.tensor([1.5, -1.0])).tolist()
     [98304, 4294901760]
     """
     if not isinstance(update, torch.Tensor) or not update.is_floating_point():
         fail("update", "a floating-point torch.Tensor", update, TypeError)
+    scale = check_int("scale", scale, minimum=1)
+    _check_representable("update", update.double(), scale)
     return torch.round(update.double() * scale).long() % MODULUS
 
 
@@ -64,6 +69,9 @@ def decode(encoded: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
     >>> decode(encode(torch.tensor([1.5, -1.0]))).tolist()
     [1.5, -1.0]
     """
+    if not isinstance(encoded, torch.Tensor) or encoded.is_floating_point():
+        fail("encoded", "an integer torch.Tensor (from encode)", encoded, TypeError)
+    scale = check_int("scale", scale, minimum=1)
     signed = torch.where(encoded >= MODULUS // 2, encoded - MODULUS, encoded)
     return signed.double() / scale
 
@@ -78,6 +86,7 @@ def pairwise_seeds(num_clients: int, *, generator: torch.Generator) -> torch.Ten
     (True, [0, 0, 0])
     """
     num_clients = check_int("num_clients", num_clients, minimum=2)
+    generator = check_generator("generator", generator)
     upper = torch.randint(1, 2**62, (num_clients, num_clients), generator=generator).triu(1)
     return upper + upper.T
 
@@ -154,11 +163,29 @@ def secure_sum(
     """
     if not isinstance(updates, torch.Tensor) or updates.dim() != 2 or updates.shape[0] < 2:
         fail("updates", "a float tensor (num_clients >= 2, P)", updates, ValueError)
+    # the sum must fit the modulus too, not only each update: bound it by the absolute sum
+    _check_representable("the sum of updates", updates.double().abs().sum(0), _SCALE)
     seeds = pairwise_seeds(updates.shape[0], generator=generator)
     masked = torch.stack([mask_update(encode(u), i, seeds) for i, u in enumerate(updates)])
     gone = set(dropped)
     survivors = [i for i in range(updates.shape[0]) if i not in gone]
     return decode(unmask_sum(masked, survivors, seeds)).to(updates.dtype)
+
+
+def _check_representable(name: str, values: torch.Tensor, scale: int) -> None:
+    """Refuse non-finite values and values outside the fixed-point range [-M/2, M/2) / scale."""
+    if not torch.isfinite(values).all():
+        bad = int((~torch.isfinite(values)).sum())
+        fail(name, "finite (no NaN or inf)", f"{bad} non-finite entries", ValueError)
+    limit = MODULUS // 2 / scale
+    if values.numel() and float(values.abs().max()) >= limit:
+        fail(
+            name,
+            f"within ±{limit:g} to fit the {MODULUS.bit_length() - 1}-bit fixed point at scale "
+            f"{scale} (clip the updates first)",
+            float(values.abs().max()),
+            ValueError,
+        )
 
 
 def _mask(seed: int, size: int) -> torch.Tensor:

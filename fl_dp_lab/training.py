@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fl_dp_lab._validate import check_bool, check_int, check_real, fail
+from fl_dp_lab._validate import check_bool, check_generator, check_int, check_real, fail
 
 __all__ = ["History", "evaluate", "shuffled_batches", "train"]
 
@@ -51,6 +51,7 @@ def shuffled_batches(
     """
     num_examples = check_int("num_examples", num_examples, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    generator = check_generator("generator", generator)
     return list(torch.randperm(num_examples, generator=generator).split(batch_size))
 
 

@@ -474,3 +474,17 @@ def test_accountant_history_with_a_weak_noise_phase_is_not_under_reported():
     assert 1000 < ours <= rdp.get_epsilon(1e-5)
     assert reference.get_delta(ours) <= 1e-5 * 1.001
     assert ours <= reference.get_epsilon(1e-5)
+
+
+def test_a_vanishing_noise_multiplier_reads_as_no_privacy_never_nan():
+    # below 1e-20 one step's loss overflows float64: epsilon is inf (the honest bound)
+    for sigma in (1e-21, 1e-200, 1e-300):
+        assert epsilon(noise_multiplier=sigma, sample_rate=0.5, steps=2, delta=1e-5) == math.inf
+        assert math.isinf(
+            epsilon(noise_multiplier=sigma, sample_rate=0.5, steps=2, delta=1e-5, accountant="rdp")
+        )
+        assert np.all(
+            np.isinf(rdp_subsampled_gaussian(sample_rate=0.5, noise_multiplier=sigma, orders=[2.0]))
+        )
+    with pytest.raises(ValueError, match=r"noise_multiplier must be >= 1e-20"):
+        privacy_loss_distribution(noise_multiplier=1e-200, sample_rate=0.5, steps=2)

@@ -582,3 +582,13 @@ def test_record_level_client_without_noise_or_clipping_is_full_batch_gradient_de
         generator=_gen(0),
     )
     assert clipped.norm() < 0.1 * plain.norm()
+
+
+def test_split_by_client_refuses_float_labels_and_out_of_range_rows():
+    x = np.zeros((4, 2))
+    with pytest.raises(TypeError, match="y must be integer class labels"):
+        split_by_client(x, np.array([0.5, 1.0, np.nan, 0.0]), [np.array([0, 1])])
+    with pytest.raises(ValueError, match=r"partition\[1\] must be row indices in \[0, 4\)"):
+        split_by_client(x, np.arange(4), [np.array([0]), np.array([-1, 2])])
+    with pytest.raises(TypeError, match=r"partition\[0\] must be an array of integer row"):
+        split_by_client(x, np.arange(4), [np.array([0.0, 1.0])])

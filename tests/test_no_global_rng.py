@@ -101,3 +101,48 @@ def test_package_draws_only_from_generators_passed_in(path):
 def test_notebooks_draw_only_from_their_seeded_generators(path):
     found = [call for _, call in global_draws(notebook_code(path))]
     assert [call for call in found if (path.name, call) not in ALLOWED] == []
+
+
+def _calls_that_draw(generator):
+    """One call of each public function that takes a generator, with ``generator`` passed."""
+    import torch
+
+    from fl_dp_lab.adaptive_clipping import adaptive_clip_norm
+    from fl_dp_lab.client_updates import local_update
+    from fl_dp_lab.models import LogisticRegression
+    from fl_dp_lab.opacus_bridge import opacus_dp_step
+    from fl_dp_lab.secure_aggregation import pairwise_seeds
+    from fl_dp_lab.training import shuffled_batches, train
+
+    x, y = torch.zeros(4, 3), torch.tensor([0, 1, 0, 1])
+    return {
+        "shuffled_batches": lambda: shuffled_batches(4, 2, generator),
+        "train": lambda: train(
+            LogisticRegression(3, 2), x, y, epochs=1, batch_size=2, lr=0.1, generator=generator,
+            progress=False,
+        ),
+        "local_update": lambda: local_update(
+            LogisticRegression(3, 2), x, y, epochs=1, batch_size=2, lr=0.1, generator=generator
+        ),
+        "adaptive_clip_norm": lambda: adaptive_clip_norm(
+            torch.ones(3), clip_norm=1.0, target_quantile=0.5, clip_lr=0.2,
+            clip_count_stddev=1.0, expected_clients=3.0, generator=generator,
+        ),
+        "pairwise_seeds": lambda: pairwise_seeds(3, generator=generator),
+        "opacus_dp_step": lambda: opacus_dp_step(
+            LogisticRegression(3, 2), x, y, lr=0.1, max_grad_norm=1.0, noise_multiplier=1.0,
+            expected_batch_size=4, generator=generator,
+        ),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(_calls_that_draw(None)))
+def test_a_missing_generator_is_refused_not_replaced_by_the_global_one(name):
+    import torch
+
+    # None would make torch draw from its global generator: refused by name
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        _calls_that_draw(None)[name]()
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        _calls_that_draw(0)[name]()  # a seed is not a generator
+    _calls_that_draw(torch.Generator().manual_seed(0))[name]()  # a generator works

@@ -248,6 +248,21 @@ def test_training_is_reproducible_from_the_generator():
     assert _max_abs_diff(run(), run()) == 0.0
 
 
+@pytest.mark.parametrize("delta", [1.5, 1.0, 0.0, -1.0, float("nan")])
+def test_train_private_refuses_a_delta_outside_zero_one_before_training(delta):
+    x = torch.randn(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (20,), generator=torch.Generator().manual_seed(1))
+    private = make_private(
+        MODELS["mlp"](), x, y, batch_size=10, lr=0.5, max_grad_norm=1.0, noise_multiplier=1.0,
+        generator=torch.Generator().manual_seed(3),
+    )  # fmt: skip
+    before = {k: v.detach().clone() for k, v in private.module.named_parameters()}
+    with pytest.raises(ValueError, match="delta must be"):
+        train_private(private, epochs=1, delta=delta)
+    after = dict(private.module.named_parameters())
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no step was taken
+
+
 def test_private_sweep_grid_and_no_privacy_at_sigma_zero():
     x, y = _batch(60)
     result = private_sweep(

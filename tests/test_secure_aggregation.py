@@ -78,3 +78,17 @@ def test_bad_input_is_refused():
         unmask_sum(torch.zeros(3, 2, dtype=torch.long), [], seeds)
     with pytest.raises(ValueError, match="num_clients must be an integer >= 2"):
         pairwise_seeds(1, generator=_gen())
+
+
+def test_values_the_fixed_point_cannot_hold_are_refused_not_wrapped():
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="update must be finite"):
+        encode(torch.tensor([float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="update must be within ±32768"):
+        encode(torch.tensor([1e6]))
+    with pytest.raises(ValueError, match="the sum of updates must be within ±32768"):
+        secure_sum(torch.tensor([[40_000.0], [40_000.0]]) / 2, generator=gen)  # sum 40,000
+    with pytest.raises(ValueError, match="scale must be an integer >= 1"):
+        encode(torch.tensor([1.0]), scale=0)
+    with pytest.raises(TypeError, match="encoded must be an integer torch.Tensor"):
+        decode(torch.tensor([1.0]))

@@ -70,6 +70,12 @@ def test_the_y_axis_stays_on_the_tight_accountants_when_composition_explodes():
     plt.close(fig)
 
 
+def test_dashboard_opens_at_sigma_zero_and_says_no_privacy():
+    box = accounting_dashboard(noise_multiplier=0.0)
+    readout = box.children[3]  # sigma, q, steps sliders, then the readout, then the figure
+    assert "no privacy" in readout.value or "ε = ∞" in readout.value
+
+
 def test_dashboard_validates_its_inputs():
     with pytest.raises(ValueError, match="noise_multiplier must be in"):
         accounting_dashboard(noise_multiplier=11.0)

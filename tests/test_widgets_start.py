@@ -22,3 +22,8 @@ def test_moving_the_slider_updates_the_readout():
 def test_readout_validates_its_inputs():
     with pytest.raises(ValueError, match="h must be > 0, got 0.0"):
         central_difference_readout(1.0, h=0.0)
+
+
+def test_hello_slider_refuses_a_value_off_its_range():
+    with pytest.raises(ValueError, match=r"value must be in \[-3, 3\]"):
+        hello_slider(5.0)

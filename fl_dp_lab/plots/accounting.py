@@ -97,7 +97,9 @@ def update_epsilon_steps_figure(
         if tight:
             high = min(high, 1e3 * max(tight))
         ax.set_ylim(max(low / 1.5, 1e-4), high * 1.5)
-        ax.set_xlim(0.8, max(float(np.max(steps)), 2.0) * 1.25)
+    elif ax.get_ylim()[0] <= 0:  # drawn first with sigma = 0: a log axis needs positive limits
+        ax.set_ylim(1e-2, 1e2)
+    ax.set_xlim(0.8, max(float(np.max(steps)), 2.0) * 1.25)
     ax.set_title(title)
     artists["fig"].canvas.draw_idle()
 

@@ -29,7 +29,9 @@ def hello_slider(value: float = 1.0) -> widgets.VBox:
 
     If moving the slider changes the text below it, ipywidgets works in this
     JupyterLab: the browser sent the value to Python and Python answered.
+    ``value`` must lie on the slider, in [-3, 3].
     """
+    value = check_real("value", value, low=-3.0, high=3.0)
     slider = widgets.FloatSlider(
         value=value, min=-3.0, max=3.0, step=0.25, description="x", continuous_update=True
     )
