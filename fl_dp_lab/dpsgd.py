@@ -24,6 +24,7 @@ re-exports the first and builds the step on both.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -361,16 +362,34 @@ def _add_clipped_sum(
         captured = _ghost.capture(model, loss_fn, x, y, params)
         if captured is not None:
             layers, loss = captured
+            _check_finite_loss(float(loss))  # before anything is summed into ``out``
             norms = _ghost.squared_norms(layers).sqrt_()
             _ghost.clipped_sum(layers, _clip_factors(norms, max_grad_norm, scale), out)
             return float(loss)
         method = "vmap"
+    with torch.no_grad():
+        mean_loss = _check_finite_loss(float(loss_fn(model(x), y)))
     grads = per_sample_gradients(model, loss_fn, x, y, method)
     clipped = clip_per_sample(grads, max_grad_norm=max_grad_norm)
     for name, g in clipped.items():
         out[name].add_(g.sum(0), alpha=scale)
-    with torch.no_grad():
-        return float(loss_fn(model(x), y))
+    return mean_loss
+
+
+def _check_finite_loss(loss: float) -> float:
+    """A NaN or inf loss would put NaN into every weight: refuse it before any update.
+
+    Checking the loss costs nothing (it is computed anyway) and catches a NaN or
+    inf anywhere in the batch or the weights; a pass over x would cost a quarter
+    of a step.
+    """
+    if not math.isfinite(loss):
+        fail(
+            "x",
+            "a batch with a finite loss (look for NaN or inf in x, or in the model's weights)",
+            f"loss {loss}",
+        )
+    return loss
 
 
 def _gaussian_like(param: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
