@@ -56,6 +56,23 @@ def shuffled_batches(
 
 
 @torch.no_grad()
+def check_data(x: object, y: object, name: str = "x and y") -> None:
+    """Refuse data the models cannot take: tensors, float inputs, integer labels, one length.
+
+    >>> check_data(torch.zeros(2, 3), [0, 1])
+    Traceback (most recent call last):
+    ...
+    TypeError: x and y must be torch.Tensors (x float, y integer labels), got ('Tensor', 'list')
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        fail(name, "torch.Tensors (x float, y integer labels)",
+             (type(x).__name__, type(y).__name__), TypeError)  # fmt: skip
+    if not x.is_floating_point() or y.is_floating_point() or y.dtype == torch.bool:
+        fail(name, "a float x and integer labels y", (str(x.dtype), str(y.dtype)), TypeError)
+    if x.dim() == 0 or len(x) != len(y) or len(x) == 0:
+        fail(name, "non-empty with the same length", (tuple(x.shape), tuple(y.shape)))
+
+
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -68,8 +85,7 @@ def evaluate(
     >>> evaluate(LogisticRegression(4, 2), torch.zeros(2, 4), torch.tensor([0, 1]))
     (0.6931471824645996, 0.5)
     """
-    if len(x) != len(y) or len(x) == 0:
-        fail("x and y", "non-empty with the same length", (len(x), len(y)))
+    check_data(x, y)
     was_training = model.training
     model.eval()
     logits = model(x)
@@ -116,8 +132,7 @@ def train(
     lr = check_real("lr", lr, low=0.0, low_open=True)
     weight_decay = check_real("weight_decay", weight_decay, low=0.0)
     check_bool("progress", progress)
-    if len(x) != len(y):
-        fail("x and y", "the same length", (len(x), len(y)))
+    check_data(x, y)
     if (x_test is None) != (y_test is None):
         fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -74,5 +74,11 @@ def test_train_rejects_bad_arguments():
         train(model, x, y, epochs=1, batch_size=2, lr=0.0, generator=gen)
     with pytest.raises(ValueError, match="epochs must be an integer >= 1, got 0"):
         train(model, x, y, epochs=0, batch_size=2, lr=0.1, generator=gen)
-    with pytest.raises(ValueError, match="x and y must be the same length"):
+    with pytest.raises(ValueError, match="x and y must be non-empty with the same length"):
         train(model, x, y[:3], epochs=1, batch_size=2, lr=0.1, generator=gen)
+    with pytest.raises(TypeError, match="x and y must be torch.Tensors"):
+        evaluate(model, x.numpy(), y)  # NumPy data: named, not a torch error deep inside
+    with pytest.raises(TypeError, match="x and y must be a float x and integer labels y"):
+        evaluate(model, x, y.float())
+    with pytest.raises(TypeError, match="x and y must be a float x and integer labels y"):
+        train(model, x.long(), y, epochs=1, batch_size=2, lr=0.1, generator=gen)

@@ -103,3 +103,11 @@ def test_figures_draw_what_they_are_given():
     counts = client_label_counts(np.array([0, 1, 1]), [np.array([0, 1]), np.array([2])], 2)
     assert counts.tolist() == [[1, 1], [0, 1]]
     assert torch.is_tensor(torch.as_tensor(counts))
+
+
+def test_the_readout_of_a_run_with_no_rounds_says_so():
+    from fl_dp_lab._simulation import FederatedHistory
+    from fl_dp_lab.widgets.federated import dp_fedavg_readout
+
+    with pytest.raises(ValueError, match="history must be a run with at least one round"):
+        dp_fedavg_readout(1.0, 1.0, 10, FederatedHistory(), 1e-5)

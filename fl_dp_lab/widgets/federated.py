@@ -96,6 +96,8 @@ def dp_fedavg_readout(
     >>> dp_fedavg_readout(0.0, 1.0, 1, h, 1e-5).split(":")[0]
     'σ = 0, C = 1, 1 client a round'
     """
+    if not history.epsilon or not history.accuracy:
+        fail("history", "a run with at least one round", history)
     noun = "client" if clients == 1 else "clients"
     prefix = f"σ = {noise_multiplier:g}, C = {clip_norm:g}, {clients} {noun} a round: "
     eps = history.epsilon[-1]
