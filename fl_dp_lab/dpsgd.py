@@ -41,7 +41,14 @@ from fl_dp_lab._per_sample import (
     per_sample_gradients,
     per_sample_norms,
 )
-from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab._validate import (
+    check_bool,
+    check_choice,
+    check_generator,
+    check_int,
+    check_real,
+    fail,
+)
 from fl_dp_lab.training import History, evaluate
 
 __all__ = [
@@ -128,7 +135,7 @@ def add_noise(
     """
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
-    _check_generator(generator)
+    check_generator("generator", generator)
     std = noise_multiplier * max_grad_norm
     if std == 0.0:
         return {name: g.clone() for name, g in grad_sum.items()}
@@ -154,7 +161,7 @@ def poisson_batches(
     num_examples = check_int("num_examples", num_examples, minimum=1)
     sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
     steps = check_int("steps", steps, minimum=0)
-    _check_generator(generator)
+    check_generator("generator", generator)
     return [
         (torch.rand(num_examples, generator=generator) < sample_rate).nonzero().flatten()
         for _ in range(steps)
@@ -196,7 +203,7 @@ def dp_sgd_step(
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
     size = check_real("expected_batch_size", expected_batch_size, low=0.0, low_open=True)
-    _check_generator(generator)
+    check_generator("generator", generator)
     check_choice("method", method, CLIP_METHODS)
     _check_batch(model, x, y, allow_empty=True)
     return _step(
@@ -404,7 +411,3 @@ def _clip_factors(norms: torch.Tensor, max_grad_norm: float, scale: float = 1.0)
     """scale * min(1, C / (norm + 1e-6)) for every example, computed in ``norms``'s memory."""
     return norms.add_(1e-6).reciprocal_().mul_(max_grad_norm * scale).clamp_(max=scale)
 
-
-def _check_generator(generator: object) -> None:
-    if not isinstance(generator, torch.Generator):
-        fail("generator", "a torch.Generator", generator, TypeError)

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from fl_dp_lab._validate import check_int, fail
+from fl_dp_lab._validate import check_generator, check_int
 
 __all__ = ["MLP", "LogisticRegression", "SmallCNN", "count_parameters", "reset_parameters"]
 
@@ -76,7 +76,7 @@ class MLP(nn.Module):
             check_int("in_features", in_features, minimum=1), check_int("hidden", hidden, minimum=1)
         )
         self.fc2 = nn.Linear(hidden, check_int("num_classes", num_classes, minimum=2))
-        reset_parameters(self, _check_generator(generator))
+        reset_parameters(self, check_generator("generator", generator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.tanh(self.fc1(x.flatten(1))))
@@ -104,7 +104,7 @@ class SmallCNN(nn.Module):
         self.conv2 = nn.Conv2d(16, 32, 4, stride=2)
         self.fc1 = nn.Linear(32 * 4 * 4, 32)
         self.fc2 = nn.Linear(32, check_int("num_classes", num_classes, minimum=2))
-        reset_parameters(self, _check_generator(generator))
+        reset_parameters(self, check_generator("generator", generator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:
@@ -121,7 +121,7 @@ def reset_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     biases, applied to weights too, drawn from ``generator`` instead of the
     global RNG so a seed fixes the model. Returns ``model`` for chaining.
     """
-    _check_generator(generator)
+    check_generator("generator", generator)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -136,13 +136,3 @@ def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-
-def _check_generator(generator: object) -> torch.Generator:
-    if not isinstance(generator, torch.Generator):
-        fail(
-            "generator",
-            "a torch.Generator (e.g. torch.Generator().manual_seed(0))",
-            generator,
-            TypeError,
-        )
-    return generator
