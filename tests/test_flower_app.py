@@ -298,13 +298,23 @@ from fl_dp_lab.flower_simulation import simulate
 
 result = FlowerResult()
 simulate(make_server_app(result, json.loads(sys.argv[1])), make_client_app(), num_supernodes=4)
-left = []
-for p in psutil.Process().children(recursive=True):
-    try:
-        if p.status() != psutil.STATUS_ZOMBIE:
-            left.append(p.cmdline()[:2])
-    except psutil.NoSuchProcess:  # exited while we looked: not left behind
-        pass
+import time
+
+def still_running():
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p.cmdline()[:2])
+        except psutil.NoSuchProcess:  # exited while we looked: not left behind
+            pass
+    return found
+
+# a short-lived helper caught mid-run (platform.architecture's `file -b`, seen once in CI)
+# is not left behind: only what still runs after the same 15 s grace as the group check
+deadline = time.monotonic() + 15.0
+while (left := still_running()) and time.monotonic() < deadline:
+    time.sleep(0.2)
 print(json.dumps({"clients": result.history.clients, "weights": result.weights.tolist(),
                   "left": left}))
 """
