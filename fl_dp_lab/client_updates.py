@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fl_dp_lab._validate import check_int, check_real, fail
-from fl_dp_lab.training import shuffled_batches
+from fl_dp_lab.training import check_data, shuffled_batches
 
 __all__ = [
     "assign_flat_parameters",
@@ -107,7 +107,7 @@ def local_update(
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     lr = check_real("lr", lr, low=0.0, low_open=True)
-    _check_client_data(x, y)
+    check_data(x, y)
     local = copy.deepcopy(model)
     before = flatten_parameters(local)
     params = list(local.parameters())
@@ -162,7 +162,7 @@ def dp_sgd_local_update(
     sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
-    _check_client_data(x, y)
+    check_data(x, y)
     from fl_dp_lab import dpsgd
 
     local = copy.deepcopy(model)
@@ -190,10 +190,3 @@ def dp_sgd_local_update(
                 if name in noisy:  # clipped_gradient_sum covers the trainable parameters
                     p -= lr * noisy[name] / expected_batch_size
     return flatten_parameters(local) - before
-
-
-def _check_client_data(x: object, y: object) -> None:
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        fail("x and y", "torch.Tensors", (type(x).__name__, type(y).__name__), TypeError)
-    if len(x) != len(y) or len(x) == 0:
-        fail("x and y", "non-empty with the same length", (len(x), len(y)))
