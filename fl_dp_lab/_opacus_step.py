@@ -10,7 +10,9 @@ the same batch. Nothing here re-implements DP-SGD.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -61,7 +63,8 @@ def opacus_per_sample_gradients(
     saved = {name: p.grad for name, p in model.named_parameters()}
     gsm = GradSampleModule(model, loss_reduction="mean")
     try:
-        loss_fn(gsm(x), y).backward()
+        with ignore_no_input_grad_warning():
+            loss_fn(gsm(x), y).backward()
         grads = {name: p.grad_sample.detach().clone() for name, p in model.named_parameters()}
     finally:
         gsm.to_standard_module()
@@ -166,9 +169,33 @@ def opacus_dp_step(
     )
     try:
         optimizer.zero_grad()
-        criterion(wrapped(x), y).backward()
+        with ignore_no_input_grad_warning():
+            criterion(wrapped(x), y).backward()
         optimizer.step()
         noisy = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
     finally:
         wrapped.to_standard_module()
     return noisy
+
+
+@contextmanager
+def ignore_no_input_grad_warning() -> Iterator[None]:
+    """Ignore torch's "Full backward hook is firing ..." warning, and only it, in the block.
+
+    Opacus puts a full backward hook on every layer. On the first layer none
+    of the inputs needs a gradient (the input is the data batch), so torch
+    warns that the hook gets None where the gradient with respect to the
+    inputs would be. The warning is harmless here: Opacus's hook ignores that
+    argument (``_forward_input``) and uses only the gradient with respect to
+    the outputs and the activations saved in the forward pass. Making the
+    batch require a gradient would also silence it, but would compute a
+    gradient with respect to the data that nothing uses.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="Full backward hook is firing when gradients are computed with respect to "
+            "module outputs since no inputs require gradients",
+            category=UserWarning,
+        )
+        yield

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from fl_dp_lab._opacus_step import (
     GRAD_SAMPLE_MODES,
+    ignore_no_input_grad_warning,
     opacus_dp_optimizer,
     opacus_dp_step,
     opacus_per_sample_gradients,
@@ -259,7 +260,8 @@ def train_private(
         for xb, yb in private.data_loader:
             private.optimizer.zero_grad()
             loss = private.criterion(private.module(xb), yb)
-            loss.backward()
+            with ignore_no_input_grad_warning():  # harmless: the data needs no gradient
+                loss.backward()
             private.optimizer.step()
             losses.append(float(loss.detach()) if len(xb) else float("nan"))
         history.epoch.append(epoch)

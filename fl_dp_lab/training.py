@@ -88,9 +88,11 @@ def evaluate(
     check_data(x, y)
     was_training = model.training
     model.eval()
-    logits = model(x)
+    with torch.no_grad():  # evaluation needs no graph; float() on a graph tensor warns
+        logits = model(x)
+        loss = loss_fn(logits, y)
     model.train(was_training)
-    return float(loss_fn(logits, y)), float((logits.argmax(1) == y).float().mean())
+    return loss.item(), (logits.argmax(1) == y).float().mean().item()
 
 
 def train(

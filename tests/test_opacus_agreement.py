@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -25,8 +26,6 @@ MODELS = {
     "cnn": lambda: SmallCNN(10, generator=torch.Generator().manual_seed(0)),
 }
 loss_fn = nn.functional.cross_entropy
-# Opacus warns about its secure RNG and full backward hooks on every call; neither matters here.
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _batch(n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +60,25 @@ def test_opacus_per_sample_gradients_leaves_the_model_clean():
     for p in model.parameters():
         assert p.grad is None and not hasattr(p, "grad_sample")
     assert type(model) is MLP and not model._forward_hooks
+
+
+@pytest.mark.parametrize("mode", ["hooks", "functorch", "ghost"])
+def test_bridge_backward_passes_raise_no_warning(mode):
+    # torch warns "Full backward hook is firing ..." on the first layer (its input, the
+    # data, needs no gradient); the bridge ignores exactly that, so nothing reaches a learner
+    x, y = _batch(8)
+    step = dict(lr=0.1, max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        opacus_per_sample_gradients(MODELS["mlp"](), x, y)
+        opacus_dp_step(
+            MODELS["mlp"](), x, y, generator=torch.Generator(), grad_sample_mode=mode, **step
+        )
+        private = make_private(
+            MODELS["mlp"](), x, y, batch_size=4, lr=0.1, max_grad_norm=1.0,
+            noise_multiplier=1.0, generator=torch.Generator(), grad_sample_mode=mode,
+        )  # fmt: skip
+        train_private(private, epochs=1, delta=None)
 
 
 @pytest.mark.parametrize("our_method", ["ghost", "vmap"])

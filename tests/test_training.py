@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -65,6 +67,23 @@ def test_logistic_regression_on_digits_reaches_documented_accuracy():
     assert history.train_loss[-1] < history.train_loss[0]
     assert 0.92 <= history.test_accuracy[-1] <= 0.99
     assert evaluate(model, x_test, y_test)[1] == history.test_accuracy[-1]
+
+
+def test_evaluate_matches_a_direct_computation_without_a_warning():
+    # float() of a loss that carries a graph warns ("Converting a tensor with
+    # requires_grad=True to a scalar"); evaluate builds no graph, so it must not warn
+    generator = torch.Generator().manual_seed(0)
+    model = LogisticRegression(5, 3)
+    torch.nn.init.normal_(model.linear.weight, generator=generator)
+    x, y = torch.randn(7, 5, generator=generator), torch.randint(0, 3, (7,), generator=generator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        loss, accuracy = evaluate(model, x, y)
+    with torch.no_grad():
+        logits = x @ model.linear.weight.T + model.linear.bias
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), abs=1e-6)
+    assert accuracy == float((logits.argmax(1) == y).float().mean())
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_train_rejects_bad_arguments():
