@@ -65,7 +65,7 @@ def jupyterlab(tmp_path):
     # "Select Kernel" dialog otherwise)
     panel = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
     panel.mkdir(parents=True)
-    (panel / "panel.jupyterlab-settings").write_text(json.dumps({"autoStartDefaultKernel": True}))
+    (panel / "tracker.jupyterlab-settings").write_text(json.dumps({"autoStartDefaultKernel": True}))
     port, token = _free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # inline figures
     env.update(

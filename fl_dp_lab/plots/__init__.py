@@ -15,6 +15,7 @@ from typing import Any
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
 
 __all__ = ["PALETTE", "course_style", "figure_png", "new_figure"]
 
@@ -90,6 +91,10 @@ def figure_png(fig: plt.Figure) -> bytes:
     if not isinstance(fig, mpl.figure.Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    width, height = canvas.get_width_height(physical=True)
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     buffer = io.BytesIO()
-    canvas.print_png(buffer)
+    # zlib level 1: a third of the encode time of the default level, files ~20 % larger
+    image.convert("RGB").save(buffer, format="png", compress_level=1)
     return buffer.getvalue()

@@ -1,26 +1,43 @@
-"""Showing a dashboard's figure in its ``Output`` widget."""
+"""Showing a dashboard's figure, and the box that marks a dashboard on the page."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import Image, display
 
 from fl_dp_lab.plots import figure_png
 
-__all__ = ["freeze_layout", "show_figure"]
+__all__ = ["dashboard_box", "figure_view", "freeze_layout", "show_figure"]
 
 
-def show_figure(output: widgets.Output, fig: plt.Figure) -> None:
-    """Replace what ``output`` shows with ``fig``, rendered once to PNG (see ``figure_png``)."""
-    png = figure_png(fig)
-    with output:
-        output.clear_output(wait=True)
-        display(Image(data=png, format="png"))
+def figure_view() -> widgets.Image:
+    """The widget a dashboard's figure is shown in (CSS class ``fl-dp-lab-figure``).
+
+    An ``Image`` whose PNG bytes are swapped on each redraw: the browser replaces one
+    picture in place, with no output area cleared and rebuilt (no flicker, no jump).
+    It shrinks to the notebook's width and keeps its aspect ratio.
+    """
+    view = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+    view.add_class("fl-dp-lab-figure")
+    return view
+
+
+def dashboard_box(children: Sequence[widgets.Widget]) -> widgets.VBox:
+    """A dashboard's top-level box (CSS class ``fl-dp-lab-dashboard``, for the browser tour)."""
+    box = widgets.VBox(list(children))
+    box.add_class("fl-dp-lab-dashboard")
+    return box
+
+
+def show_figure(output: widgets.Image, fig: plt.Figure) -> None:
+    """Show ``fig`` in ``output`` (a ``figure_view``), rendered once to PNG (``figure_png``)."""
+    output.value = figure_png(fig)
 
 
 def freeze_layout(fig: plt.Figure) -> None:
-    """Close ``fig`` in pyplot (it shows only through an ``Output``), lay it out once, keep that.
+    """Close ``fig`` in pyplot (it shows only in a ``figure_view``), lay it out once, keep that.
 
     Redraws then skip the layout solve. ``plt.close`` leaves the figure a canvas that
     cannot draw, so the layout is run with ``draw_without_rendering``.

@@ -10,7 +10,7 @@ import ipywidgets as widgets
 from fl_dp_lab._validate import check_int, check_real
 from fl_dp_lab.accounting import COMPOSITIONS, epsilon_curves
 from fl_dp_lab.plots.accounting import epsilon_steps_figure, update_epsilon_steps_figure
-from fl_dp_lab.widgets._output import freeze_layout, show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["accounting_dashboard", "accounting_readout"]
 
@@ -91,7 +91,7 @@ def accounting_dashboard(
     )
     readout = widgets.HTML()
     readout.add_class("fl-dp-lab-readout")
-    output = widgets.Output()
+    output = figure_view()
 
     def curves(s: float, rate: float, t: int):
         with warnings.catch_warnings():  # "best Rényi order at the grid's edge": API advice
@@ -127,4 +127,4 @@ def accounting_dashboard(
     for slider in (sigma_slider, q_slider, steps_slider):
         slider.observe(show, names="value")
     show()
-    return widgets.VBox([sigma_slider, q_slider, steps_slider, readout, output])
+    return dashboard_box([sigma_slider, q_slider, steps_slider, readout, output])

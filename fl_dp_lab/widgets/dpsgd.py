@@ -18,7 +18,7 @@ from fl_dp_lab.plots.dpsgd import (
     gradient_plane,
     update_clipping_figure,
 )
-from fl_dp_lab.widgets._output import show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
 
 __all__ = ["clipping_dashboard", "step_readout"]
 
@@ -82,7 +82,7 @@ def clipping_dashboard(
                                description="C", continuous_update=False)  # fmt: skip
     readout = widgets.HTML()
     readout.add_class("fl-dp-lab-readout")
-    output = widgets.Output()
+    output = figure_view()
 
     def picture() -> ClippingPicture:
         return clipping_picture(
@@ -91,7 +91,7 @@ def clipping_dashboard(
         )  # fmt: skip
 
     fig, artists = clipping_figure(picture())
-    plt.close(fig)  # shown only through the Output below, never twice
+    plt.close(fig)  # shown only through the figure view below, never twice
 
     def show(_: object = None) -> None:
         current = picture()
@@ -110,4 +110,4 @@ def clipping_dashboard(
     sigma.observe(show, names="value")
     clip.observe(show, names="value")
     show()
-    return widgets.VBox([sigma, clip, readout, output])
+    return dashboard_box([sigma, clip, readout, output])

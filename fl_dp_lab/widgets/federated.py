@@ -21,7 +21,7 @@ from fl_dp_lab.plots.federated import (
     update_dirichlet_figure,
     update_dp_fedavg_figure,
 )
-from fl_dp_lab.widgets._output import show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
 
 __all__ = ["dirichlet_dashboard", "dp_fedavg_dashboard", "dp_fedavg_readout"]
 
@@ -61,7 +61,7 @@ def dirichlet_dashboard(
     )
     readout = widgets.HTML()
     readout.add_class("fl-dp-lab-readout")
-    output = widgets.Output()
+    output = figure_view()
     fig, artists = dirichlet_figure(
         labels, partitions[alpha], histories, alpha, num_classes=num_classes
     )
@@ -78,7 +78,7 @@ def dirichlet_dashboard(
 
     slider.observe(lambda change: show(change["new"]), names="value")
     show(alpha)
-    return widgets.VBox([slider, readout, output])
+    return dashboard_box([slider, readout, output])
 
 
 def dp_fedavg_readout(
@@ -144,7 +144,7 @@ def dp_fedavg_dashboard(
     ]
     readout = widgets.HTML()
     readout.add_class("fl-dp-lab-readout")
-    output = widgets.Output()
+    output = figure_view()
     fig, artists = dp_fedavg_figure(sweep[start], max_epsilon=max_epsilon)
     plt.close(fig)
 
@@ -157,4 +157,4 @@ def dp_fedavg_dashboard(
     for slider in sliders:
         slider.observe(show, names="value")
     show()
-    return widgets.VBox([*sliders, readout, output])
+    return dashboard_box([*sliders, readout, output])

@@ -8,7 +8,7 @@ import ipywidgets as widgets
 
 from fl_dp_lab._validate import check_real
 from fl_dp_lab.plots.mechanisms import gaussian_privacy_figure, update_gaussian_privacy_figure
-from fl_dp_lab.widgets._output import freeze_layout, show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["gaussian_dashboard", "privacy_readout"]
 
@@ -47,7 +47,7 @@ def gaussian_dashboard(
     )
     readout = widgets.HTML()
     readout.add_class("fl-dp-lab-readout")
-    output = widgets.Output()
+    output = figure_view()
     fig, artists = gaussian_privacy_figure(sigma, sensitivity=sensitivity, delta=delta)
     freeze_layout(fig)
 
@@ -58,4 +58,4 @@ def gaussian_dashboard(
 
     slider.observe(lambda change: show(change["new"]), names="value")
     show(sigma)
-    return widgets.VBox([slider, readout, output])
+    return dashboard_box([slider, readout, output])

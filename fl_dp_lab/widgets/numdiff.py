@@ -17,7 +17,7 @@ import numpy as np
 from fl_dp_lab._validate import check_choice, check_real
 from fl_dp_lab.numdiff import central_difference, forward_difference
 from fl_dp_lab.plots.numdiff import secant_explorer, update_secant_explorer
-from fl_dp_lab.widgets._output import show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
 
 __all__ = ["step_size_explorer"]
 
@@ -61,7 +61,7 @@ def step_size_explorer(
     method_buttons = widgets.ToggleButtons(options=list(_METHODS), value=method)
     dtype_buttons = widgets.ToggleButtons(options=list(_DTYPES), value=dtype)
     readout = widgets.HTML()
-    output = widgets.Output()
+    output = figure_view()
     state: dict = {}
 
     def estimate(step: float) -> float:
@@ -87,7 +87,7 @@ def step_size_explorer(
         readout.value = _readout(method_buttons.value, dtype_buttons.value, step, slope, exact)
         show_figure(output, state["fig"])
 
-    box = widgets.VBox([widgets.HBox([method_buttons, dtype_buttons]), h_slider, output, readout])
+    box = dashboard_box([widgets.HBox([method_buttons, dtype_buttons]), h_slider, output, readout])
     h_slider.observe(redraw, names="value")
     method_buttons.observe(rebuild, names="value")
     dtype_buttons.observe(rebuild, names="value")

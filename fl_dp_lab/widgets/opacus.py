@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 
 from fl_dp_lab._validate import fail
 from fl_dp_lab.plots.opacus import plot_sweep, update_sweep
-from fl_dp_lab.widgets._output import show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
 
 __all__ = ["sweep_dashboard", "sweep_readout"]
 
@@ -59,7 +59,7 @@ def sweep_dashboard(
     sigma = sigmas[len(sigmas) // 2] if noise_multiplier is None else float(noise_multiplier)
     norm = norms[len(norms) // 2] if max_grad_norm is None else float(max_grad_norm)
     fig, artists = plot_sweep(result, sigma, norm)  # validates the start cell
-    plt.close(fig)  # shown only through the Output below, never twice
+    plt.close(fig)  # shown only through the figure view below, never twice
     sigma_slider = widgets.SelectionSlider(
         options=[(f"{s:g}", s) for s in sigmas], value=sigma, description="σ"
     )
@@ -68,7 +68,7 @@ def sweep_dashboard(
     )
     readout = widgets.HTML()
     readout.add_class("fl-dp-lab-readout")
-    output = widgets.Output()
+    output = figure_view()
 
     def show(_: Any = None) -> None:
         accuracy, epsilon = update_sweep(artists, result, sigma_slider.value, norm_slider.value)
@@ -80,4 +80,4 @@ def sweep_dashboard(
     sigma_slider.observe(show, names="value")
     norm_slider.observe(show, names="value")
     show()
-    return widgets.VBox([sigma_slider, norm_slider, readout, output])
+    return dashboard_box([sigma_slider, norm_slider, readout, output])

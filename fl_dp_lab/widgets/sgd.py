@@ -15,7 +15,7 @@ import ipywidgets as widgets
 from fl_dp_lab._validate import fail
 from fl_dp_lab.plots.sgd import sweep_panels, update_sweep_panels
 from fl_dp_lab.training import History
-from fl_dp_lab.widgets._output import show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
 
 __all__ = ["learning_rate_explorer"]
 
@@ -62,7 +62,7 @@ def learning_rate_explorer(
     for slider in (lr_slider, size_slider):
         slider.style.description_width = "initial"
     fig, artists = sweep_panels(runs)
-    output, readout = widgets.Output(), widgets.HTML()
+    output, readout = figure_view(), widgets.HTML()
 
     def update(_: object = None) -> None:
         history = runs[(lr_slider.value, size_slider.value)]
@@ -73,7 +73,7 @@ def learning_rate_explorer(
 
     lr_slider.observe(update, names="value")
     size_slider.observe(update, names="value")
-    box = widgets.VBox([widgets.HBox([lr_slider, size_slider]), output, readout])
+    box = dashboard_box([widgets.HBox([lr_slider, size_slider]), output, readout])
     box.figure = fig
     update()
     return box
