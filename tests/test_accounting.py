@@ -381,7 +381,10 @@ def test_pld_epsilon_grows_with_steps_and_stays_below_rdp(q, sigma, steps):
     kwargs = dict(noise_multiplier=sigma, sample_rate=q, delta=1e-5)
     pld = epsilon(steps=steps, **kwargs)
     assert epsilon(steps=2 * steps, **kwargs) >= pld
-    assert pld <= epsilon(steps=steps, accountant="rdp", **kwargs) + 1e-9
+    with warnings.catch_warnings():  # a drawn case may put the best order at the grid's edge:
+        warnings.filterwarnings("ignore", "the best Rényi order", RuntimeWarning)  # still a bound
+        rdp = epsilon(steps=steps, accountant="rdp", **kwargs)
+    assert pld <= rdp + 1e-9
 
 
 def _exact_gaussian_epsilon(mu: float, delta: float) -> float:
