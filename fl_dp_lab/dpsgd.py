@@ -410,4 +410,3 @@ def _gaussian_like(param: torch.Tensor, std: float, generator: torch.Generator) 
 def _clip_factors(norms: torch.Tensor, max_grad_norm: float, scale: float = 1.0) -> torch.Tensor:
     """scale * min(1, C / (norm + 1e-6)) for every example, computed in ``norms``'s memory."""
     return norms.add_(1e-6).reciprocal_().mul_(max_grad_norm * scale).clamp_(max=scale)
-

@@ -42,6 +42,7 @@ from torch import nn
 from fl_dp_lab._validate import check_int, fail
 from fl_dp_lab.data import iid_partition, load_digits
 from fl_dp_lab.federated import assign_flat_parameters, flatten_parameters, local_update
+from fl_dp_lab.flower_simulation import captured_flower_log
 from fl_dp_lab.models import LogisticRegression
 from fl_dp_lab.training import evaluate
 
@@ -215,13 +216,17 @@ def deliver(
     partition_id: int,
     num_partitions: int,
     node_id: int = 1,
+    log: list[str] | None = None,
 ) -> Message:
     """Hand one message to ``app`` in this process, as a SuperNode would, and return the reply.
 
     For looking at a ClientApp's answers without starting Ray or a
     SuperLink. Outside a running Flower app a ``Message`` needs a run id,
     so this sets Flower's task identity (run 0, node ``node_id``) when none
-    is set.
+    is set. What Flower logs while the app handles the message (a mod's
+    error, say) is not printed: an error the app reports is in the reply
+    (``reply.error.reason``), and the log lines go to ``log`` when given.
+    Exceptions the app raises propagate.
 
     Args:
         app: the ClientApp.
@@ -229,6 +234,7 @@ def deliver(
         content: the records the server would send.
         partition_id, num_partitions: the node config of the receiving node.
         node_id: the receiving node's id.
+        log: a list that Flower's log lines (``"LEVEL: message"``) are appended to.
 
     Returns:
         The reply ``Message`` (check ``reply.has_error()``).
@@ -237,6 +243,8 @@ def deliver(
 
     if not isinstance(app, ClientApp):
         fail("app", "a flwr.clientapp.ClientApp", app, TypeError)
+    if log is not None and not isinstance(log, list):
+        fail("log", "a list (or None)", log, TypeError)
     num_partitions = check_int("num_partitions", num_partitions, minimum=1)
     partition_id = check_int("partition_id", partition_id, minimum=0, maximum=num_partitions - 1)
     if TaskIdentity._run_id is None:
@@ -249,7 +257,11 @@ def deliver(
         run_config={},
     )
     message = Message(content, dst_node_id=node_id, message_type=message_type, group_id="0")
-    return app(message, context)
+    with captured_flower_log() as lines:
+        reply = app(message, context)
+    if log is not None:
+        log.extend(lines)
+    return reply
 
 
 def _partition(context: Context) -> tuple[int, int]:

@@ -61,6 +61,7 @@ from fl_dp_lab.flower_app import (
     flat_to_arrays,
     make_model,
 )
+from fl_dp_lab.flower_simulation import without_flower_log
 from fl_dp_lab.training import evaluate
 
 __all__ = [
@@ -154,8 +155,14 @@ def make_flower_dp_server_app(
         nodes, partitions = _nodes_by_partition(grid, float(config["timeout"]))
         out.partitions = partitions
         m = max(1, round(config["sample-rate"] * len(nodes)))
+        # No federated evaluation (the test set is evaluated centrally): FedAvg logs that
+        # it skips it, a warning about the setting we chose, so that one line is dropped.
+        with without_flower_log(r"^fraction_evaluate is set to 0\.0"):
+            fedavg = FedAvg(
+                fraction_train=m / len(nodes), fraction_evaluate=0.0, min_available_nodes=1
+            )
         strategy = DifferentialPrivacyServerSideFixedClipping(
-            FedAvg(fraction_train=m / len(nodes), fraction_evaluate=0.0, min_available_nodes=1),
+            fedavg,
             noise_multiplier=config["noise-multiplier"],
             clipping_norm=config["clip-norm"],
             num_sampled_clients=m,

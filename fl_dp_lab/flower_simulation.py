@@ -23,16 +23,25 @@ config's ``timeout``, so a stuck run ends with an error, not a hang; and
 when a run ends early (Ray failed to start), the ServerApp's thread, which
 Flower leaves running, stops waiting for replies at once instead of keeping
 the process alive until its timeout.
+
+Flower logs through the ``"flwr"`` logger to stderr, which Jupyter shows
+as red error output. ``simulate`` shows warnings and errors only, and drops
+the one notice every run prints, that ``run_simulation`` itself is
+deprecated, with ``without_flower_log``; every other warning and error is
+shown as usual. ``captured_flower_log`` collects Flower's log lines in a
+list, for a cell that prints them as plain output.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flwr.app import Context, Message
@@ -41,7 +50,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fl_dp_lab._validate import check_bool, check_int, fail
 
-__all__ = ["BINDER_BACKEND_CONFIG", "simulate"]
+__all__ = ["BINDER_BACKEND_CONFIG", "captured_flower_log", "simulate", "without_flower_log"]
 
 #: One CPU for all ClientApps, a 80 MB object store, no dashboard.
 BINDER_BACKEND_CONFIG: dict[str, Any] = {
@@ -88,6 +97,9 @@ def simulate(
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's future default (and no FutureWarning from ray.init): with num_gpus=0 it leaves
+    # CUDA_VISIBLE_DEVICES alone instead of setting it empty; the ClientApps use no GPU.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     logger = logging.getLogger("flwr")
     level = logger.level
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -96,12 +108,16 @@ def simulate(
             before = _child_pids()
             stopped = threading.Event()
             try:
-                run_simulation(
-                    server_app=_stoppable(server_app, stopped),
-                    client_app=client_app,
-                    num_supernodes=num_supernodes,
-                    backend_config=BINDER_BACKEND_CONFIG,
-                )
+                # Flower 1.42 deprecates run_simulation in favour of the `flwr run` CLI, which
+                # runs the ServerApp in another process and so cannot hand its result back;
+                # it has no other in-process API, so only this one notice is dropped.
+                with without_flower_log(r"The `run_simulation` function is deprecated"):
+                    run_simulation(
+                        server_app=_stoppable(server_app, stopped),
+                        client_app=client_app,
+                        num_supernodes=num_supernodes,
+                        backend_config=BINDER_BACKEND_CONFIG,
+                    )
                 return
             except RuntimeError as error:
                 if attempt == attempts or not _ray_failed_to_start(error):
@@ -119,6 +135,61 @@ def simulate(
                 _stop_new_children(before)
     finally:
         logger.setLevel(level)
+
+
+@contextmanager
+def captured_flower_log() -> Iterator[list[str]]:
+    """Collect Flower's log lines in a list instead of printing them on stderr.
+
+    While the block runs, every record of level INFO or above that Flower
+    logs (from any thread) is appended to the list as ``"LEVEL: message"``
+    and not handed to Flower's console handler; DEBUG records are left to
+    the handlers (which show them only when ``FLWR_LOG_LEVEL=DEBUG``).
+    Exceptions are not log records: they still propagate.
+
+    >>> from flwr.common.logger import log
+    >>> with captured_flower_log() as lines:
+    ...     log(logging.INFO, "round %d done", 1)
+    >>> lines
+    ['INFO: round 1 done']
+    """
+    lines: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO:
+            return True
+        lines.append(f"{record.levelname}: {record.getMessage()}")
+        return False
+
+    with _flower_log_filter(keep):
+        yield lines
+
+
+@contextmanager
+def without_flower_log(pattern: str) -> Iterator[None]:
+    """Drop the Flower log records whose message matches ``pattern`` while the block runs.
+
+    For one known, harmless line; every other record is logged as usual.
+
+    Args:
+        pattern: a regular expression, searched for (``re.search``) in the message.
+    """
+    if not isinstance(pattern, str):
+        fail("pattern", "a regular expression (str)", pattern, TypeError)
+    regex = re.compile(pattern)
+    with _flower_log_filter(lambda record: regex.search(record.getMessage()) is None):
+        yield
+
+
+@contextmanager
+def _flower_log_filter(keep: Callable[[logging.LogRecord], bool]) -> Iterator[None]:
+    """Apply ``keep`` to every record Flower logs (Flower logs through one ``flwr`` logger)."""
+    logger = logging.getLogger("flwr")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _stoppable(server_app: ServerApp, stopped: threading.Event) -> ServerApp:

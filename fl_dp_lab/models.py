@@ -135,4 +135,3 @@ def reset_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

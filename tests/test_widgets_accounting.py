@@ -66,7 +66,29 @@ def test_the_y_axis_stays_on_the_tight_accountants_when_composition_explodes():
     fig, artists = epsilon_steps_figure(grid, curves, title="t", delta=1e-5)
     top = artists["ax"].get_ylim()[1]
     tight = max(np.max(curves["rdp"]), np.max(curves["pld"]))
-    assert tight < top <= 1.5e3 * tight
+    # 1e3 x the tight curves, times 1.5, rounded up to a whole decade
+    assert tight < top <= 1.5e4 * tight
+    # and the legend says that composition's curve is above the axis
+    labels = [t.get_text() for t in artists["ax"].get_legend().texts]
+    assert "advanced (DRV 2010) (ε above the axis)" in labels
+    assert "RDP" in labels
+    plt.close(fig)
+
+
+def test_the_epsilon_axis_keeps_its_decades_while_the_curves_fit():
+    # Arrange: a figure at sigma = 1; then a slightly larger sigma (lower curves, same decades)
+    grid, curves = epsilon_curves(noise_multiplier=1.0, sample_rate=0.01, steps=1000,
+                                  delta=1e-5, points=4)  # fmt: skip
+    fig, artists = epsilon_steps_figure(grid, curves, title="t", delta=1e-5)
+    before = artists["ax"].get_ylim()
+    grid2, curves2 = epsilon_curves(noise_multiplier=1.05, sample_rate=0.01, steps=1000,
+                                    delta=1e-5, points=4)  # fmt: skip
+    # Act
+    update_epsilon_steps_figure(artists, grid2, curves2, title="t2")
+    # Assert: the axis did not move (only the lines did), and its limits are whole decades
+    assert artists["ax"].get_ylim() == before
+    assert np.allclose(np.log10(before), np.round(np.log10(before)))
+    assert artists["lines"]["rdp"].get_ydata()[-1] == pytest.approx(curves2["rdp"][-1])
     plt.close(fig)
 
 

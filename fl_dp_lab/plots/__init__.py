@@ -10,6 +10,9 @@ they will update, so widgets can redraw in place instead of rebuilding.
 from __future__ import annotations
 
 import io
+import math
+import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import matplotlib as mpl
@@ -17,7 +20,17 @@ import matplotlib.pyplot as plt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-__all__ = ["PALETTE", "course_style", "figure_png", "new_figure"]
+__all__ = [
+    "PALETTE",
+    "animate",
+    "course_style",
+    "figure_jpeg",
+    "figure_png",
+    "new_figure",
+    "set_limits",
+    "snap_up",
+    "sticky_limit",
+]
 
 #: Okabe-Ito colours, distinguishable with the common colour-vision deficiencies.
 PALETTE: dict[str, str] = {
@@ -75,26 +88,171 @@ def new_figure(
     return figure
 
 
+#: Mantissas ``snap_up`` rounds to: fine enough that a curve fills most of its panel.
+_SNAPS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def snap_up(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 3, 4, 5, 6, 8 times a power of ten that is >= ``value``.
+
+    Dashboards set axis limits to snapped values, so most slider steps keep the axes
+    (and ``figure_png`` redraws only the moving curves) while the curve still fills
+    most of its panel.
+
+    >>> snap_up(4.2), snap_up(0.031), snap_up(8.0), snap_up(0.0)
+    (5.0, 0.04, 8.0, 0.0)
+    """
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"value must be finite and >= 0, got {value!r}")
+    if value == 0:
+        return 0.0
+    power = 10.0 ** math.floor(math.log10(value))
+    for mantissa in _SNAPS:
+        snapped = float(f"{mantissa * power:.12g}")  # 3 * 0.01 is 0.030000000000000002
+        if snapped >= value * (1 - 1e-12):
+            return snapped
+    return 10.0 * power
+
+
+def sticky_limit(current: float, needed: float, *, fill: float = 0.6) -> float:
+    """An axis limit that moves only when it must: ``current`` while ``needed`` fits it well.
+
+    Keeps ``current`` while ``fill * current <= needed <= current`` (the data reaches at
+    least ``fill`` of the way to the limit), else returns ``snap_up(needed)``. A slider
+    step then rarely changes the axes, and the figure redraws only its moving curves.
+
+    >>> sticky_limit(5.0, 4.2), sticky_limit(5.0, 5.5), sticky_limit(5.0, 2.0)
+    (5.0, 6.0, 2.0)
+    """
+    if not 0.0 < fill <= 1.0:
+        raise ValueError(f"fill must be in (0, 1], got {fill!r}")
+    if math.isfinite(current) and current > 0 and fill * current <= needed <= current:
+        return current
+    return snap_up(needed)
+
+
+def set_limits(
+    ax: plt.Axes,
+    xlim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> None:
+    """Set an axes' limits only where they change (equal limits set again still mark the
+    figure stale, and ``figure_png`` would redraw all of it)."""
+    if xlim is not None and tuple(ax.get_xlim()) != tuple(xlim):
+        ax.set_xlim(xlim)
+    if ylim is not None and tuple(ax.get_ylim()) != tuple(ylim):
+        ax.set_ylim(ylim)
+
+
+class _Blit:
+    """What ``figure_png`` keeps of a figure whose moving artists ``animate`` named."""
+
+    def __init__(self, artists: list[mpl.artist.Artist]) -> None:
+        self.artists = artists
+        self.background: Any = None  # the canvas without the animated artists, once drawn
+
+
+_BLITS: weakref.WeakKeyDictionary[mpl.figure.Figure, _Blit] = weakref.WeakKeyDictionary()
+
+
+def animate(fig: plt.Figure, artists: Iterable[mpl.artist.Artist]) -> None:
+    """Name the artists a dashboard moves; ``figure_png``/``figure_jpeg`` then redraw only those.
+
+    The rest of the figure (axes, ticks, labels, titles, legends, static lines) is drawn
+    once and kept as a bitmap; each render pastes it back and draws the named artists on
+    top, in their axes' order and by zorder (a legend named here is drawn over the
+    curves; one left out stays under them). The static part is drawn again whenever
+    matplotlib marks the figure stale: a change of axis limits, a title text, an artist
+    added or removed. Animated artists do not mark it stale (matplotlib's own rule), so
+    moving them with ``set_data``, ``set_text``, ``set_visible`` ... costs only their
+    drawing. ``animate`` may be called again to add artists.
+
+    >>> fig, ax = new_figure(width=2.0, height=1.0)
+    >>> (line,) = ax.plot([0, 1], [0, 1])
+    >>> animate(fig, [line])
+    >>> first = figure_png(fig); line.set_ydata([1, 0]); second = figure_png(fig)
+    >>> first != second
+    True
+    """
+    if not isinstance(fig, mpl.figure.Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    artists = list(artists)
+    for artist in artists:
+        if not isinstance(artist, mpl.artist.Artist) or artist.get_figure(root=True) is not fig:
+            raise ValueError(f"artists must be artists of fig, got {artist!r}")
+        artist.set_animated(True)
+    blit = _BLITS.setdefault(fig, _Blit([]))
+    blit.artists += [a for a in artists if a not in blit.artists]
+    blit.background = None
+
+
+def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
+    """Paste the static background (drawing it first if stale), then the animated artists."""
+    blit.artists = [a for a in blit.artists if a.get_figure(root=True) is fig]  # drop removed
+    if blit.background is None or fig.stale:
+        canvas.draw()  # skips animated artists
+        blit.background = canvas.copy_from_bbox(fig.bbox)
+    else:
+        canvas.restore_region(blit.background)
+    renderer = canvas.get_renderer()
+    axes = list(dict.fromkeys(a.axes for a in blit.artists))
+    for artist in sorted(
+        (a for a in blit.artists if a.get_visible()),
+        key=lambda a: (a.axes is None, axes.index(a.axes), a.get_zorder()),
+    ):
+        artist.draw(renderer)
+    # Drawing a legend re-places its frame, which marks the figure stale; the background
+    # matches the figure's static state now, so that mark is dropped.
+    fig.stale = False
+
+
+def _render(fig: plt.Figure) -> Image.Image:
+    """The figure drawn once on an Agg canvas (only its animated artists, if it has them)."""
+    if not isinstance(fig, mpl.figure.Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    blit = _BLITS.get(fig)
+    if blit is None:
+        canvas.draw()
+    else:
+        _draw_blit(canvas, fig, blit)
+    width, height = canvas.get_width_height(physical=True)
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    return image.convert("RGB")
+
+
 def figure_png(fig: plt.Figure) -> bytes:
     """The figure as PNG bytes at its own size and dpi, drawn once.
 
     Jupyter's inline backend saves figures with ``bbox_inches="tight"`` and
     ``savefig`` draws a figure with a layout engine once more before printing;
-    printing straight from an Agg canvas draws it once, so a dashboard's redraw
-    costs less than half of what ``display(fig)`` costs. A figure that ``plt.close``
-    left without a drawing canvas is given an Agg one.
+    printing straight from an Agg canvas draws it once. A figure that ``plt.close``
+    left without a drawing canvas is given an Agg one. A figure whose moving artists
+    ``animate`` named redraws only those while the rest of it is unchanged.
 
     >>> fig, ax = new_figure(width=2.0, height=1.0)
     >>> figure_png(fig)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
     True
     """
-    if not isinstance(fig, mpl.figure.Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    canvas.draw()
-    width, height = canvas.get_width_height(physical=True)
-    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     buffer = io.BytesIO()
     # zlib level 1: a third of the encode time of the default level, files ~20 % larger
-    image.convert("RGB").save(buffer, format="png", compress_level=1)
+    _render(fig).save(buffer, format="png", compress_level=1)
+    return buffer.getvalue()
+
+
+def figure_jpeg(fig: plt.Figure, *, quality: int = 95) -> bytes:
+    """The figure as JPEG bytes, drawn like ``figure_png``: what a dashboard sends per redraw.
+
+    At quality 95 with full-resolution colour (no chroma subsampling) lines and text
+    look as sharp as in a PNG; encoding takes about 2 ms where PNG takes 12 ms for a
+    three-panel dashboard.
+
+    >>> fig, ax = new_figure(width=2.0, height=1.0)
+    >>> figure_jpeg(fig)[:3] == b"\\xff\\xd8\\xff"
+    True
+    """
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be an integer in [1, 100], got {quality!r}")
+    buffer = io.BytesIO()
+    _render(fig).save(buffer, format="jpeg", quality=quality, subsampling=0)
     return buffer.getvalue()

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 
-from fl_dp_lab.plots import _STYLE, PALETTE, new_figure
+from fl_dp_lab.plots import _STYLE, PALETTE, animate, new_figure
 
 __all__ = [
     "METHOD_COLOURS",
@@ -37,12 +37,19 @@ METHOD_LABELS = {
 
 
 def epsilon_steps_figure(
-    steps: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str, delta: float
+    steps: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    *,
+    title: str,
+    delta: float,
+    max_steps: int = 100_000,
 ) -> tuple[Any, dict[str, Any]]:
     """Log-log epsilon against steps, one line per method; returns (fig, artists).
 
-    ``artists`` holds the axes, one line per method and a centred "no privacy"
-    text, so ``update_epsilon_steps_figure`` can redraw in place.
+    The step axis is fixed from 1 to ``max_steps`` (a larger T draws a longer line);
+    the epsilon axis spans whole decades and moves only when the curves leave it or
+    shrink well inside it. ``artists`` holds the axes, one line per method and a
+    centred "no privacy" text, so ``update_epsilon_steps_figure`` can redraw in place.
     """
     fig, ax = new_figure(width=7.0, height=4.2)
     with mpl.rc_context(_STYLE):
@@ -73,7 +80,11 @@ def epsilon_steps_figure(
             fontsize=14,
             visible=False,
         )
+        ax.set_xlim(0.8, 1.25 * max_steps)
+        ax.set_ylim(1e-2, 1e2)  # whole decades from the start; the update widens them
+        ax.set_title(" ")
     artists = {"fig": fig, "ax": ax, "lines": lines, "no_privacy": text}
+    animate(fig, [*lines.values(), text, ax.title])
     update_epsilon_steps_figure(artists, steps, curves, title=title)
     return fig, artists
 
@@ -96,12 +107,16 @@ def update_epsilon_steps_figure(
         tight = [v.max() for name, v in zip(curves, finite) if name in ("rdp", "pld") and len(v)]
         if tight:
             high = min(high, 1e3 * max(tight))
-        ax.set_ylim(max(low / 1.5, 1e-4), high * 1.5)
-    elif ax.get_ylim()[0] <= 0:  # drawn first with sigma = 0: a log axis needs positive limits
-        ax.set_ylim(1e-2, 1e2)
-    ax.set_xlim(0.8, max(float(np.max(steps)), 2.0) * 1.25)
-    ax.set_title(title)
-    artists["fig"].canvas.draw_idle()
+        bottom, top = ax.get_ylim()
+        if not (bottom <= low and high <= top and top / bottom <= 1e3 * high / low):
+            ax.set_ylim(10.0 ** np.floor(np.log10(max(low / 1.5, 1e-4))),
+                        10.0 ** np.ceil(np.log10(high * 1.5)))  # fmt: skip
+    # a method whose whole curve lies above the axis says so in the legend
+    bottom, top = ax.get_ylim()
+    for text, (name, values) in zip(ax.get_legend().texts, curves.items(), strict=True):
+        seen = none or bool(np.any(np.isfinite(values) & (values <= top)))
+        text.set_text(METHOD_LABELS[name] + ("" if seen else " (ε above the axis)"))
+    ax.title.set_text(title)
 
 
 def amplification_figure(

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from fl_dp_lab._validate import check_int, check_real
 from fl_dp_lab.dpsgd import add_noise, clip_per_sample
-from fl_dp_lab.plots import PALETTE, new_figure
+from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, snap_up
 
 __all__ = [
     "ClippingPicture",
@@ -134,17 +134,23 @@ def clipping_figure(picture: ClippingPicture) -> tuple[plt.Figure, dict[str, Any
     (artists["true"],) = right.plot(
         [], [], "*", ms=18, color=PALETTE["black"], label="true mean gradient"
     )
-    (artists["clipped_mean"],) = right.plot(
-        [], [], "o", ms=10, color=PALETTE["blue"], label="clipped mean"
-    )
     (artists["step"],) = right.plot(
         [], [], "D", ms=10, color=PALETTE["vermillion"], label="one privatised step"
     )
+    # a ring over the diamond: at a small sigma*C the step sits on the clipped mean
+    (artists["clipped_mean"],) = right.plot(
+        [], [], "o", ms=16, mfc="none", mew=2.5, color=PALETTE["blue"], label="clipped mean",
+        zorder=3,
+    )  # fmt: skip
     right.set(xlabel="along the mean gradient", ylabel="across it", aspect="equal")
     for axis in (right.xaxis, right.yaxis):  # at a small C the steps are ~1e-3: few, short ticks
         axis.set_major_locator(MaxNLocator(nbins=4))
     right.ticklabel_format(style="sci", scilimits=(-2, 3))
     right.legend(loc="upper left", fontsize=11)
+    left.set_title(" ")
+    right.set_title(" ")
+    animate(fig, [artists[k] for k in ("raw", "clipped", "ball", "cloud", "true", "step",
+                                       "clipped_mean")] + [left.title, right.title])  # fmt: skip
     update_clipping_figure(artists, picture)
     return fig, artists
 
@@ -156,26 +162,29 @@ def update_clipping_figure(artists: dict[str, Any], picture: ClippingPicture) ->
     artists["clipped"].set_offsets(picture.clipped)
     artists["ball"].set_radius(c)
     reach = 1.15 * max(c, float(np.abs(picture.points).max()))
-    artists["left"].set(xlim=(-reach, reach), ylim=(-reach, reach))
-    artists["left"].set_title(f"Clipping pulls every gradient inside radius C = {c:.2f}")
+    set_limits(artists["left"], (-reach, reach), (-reach, reach))
+    artists["left"].title.set_text(f"Clipping pulls every gradient inside radius C = {c:.2f}")
     artists["cloud"].set_offsets(picture.cloud)
     artists["true"].set_data([picture.true_mean[0]], [picture.true_mean[1]])
     artists["clipped_mean"].set_data([picture.clipped_mean[0]], [picture.clipped_mean[1]])
     artists["step"].set_data([picture.step[0]], [picture.step[1]])
     marks = np.vstack([picture.cloud, picture.true_mean, picture.clipped_mean, picture.step])
-    centre = marks.mean(0)
-    half = 1.15 * max(
-        float(np.abs(marks - centre).max()), 0.25 * float(np.abs(picture.true_mean).max()), 1e-3
+    low, high = marks.min(0), marks.max(0)
+    half = 0.575 * max(
+        float((high - low).max()), 0.5 * float(np.abs(picture.true_mean).max()), 2e-3
     )
-    artists["right"].set(
-        xlim=(centre[0] - half, centre[0] + half), ylim=(centre[1] - half, centre[1] + half)
-    )
+    # the view moves only when a mark leaves it or the marks shrink to under 60 % of it
+    (x0, x1), (y0, y1) = artists["right"].get_xlim(), artists["right"].get_ylim()
+    inside = x0 <= low[0] and high[0] <= x1 and y0 <= low[1] and high[1] <= y1
+    if not (inside and half >= 0.6 * (x1 - x0) / 2):
+        centre, half = (low + high) / 2, snap_up(half)
+        set_limits(artists["right"], (centre[0] - half, centre[0] + half),
+                   (centre[1] - half, centre[1] + half))  # fmt: skip
     if picture.noise_multiplier == 0:
         title = "σ = 0: no noise, no privacy (the step is the clipped mean)"
     else:
         title = f"σ = {picture.noise_multiplier:.2f}: noise std σC/B = {picture.noise_std:.3g}"
-    artists["right"].set_title(title)
-    artists["fig"].canvas.draw_idle()
+    artists["right"].title.set_text(title)
 
 
 def timing_figure(milliseconds: dict[str, float]) -> plt.Figure:

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from fl_dp_lab._simulation import FederatedHistory
-from fl_dp_lab.plots import PALETTE, new_figure
+from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, sticky_limit
 
 __all__ = [
     "client_label_counts",
@@ -115,7 +115,8 @@ def dirichlet_figure(
             alpha=0.6,
             label=f"every run: α = {others}" if i == 0 else None,
         )
-    (bold,) = right.plot([], [], color=PALETTE["blue"], lw=3.0)
+    (bold,) = right.plot([], [], color=PALETTE["blue"], lw=3.0, label="the α chosen")
+    right.legend(loc="lower right", fontsize=9)
     right.set_xlabel("round")
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_ylabel("test accuracy (%)")
@@ -131,6 +132,10 @@ def dirichlet_figure(
         "num_classes": num_classes,
         "histories": histories,
     }
+    left.set_title(" ")
+    right.set_title(" ")
+    patches = [patch for container in bars for patch in container.patches]
+    animate(fig, [*patches, bold, left.title, right.title])
     update_dirichlet_figure(artists, partition, alpha)
     return fig, artists
 
@@ -146,18 +151,17 @@ def update_dirichlet_figure(
             patch.set_x(start)
             patch.set_width(width)
         lefts = lefts + counts[:, c]
-    # room on the right for the digit legend, so it never covers a client's bar
-    artists["left"].set_xlim(0, max(1.0, lefts.max()) * 1.5)
+    # room on the right for the digit legend, so it never covers a client's bar; the axis
+    # moves only when a bar would reach the legend or all bars shrink well inside it
+    need = 1.5 * max(1.0, float(lefts.max()))
+    set_limits(artists["left"], (0, sticky_limit(artists["left"].get_xlim()[1], need, fill=0.75)))
     history = artists["histories"][alpha]
     artists["bold"].set_data(history.round, 100 * np.asarray(history.accuracy))
-    artists["bold"].set_label(f"α = {alpha:g}")
-    artists["right"].legend(loc="best", fontsize=9)
     final = history.accuracy[-1]
-    artists["left"].set_title(f"α = {alpha:g}: labels per client")
-    artists["right"].set_title(
-        f"FedAvg reaches {100 * final:.0f} % after {history.round[-1]} rounds"
+    artists["left"].title.set_text(f"α = {alpha:g}: labels per client")
+    artists["right"].title.set_text(
+        f"α = {alpha:g}: FedAvg reaches {100 * final:.0f} % after {history.round[-1]} rounds"
     )
-    artists["fig"].canvas.draw_idle()
     return final
 
 
@@ -194,6 +198,9 @@ def dp_fedavg_figure(
         "acc": acc_line,
         "no_privacy": no_privacy,
     }
+    left.set_title(" ")
+    right.set_title(" ")
+    animate(fig, [eps_line, acc_line, no_privacy, left.title, right.title])
     update_dp_fedavg_figure(artists, history)
     return fig, artists
 
@@ -204,12 +211,11 @@ def update_dp_fedavg_figure(artists: dict[str, Any], history: FederatedHistory) 
     # sigma = 0: no epsilon curve at all (x and y must stay the same length)
     artists["eps"].set_data(history.round if finite else [], history.epsilon if finite else [])
     artists["no_privacy"].set_visible(not finite)
-    artists["left"].set_xlim(0, history.round[-1] + 1)
+    set_limits(artists["left"], (0, history.round[-1] + 1))
     artists["acc"].set_data(history.round, 100 * np.asarray(history.accuracy))
-    artists["right"].set_xlim(0, history.round[-1] + 1)
+    set_limits(artists["right"], (0, history.round[-1] + 1))
     eps_text = f"ε = {history.epsilon[-1]:.2f}" if finite else "ε = ∞"
-    artists["left"].set_title(f"privacy spent: {eps_text}")
-    artists["right"].set_title(
+    artists["left"].title.set_text(f"privacy spent: {eps_text}")
+    artists["right"].title.set_text(
         f"accuracy after {history.round[-1]} rounds: {100 * history.accuracy[-1]:.1f} %"
     )
-    artists["fig"].canvas.draw_idle()

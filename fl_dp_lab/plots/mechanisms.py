@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from fl_dp_lab.mechanisms import gaussian_delta, gaussian_epsilon, gaussian_privacy_loss
-from fl_dp_lab.plots import PALETTE, new_figure
+from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, sticky_limit
 
 __all__ = [
     "gaussian_privacy_figure",
@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 _EPSILONS = np.linspace(0.0, 8.0, 161)
+_ABOVE = {"loc": "lower center", "bbox_to_anchor": (0.5, 1.08), "fontsize": 10, "frameon": False,
+          "borderaxespad": 0.0}  # fmt: skip
 
 
 def plot_neighbour_densities(
@@ -85,16 +87,20 @@ def gaussian_privacy_figure(
     Returns:
         ``(fig, artists)``; pass ``artists`` to ``update_gaussian_privacy_figure``.
     """
-    fig, axes = new_figure(1, 3, width=4.6, height=3.8)
+    fig, axes = new_figure(1, 3, width=4.6, height=4.1)
     dens, loss, curve = axes
     (line_d,) = dens.plot([], [], color=PALETTE["blue"], label="M(D), q(D) = 0")
     (line_dp,) = dens.plot(
         [], [], color=PALETTE["orange"], ls="--", label=f"M(D'), q(D') = {sensitivity:g}"
     )
     dens.set(xlabel="released value", ylabel="density", title="Outputs on neighbours")
-    dens.legend(loc="upper right", fontsize=10)
+    # Legends sit above the panels: curves and markers move over the whole of each panel.
+    dens.legend(**_ABOVE)
     (loss_line,) = loss.plot([], [], color=PALETTE["green"])
     eps_marker = loss.axvline(0.0, color=PALETTE["vermillion"], ls=":", label="ε at fixed δ")
+    tail = loss.fill_between(
+        [0.0, 1.0], [0.0, 0.0], color=PALETTE["vermillion"], alpha=0.3, label="L > ε: paid by δ"
+    )
     loss.set(xlabel="privacy loss L (nats)", ylabel="density", title="Privacy-loss distribution")
     no_loss_text = loss.text(
         0.5, 0.5, "no noise: L = +∞ for sure\n(each output names its dataset)",
@@ -104,19 +110,22 @@ def gaussian_privacy_figure(
         0.03, 0.7, "", transform=loss.transAxes, ha="left", va="center", fontsize=11,
         color=PALETTE["vermillion"],
     )  # fmt: skip
-    loss.legend(loc="upper right", fontsize=10)
+    loss.legend(**_ABOVE)
     (curve_line,) = curve.plot([], [], color=PALETTE["purple"], label="exact δ(ε)")
     curve.axhline(delta, color=PALETTE["black"], lw=1, ls="--", label=f"δ = {delta:g}")
     curve_marker = curve.axvline(0.0, color=PALETTE["vermillion"], ls=":")
     curve.set(xlabel="ε", ylabel="δ(ε)", yscale="log", xlim=(0, _EPSILONS[-1]), ylim=(1e-12, 1.5))
     curve.set_title("δ(ε) of the Gaussian mechanism")
-    curve.legend(loc="lower left", fontsize=10)
+    curve.legend(**_ABOVE)
+    title = fig.suptitle(" ", fontsize=13)
     artists = {
         "fig": fig, "axes": axes, "line_d": line_d, "line_dp": line_dp, "loss_line": loss_line,
         "eps_marker": eps_marker, "curve_line": curve_line, "curve_marker": curve_marker,
-        "no_loss_text": no_loss_text, "tail": None, "tail_text": tail_text,
+        "no_loss_text": no_loss_text, "tail": tail, "tail_text": tail_text, "title": title,
         "sensitivity": sensitivity, "delta": delta,
     }  # fmt: skip
+    animate(fig, [line_d, line_dp, loss_line, eps_marker, tail, curve_line, curve_marker,
+                  no_loss_text, tail_text, title])  # fmt: skip
     update_gaussian_privacy_figure(artists, sigma)
     return fig, artists
 
@@ -132,47 +141,48 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
     s, delta = artists["sensitivity"], artists["delta"]
     dens, loss, curve = artists["axes"]
     epsilon = gaussian_epsilon(sigma=sigma, delta=delta, sensitivity=s)
-    if artists["tail"] is not None:
-        artists["tail"].remove()
-        artists["tail"] = None
     no_privacy = math.isinf(epsilon)  # sigma = 0, or so small that no epsilon holds
     artists["no_loss_text"].set_visible(no_privacy)
     artists["tail_text"].set_visible(not no_privacy)
-    for marker in (artists["eps_marker"], artists["curve_marker"]):
-        marker.set_visible(not no_privacy)  # before the legend, which copies it
+    for artist in (artists["eps_marker"], artists["curve_marker"], artists["tail"]):
+        artist.set_visible(not no_privacy)
     loss.get_legend().set_visible(not no_privacy)
+    # Limits are sticky (sticky_limit): most sigma steps keep the axes, only curves move.
     if no_privacy:
         artists["line_d"].set_data([0.0, 0.0], [0.0, 1.0])
         artists["line_dp"].set_data([s, s], [0.0, 1.0])
-        dens.set(xlim=(-1.0 * s, 2.0 * s), ylim=(0.0, 1.1))
+        set_limits(dens, (-1.0 * s, 2.0 * s), (0.0, 1.1))
         artists["loss_line"].set_data([], [])
         artists["curve_line"].set_data(_EPSILONS, np.ones_like(_EPSILONS))
-        loss.set(xlim=(0.0, 1.0), ylim=(0.0, 1.0))
-        curve.set_xlim(0.0, _EPSILONS[-1])
+        set_limits(loss, (0.0, 1.0), (0.0, 1.0))
+        set_limits(curve, (0.0, _EPSILONS[-1]))
         fig_title = f"σ = {sigma:g}: the exact answer is released, no privacy: ε = ∞"
     else:
-        x = np.linspace(-4 * sigma, s + 4 * sigma, 400)
+        half = sticky_limit(-dens.get_xlim()[0], 4 * sigma)
+        x = np.linspace(-half, s + half, 400)
         artists["line_d"].set_data(x, stats.norm.pdf(x, 0.0, sigma))
         artists["line_dp"].set_data(x, stats.norm.pdf(x, s, sigma))
-        dens.set(xlim=(x[0], x[-1]), ylim=(0.0, 1.15 / (sigma * math.sqrt(2 * math.pi))))
+        peak = 1.0 / (sigma * math.sqrt(2 * math.pi))
+        set_limits(dens, (x[0], x[-1]), (0.0, sticky_limit(dens.get_ylim()[1], 1.1 * peak)))
         mean, std = gaussian_privacy_loss(sigma=sigma, sensitivity=s)
-        grid = np.linspace(mean - 4 * std, max(mean + 4 * std, 1.1 * epsilon), 400)
+        low, high = mean - 4 * std, max(mean + 4 * std, 1.1 * epsilon)
+        left, right = loss.get_xlim()
+        left = -sticky_limit(-left, -low) if low < 0 else 0.0
+        grid = np.linspace(left, sticky_limit(right, high), 400)
         pdf = stats.norm.pdf(grid, mean, std)
         artists["loss_line"].set_data(grid, pdf)
-        artists["tail"] = loss.fill_between(
-            grid, pdf, where=grid > epsilon, color=PALETTE["vermillion"], alpha=0.3,
-            label="L > ε: paid by δ",
-        )  # fmt: skip
-        loss.legend(loc="upper right", fontsize=10)
-        loss.set(xlim=(grid[0], grid[-1]), ylim=(0.0, 1.15 / (std * math.sqrt(2 * math.pi))))
-        epsilons = np.linspace(0.0, max(_EPSILONS[-1], 1.25 * epsilon), _EPSILONS.size)
+        artists["tail"].set_data(grid, pdf, 0.0, where=grid > epsilon)
+        peak = 1.0 / (std * math.sqrt(2 * math.pi))
+        set_limits(loss, (left, grid[-1]), (0.0, sticky_limit(loss.get_ylim()[1], 1.1 * peak)))
+        top = sticky_limit(curve.get_xlim()[1], max(_EPSILONS[-1], 1.25 * epsilon))
+        epsilons = np.linspace(0.0, top, _EPSILONS.size)
         deltas = [gaussian_delta(sigma=sigma, epsilon=e, sensitivity=s) for e in epsilons]
         artists["curve_line"].set_data(epsilons, np.maximum(deltas, 1e-300))
-        curve.set_xlim(0.0, epsilons[-1])
+        set_limits(curve, (0.0, epsilons[-1]))
         for marker in (artists["eps_marker"], artists["curve_marker"]):
             marker.set_xdata([epsilon, epsilon])
         tail = stats.norm.sf(epsilon, mean, std)
         artists["tail_text"].set_text(f"P[L > ε]\n= {tail:.1e}")
         fig_title = f"σ = {sigma:.2f}: (ε, δ) = ({epsilon:.2f}, {delta:g})"
-    artists["fig"].suptitle(fig_title, fontsize=13)
+    artists["title"].set_text(fig_title)
     return epsilon

@@ -12,9 +12,9 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fl_dp_lab.plots import PALETTE, new_figure
+from fl_dp_lab.plots import PALETTE, animate, new_figure
 
-__all__ = ["error_vs_step", "secant_explorer", "update_secant_explorer"]
+__all__ = ["error_vs_step", "secant_explorer", "update_error_curve", "update_secant_explorer"]
 
 _COLOURS = [PALETTE[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky")]
 
@@ -81,12 +81,35 @@ def secant_explorer(
     left.set_ylim(left.get_ylim())  # freeze: the secant must not rescale the view
     left.legend(loc="lower right")  # sin near x = 1 leaves that corner empty, away from x
     steps, errors = np.asarray(steps, dtype=float), np.asarray(errors, dtype=float)
-    right.loglog(steps, np.where(errors > 0, errors, np.nan), color=PALETTE["blue"])
+    (curve,) = right.loglog(steps, np.where(errors > 0, errors, np.nan), color=PALETTE["blue"])
     (marker,) = right.loglog([], [], "o", color=PALETTE["vermillion"], markersize=10)
     right.set(xlabel="step size h", ylabel="absolute error", title=f"error of the {error_label}")
     right.set_xlim(steps[0], steps[-1])
     plt.close(fig)
-    return fig, {"secant": secant, "points": points, "marker": marker, "left": left, "f": f}
+    left.set_title(" ")
+    animate(fig, [secant, points, marker, left.title])
+    return fig, {
+        "secant": secant, "points": points, "marker": marker, "curve": curve, "left": left,
+        "right": right, "f": f,
+    }  # fmt: skip
+
+
+def update_error_curve(artists: dict[str, Any], errors: Any, error_label: str) -> None:
+    """Show another method's or dtype's error curve (same steps) in the right panel.
+
+    The y-axis grows to the new curve's range (whole decades) if it does not fit.
+    """
+    right = artists["right"]
+    errors = np.asarray(errors, dtype=float)
+    positive = errors[np.isfinite(errors) & (errors > 0)]
+    artists["curve"].set_ydata(np.where(errors > 0, errors, np.nan))
+    right.set_title(f"error of the {error_label}")
+    if positive.size:
+        low, high = right.get_ylim()
+        new = (min(low, 10.0 ** np.floor(np.log10(positive.min()))),
+               max(high, 10.0 ** np.ceil(np.log10(positive.max()))))  # fmt: skip
+        if new != (low, high):
+            right.set_ylim(new)
 
 
 def update_secant_explorer(
@@ -100,4 +123,4 @@ def update_secant_explorer(
     artists["secant"].set_data(ends, values[0] + slope * (ends - nodes[0]))
     artists["points"].set_data(nodes, values)
     artists["marker"].set_data([h], [error if error > 0 else np.nan])
-    left.set_title(f"h = {h:.1e}: secant slope {slope:.8f}")
+    left.title.set_text(f"h = {h:.1e}: secant slope {slope:.8f}")

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats
 
 from fl_dp_lab._validate import fail
-from fl_dp_lab.plots import PALETTE, new_figure
+from fl_dp_lab.plots import PALETTE, animate, new_figure
 
 __all__ = [
     "plot_accuracy_by_epsilon",
@@ -199,7 +199,10 @@ def plot_sweep(
         100 * result.baseline_accuracy, color=PALETTE["black"], ls="--", lw=1.2, label="plain SGD"
     )
     left.set(xlabel="noise multiplier σ", ylabel="test accuracy (%)")
-    left.legend(fontsize=11, loc="lower left")
+    # above the panel: the curves of small C run along the bottom, large sigma to the right
+    left.legend(fontsize=11, loc="lower center", bbox_to_anchor=(0.5, 1.1), ncol=3,
+                frameon=False, borderaxespad=0.0)  # fmt: skip
+    left.set_title(" ")
     finite = np.isfinite(result.epsilon)
     right.plot(sigmas[finite], result.epsilon[finite], "o-", color=PALETTE["vermillion"])
     right.set(
@@ -223,6 +226,7 @@ def plot_sweep(
             color=PALETTE["vermillion"],
         ),
     }
+    animate(fig, [artists["point"], artists["eps_point"], artists["no_privacy"], left.title])
     update_sweep(artists, result, noise_multiplier, max_grad_norm)
     return fig, artists
 
@@ -241,7 +245,7 @@ def update_sweep(
     else:
         artists["eps_point"].set_data([result.noise_multipliers[i]], [epsilon])
         artists["no_privacy"].set_text("")
-    artists["left"].set_title(
+    artists["left"].title.set_text(
         f"σ = {noise_multiplier:g}, C = {max_grad_norm:g}: {100 * accuracy:.1f} % "
         f"(plain SGD {100 * result.baseline_accuracy:.1f} %)"
     )

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from fl_dp_lab.plots import PALETTE, new_figure
+from fl_dp_lab.plots import PALETTE, animate, new_figure
 from fl_dp_lab.training import History
 
 __all__ = ["gradient_norm_histogram", "sweep_panels", "training_curves", "update_sweep_panels"]
@@ -83,14 +83,16 @@ def sweep_panels(runs: Mapping[Any, History]) -> tuple[plt.Figure, dict[str, Any
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     plt.close(fig)
-    return fig, {"loss": loss_line, "accuracy": acc_line, "fig": fig}
+    title = fig.suptitle(" ")
+    animate(fig, [loss_line, acc_line, title])
+    return fig, {"loss": loss_line, "accuracy": acc_line, "fig": fig, "title": title}
 
 
 def update_sweep_panels(artists: dict[str, Any], history: History, title: str) -> None:
     """Highlight ``history`` in the sweep figure and set its title."""
     artists["loss"].set_data(history.epoch, _finite(history.train_loss))
     artists["accuracy"].set_data(history.epoch, 100 * np.asarray(history.test_accuracy))
-    artists["fig"].suptitle(title)
+    artists["title"].set_text(title)
 
 
 def _finite(values: Any) -> np.ndarray:

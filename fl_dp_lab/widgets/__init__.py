@@ -4,7 +4,7 @@ A dashboard only wires sliders to pure functions of ``fl_dp_lab`` and to
 figures of ``fl_dp_lab.plots``; it computes nothing itself. Figures update in
 place (``line.set_data`` and friends on the artists a figure function returned),
 and the dashboard's figure view (an ``Image`` widget) then swaps in the figure
-as one PNG drawn at its fixed size (``fl_dp_lab.plots.figure_png``; Jupyter's
+as one image drawn at its fixed size (``fl_dp_lab.plots.figure_jpeg``; Jupyter's
 own display would draw it twice), so dragging feels live. When a slider reaches an edge (sigma = 0,
 epsilon = inf) the dashboard shows what that means instead of failing.
 

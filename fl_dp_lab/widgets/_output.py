@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
-from fl_dp_lab.plots import figure_png
+from fl_dp_lab.plots import figure_jpeg
 
 __all__ = ["dashboard_box", "figure_view", "freeze_layout", "show_figure"]
 
@@ -15,11 +15,11 @@ __all__ = ["dashboard_box", "figure_view", "freeze_layout", "show_figure"]
 def figure_view() -> widgets.Image:
     """The widget a dashboard's figure is shown in (CSS class ``fl-dp-lab-figure``).
 
-    An ``Image`` whose PNG bytes are swapped on each redraw: the browser replaces one
+    An ``Image`` whose JPEG bytes are swapped on each redraw: the browser replaces one
     picture in place, with no output area cleared and rebuilt (no flicker, no jump).
     It shrinks to the notebook's width and keeps its aspect ratio.
     """
-    view = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+    view = widgets.Image(format="jpeg", layout=widgets.Layout(max_width="100%", height="auto"))
     view.add_class("fl-dp-lab-figure")
     return view
 
@@ -32,16 +32,22 @@ def dashboard_box(children: Sequence[widgets.Widget]) -> widgets.VBox:
 
 
 def show_figure(output: widgets.Image, fig: plt.Figure) -> None:
-    """Show ``fig`` in ``output`` (a ``figure_view``), rendered once to PNG (``figure_png``)."""
-    output.value = figure_png(fig)
+    """Show ``fig`` in ``output`` (a ``figure_view``), rendered once (``figure_jpeg``)."""
+    output.value = figure_jpeg(fig)
 
 
 def freeze_layout(fig: plt.Figure) -> None:
     """Close ``fig`` in pyplot (it shows only in a ``figure_view``), lay it out once, keep that.
 
-    Redraws then skip the layout solve. ``plt.close`` leaves the figure a canvas that
-    cannot draw, so the layout is run with ``draw_without_rendering``.
+    Redraws then skip the layout solve, and each axes' titles stay where this layout put
+    them (matplotlib would otherwise measure the tick labels again on each draw to place
+    them; axis labels still follow their tick labels). ``plt.close`` leaves the figure a
+    canvas that cannot draw, so the layout is run with ``draw_without_rendering``.
     """
     plt.close(fig)
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
+    for ax in fig.axes:
+        for title in (ax.title, ax._left_title, ax._right_title):
+            title.set_y(title.get_position()[1])
+        ax._autotitlepos = False  # the y set above is final (what set_title(y=...) does)

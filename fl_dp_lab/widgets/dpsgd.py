@@ -6,7 +6,6 @@ import math
 import warnings
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import torch
 
 from fl_dp_lab._validate import check_int, check_real
@@ -18,7 +17,7 @@ from fl_dp_lab.plots.dpsgd import (
     gradient_plane,
     update_clipping_figure,
 )
-from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["clipping_dashboard", "step_readout"]
 
@@ -91,20 +90,22 @@ def clipping_dashboard(
         )  # fmt: skip
 
     fig, artists = clipping_figure(picture())
-    plt.close(fig)  # shown only through the figure view below, never twice
+    freeze_layout(fig)  # shown only through the figure view below, never twice
+    spent: dict[float, float] = {}  # sigma -> epsilon: C does not change it
 
     def show(_: object = None) -> None:
         current = picture()
         update_clipping_figure(artists, current)
-        # RDP: an upper bound, fast enough to follow a slider (PLD is tighter, notebook 05);
-        # a tiny sigma puts the best order at the grid's edge, which only loosens the bound
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            spent = epsilon(
-                noise_multiplier=current.noise_multiplier, sample_rate=sample_rate, steps=steps,
-                delta=delta, accountant="rdp",
-            )  # fmt: skip
-        readout.value = step_readout(current, spent, steps, delta)
+        if current.noise_multiplier not in spent:
+            # RDP: an upper bound, fast enough to follow a slider (PLD is tighter, notebook
+            # 05); a tiny sigma puts the best order at the grid's edge, which only loosens it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                spent[current.noise_multiplier] = epsilon(
+                    noise_multiplier=current.noise_multiplier, sample_rate=sample_rate,
+                    steps=steps, delta=delta, accountant="rdp",
+                )  # fmt: skip
+        readout.value = step_readout(current, spent[current.noise_multiplier], steps, delta)
         show_figure(output, fig)
 
     sigma.observe(show, names="value")

@@ -10,7 +10,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
 
 from fl_dp_lab._simulation import FederatedHistory
@@ -21,7 +20,7 @@ from fl_dp_lab.plots.federated import (
     update_dirichlet_figure,
     update_dp_fedavg_figure,
 )
-from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["dirichlet_dashboard", "dp_fedavg_dashboard", "dp_fedavg_readout"]
 
@@ -65,7 +64,7 @@ def dirichlet_dashboard(
     fig, artists = dirichlet_figure(
         labels, partitions[alpha], histories, alpha, num_classes=num_classes
     )
-    plt.close(fig)
+    freeze_layout(fig)  # shown only through the figure view
 
     def show(value: float) -> None:
         final = update_dirichlet_figure(artists, partitions[value], value)
@@ -146,7 +145,7 @@ def dp_fedavg_dashboard(
     readout.add_class("fl-dp-lab-readout")
     output = figure_view()
     fig, artists = dp_fedavg_figure(sweep[start], max_epsilon=max_epsilon)
-    plt.close(fig)
+    freeze_layout(fig)  # shown only through the figure view
 
     def show(_: object = None) -> None:
         key = tuple(s.value for s in sliders)

@@ -16,8 +16,8 @@ import numpy as np
 
 from fl_dp_lab._validate import check_choice, check_real
 from fl_dp_lab.numdiff import central_difference, forward_difference
-from fl_dp_lab.plots.numdiff import secant_explorer, update_secant_explorer
-from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
+from fl_dp_lab.plots.numdiff import secant_explorer, update_error_curve, update_secant_explorer
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["step_size_explorer"]
 
@@ -71,11 +71,14 @@ def step_size_explorer(
         except ValueError:  # x + h rounds to x: no estimate at all
             return float("nan")
 
-    def rebuild(_: object = None) -> None:
-        errors = [abs(estimate(s) - exact) for s in steps]
-        label = f"{method_buttons.value} difference in {dtype_buttons.value}"
-        state["fig"], state["artists"] = secant_explorer(f, x, steps, errors, error_label=label)
-        box.figure = state["fig"]
+    def errors() -> list[float]:
+        return [abs(estimate(s) - exact) for s in steps]
+
+    def label() -> str:
+        return f"{method_buttons.value} difference in {dtype_buttons.value}"
+
+    def recompute(_: object = None) -> None:
+        update_error_curve(state["artists"], errors(), label())
         redraw()
 
     def redraw(_: object = None) -> None:
@@ -88,10 +91,13 @@ def step_size_explorer(
         show_figure(output, state["fig"])
 
     box = dashboard_box([widgets.HBox([method_buttons, dtype_buttons]), h_slider, output, readout])
+    state["fig"], state["artists"] = secant_explorer(f, x, steps, errors(), error_label=label())
+    box.figure = state["fig"]
     h_slider.observe(redraw, names="value")
-    method_buttons.observe(rebuild, names="value")
-    dtype_buttons.observe(rebuild, names="value")
-    rebuild()
+    method_buttons.observe(recompute, names="value")
+    dtype_buttons.observe(recompute, names="value")
+    freeze_layout(state["fig"])
+    redraw()
     return box
 
 

@@ -10,11 +10,10 @@ import math
 from typing import Any
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 
 from fl_dp_lab._validate import fail
 from fl_dp_lab.plots.opacus import plot_sweep, update_sweep
-from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["sweep_dashboard", "sweep_readout"]
 
@@ -59,7 +58,7 @@ def sweep_dashboard(
     sigma = sigmas[len(sigmas) // 2] if noise_multiplier is None else float(noise_multiplier)
     norm = norms[len(norms) // 2] if max_grad_norm is None else float(max_grad_norm)
     fig, artists = plot_sweep(result, sigma, norm)  # validates the start cell
-    plt.close(fig)  # shown only through the figure view below, never twice
+    freeze_layout(fig)  # shown only through the figure view below, never twice
     sigma_slider = widgets.SelectionSlider(
         options=[(f"{s:g}", s) for s in sigmas], value=sigma, description="σ"
     )

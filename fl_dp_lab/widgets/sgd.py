@@ -15,7 +15,7 @@ import ipywidgets as widgets
 from fl_dp_lab._validate import fail
 from fl_dp_lab.plots.sgd import sweep_panels, update_sweep_panels
 from fl_dp_lab.training import History
-from fl_dp_lab.widgets._output import dashboard_box, figure_view, show_figure
+from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["learning_rate_explorer"]
 
@@ -75,6 +75,7 @@ def learning_rate_explorer(
     size_slider.observe(update, names="value")
     box = dashboard_box([widgets.HBox([lr_slider, size_slider]), output, readout])
     box.figure = fig
+    freeze_layout(fig)
     update()
     return box
 
