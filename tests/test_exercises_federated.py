@@ -83,8 +83,10 @@ def test_dp_aggregate_right_and_the_usual_slips(capsys):
                 total = (updates * torch.clamp(c / norms.clamp(min=1e-12), max=1.0)).sum(0)
             else:  # u / ||u|| * min(||u||, C): 0/0 on a zero update
                 total = (updates / norms * norms.clamp(max=c)).sum(0)
-            std = noise_multiplier * clip_norm if noise_std is None else noise_std(
-                noise_multiplier, clip_norm
+            std = (
+                noise_multiplier * clip_norm
+                if noise_std is None
+                else noise_std(noise_multiplier, clip_norm)
             )
             noise = std * torch.randn(total.shape, generator=generator, dtype=updates.dtype)
             if after:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -47,7 +48,7 @@ from fl_dp_lab.flower_server import (
     make_server_app,
     run_config,
 )
-from fl_dp_lab.flower_simulation import simulate
+from fl_dp_lab.flower_simulation import captured_flower_log, simulate, without_flower_log
 
 SMALL = {"num-rounds": 3, "sample-rate": 0.5, "noise-multiplier": 0.7, "clip-norm": 1.0}
 
@@ -197,6 +198,43 @@ def test_dp_mods_belong_on_train_not_on_the_whole_client_app():
     fine = deliver(scoped, "evaluate", evaluate, partition_id=0, num_partitions=2)
     assert broken.has_error() and "fixedclipping_mod" in broken.error.reason
     assert not fine.has_error() and 0.0 <= fine.content["metrics"]["accuracy"] <= 1.0
+
+
+def test_deliver_keeps_flowers_log_off_stderr_and_hands_it_back(caplog):
+    evaluate = RecordDict({"arrays": flat_to_arrays(torch.zeros(650))})
+    log: list[str] = []
+    whole = make_client_app(app_mods=[fixedclipping_mod])
+    broken = deliver(whole, "evaluate", evaluate, partition_id=0, num_partitions=2, log=log)
+    assert log == [f"ERROR: {broken.error.reason}"]
+    assert caplog.records == []  # no record reached Flower's (stderr) handler or the root
+    with pytest.raises(TypeError, match="log must be a list"):
+        deliver(whole, "evaluate", evaluate, partition_id=0, num_partitions=2, log="")
+
+
+def test_flower_log_helpers_capture_or_drop_only_what_they_name(caplog):
+    # Flower's console handler holds the real stderr, so the records are checked where
+    # they propagate to: pytest's log capture
+    from flwr.common.logger import log
+
+    with captured_flower_log() as lines:
+        log(logging.INFO, "round %d", 1)
+        log(logging.DEBUG, "not collected")
+    with without_flower_log(r"^harmless"):
+        log(logging.WARNING, "harmless note")
+        log(logging.WARNING, "a real warning")
+    log(logging.WARNING, "harmless again, outside the block")
+    logged = caplog.messages
+    assert lines == ["INFO: round 1"] and "round 1" not in logged
+    assert "harmless note" not in logged and "a real warning" in logged
+    assert "harmless again, outside the block" in logged  # the filters end with their blocks
+    with pytest.raises(TypeError, match="pattern must be a regular expression"):
+        with without_flower_log(None):
+            pass
+
+
+def test_flower_dp_server_app_drops_only_fedavgs_skipped_evaluation_note(caplog):
+    run_direct(make_flower_dp_server_app, 4, SMALL | {"num-rounds": 1})
+    assert not any("fraction_evaluate" in message for message in caplog.messages)
 
 
 def test_a_mod_without_its_list_is_refused_by_name():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fl_dp_lab.accounting import epsilon
-from fl_dp_lab.dpsgd import DPHistory
+from fl_dp_lab.dpsgd import DPHistory, add_noise, clip_per_sample
 from fl_dp_lab.plots.dpsgd import (
     batch_size_figure,
     clipping_figure,
@@ -16,6 +16,7 @@ from fl_dp_lab.plots.dpsgd import (
     gradient_plane,
     norms_figure,
     privacy_utility_figure,
+    project_batch,
     reconstruction_figure,
     timing_figure,
     training_figure,
@@ -64,6 +65,28 @@ def test_picture_clips_in_full_dimension_and_draws_noise_of_std_sigma_c_over_b()
     np.testing.assert_allclose(spread, picture.noise_std, rtol=0.05)
     norms = per_sample.norm(dim=1)
     assert picture.clipped_share == pytest.approx(float((norms > 1.5).double().mean()))
+
+
+def test_projected_picture_matches_clipping_and_noising_the_full_batch():
+    # Prepare: the reference clips every example in full dimension, then projects
+    per_sample = _per_sample(batch=16)
+    axes = gradient_plane(per_sample)
+    clipped = clip_per_sample({"g": per_sample}, max_grad_norm=0.7)["g"]
+    noisy = add_noise({"g": clipped.sum(0)}, max_grad_norm=0.7, noise_multiplier=1.3,
+                      generator=torch.Generator().manual_seed(5))["g"]  # fmt: skip
+    # Execute: the dashboard's path, projected once
+    picture = clipping_picture(
+        project_batch(per_sample, axes), max_grad_norm=0.7, noise_multiplier=1.3,
+        generator=torch.Generator().manual_seed(5),
+    )  # fmt: skip
+    # Assert
+    np.testing.assert_allclose(picture.clipped, (clipped @ axes).numpy(), atol=1e-5)
+    np.testing.assert_allclose(picture.clipped_mean, (clipped.mean(0) @ axes).numpy(), atol=1e-5)
+    np.testing.assert_allclose(picture.step, (noisy / 16 @ axes).numpy(), atol=1e-5)
+    np.testing.assert_allclose(picture.points, (per_sample @ axes).numpy(), atol=1e-5)
+    with pytest.raises(TypeError, match="axes"):
+        clipping_picture(per_sample, max_grad_norm=1.0, noise_multiplier=1.0,
+                         generator=torch.Generator())  # fmt: skip
 
 
 def test_figure_artists_follow_the_picture():

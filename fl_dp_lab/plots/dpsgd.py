@@ -20,16 +20,18 @@ from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from fl_dp_lab._validate import check_int, check_real
-from fl_dp_lab.dpsgd import add_noise, clip_per_sample
+from fl_dp_lab.dpsgd import _clip_factors, add_noise
 from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, snap_up
 
 __all__ = [
     "ClippingPicture",
+    "ProjectedBatch",
     "batch_size_figure",
     "clipping_figure",
     "clipping_picture",
     "gradient_plane",
     "norms_figure",
+    "project_batch",
     "privacy_utility_figure",
     "reconstruction_figure",
     "timing_figure",
@@ -80,38 +82,74 @@ class ClippingPicture:
     clipped_share: float
 
 
+@dataclass
+class ProjectedBatch:
+    """What the clipping picture needs of one batch, whatever C and sigma: computed once.
+
+    Attributes:
+        per_sample: the flat per-sample gradients (B, P); axes: the plane (P, 2).
+        norms: each example's gradient norm (B,); points: the gradients in the plane (B, 2).
+        true_mean: the non-private mean gradient in the plane (2,).
+    """
+
+    per_sample: torch.Tensor
+    axes: torch.Tensor
+    norms: torch.Tensor
+    points: torch.Tensor
+    true_mean: torch.Tensor
+
+
+def project_batch(per_sample: torch.Tensor, axes: torch.Tensor) -> ProjectedBatch:
+    """Norms and plane coordinates of a batch (B, P) on ``axes`` (P, 2), once per batch."""
+    points = per_sample @ axes
+    return ProjectedBatch(per_sample, axes, per_sample.norm(dim=1), points, points.mean(0))
+
+
 def clipping_picture(
-    per_sample: torch.Tensor,
-    axes: torch.Tensor,
+    per_sample: torch.Tensor | ProjectedBatch,
+    axes: torch.Tensor | None = None,
     *,
     max_grad_norm: float,
     noise_multiplier: float,
     generator: torch.Generator,
     draws: int = 300,
 ) -> ClippingPicture:
-    """Clip (in full dimension), noise and project a batch of flat per-sample gradients (B, P)."""
+    """Clip (in full dimension), noise and project a batch of flat per-sample gradients (B, P).
+
+    ``per_sample`` is the batch with its plane ``axes``, or a ``project_batch`` of them (a
+    dashboard projects once; each redraw then costs one pass over the batch). Clipping
+    scales example i by w_i = min(1, C / (||g_i|| + 1e-6)) (``dpsgd.clip_per_sample``),
+    so the clipped sum is w @ G and each clipped point is w_i times its projection.
+    """
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
     draws = check_int("draws", draws, minimum=1)
-    batch = len(per_sample)
-    clipped = clip_per_sample({"g": per_sample}, max_grad_norm=max_grad_norm)["g"]
+    if not isinstance(per_sample, ProjectedBatch):
+        if axes is None:
+            raise TypeError("axes must be given with a per_sample tensor (or pass project_batch)")
+        per_sample = project_batch(per_sample, axes)
+    batch = per_sample
+    size = len(batch.per_sample)
+    factors = _clip_factors(batch.norms.clone(), max_grad_norm)
     noisy = add_noise(
-        {"g": clipped.sum(0)}, max_grad_norm=max_grad_norm,
+        {"g": factors @ batch.per_sample}, max_grad_norm=max_grad_norm,
         noise_multiplier=noise_multiplier, generator=generator,
     )["g"]  # fmt: skip
-    std = noise_multiplier * max_grad_norm / batch
-    cloud = clipped.mean(0) @ axes + std * torch.randn(draws, 2, generator=generator)
+    std = noise_multiplier * max_grad_norm / size
+    clipped = factors[:, None] * batch.points
+    clipped_mean = clipped.mean(0)
+    cloud = clipped_mean + std * torch.randn(draws, 2, generator=generator)
     return ClippingPicture(
-        points=(per_sample @ axes).numpy(),
-        clipped=(clipped @ axes).numpy(),
-        true_mean=(per_sample.mean(0) @ axes).numpy(),
-        clipped_mean=(clipped.mean(0) @ axes).numpy(),
-        step=(noisy / batch @ axes).numpy(),
+        points=batch.points.numpy(),
+        clipped=clipped.numpy(),
+        true_mean=batch.true_mean.numpy(),
+        clipped_mean=clipped_mean.numpy(),
+        step=(noisy / size @ batch.axes).numpy(),
         cloud=cloud.numpy(),
         noise_std=std,
         max_grad_norm=max_grad_norm,
         noise_multiplier=noise_multiplier,
-        clipped_share=float((per_sample.norm(dim=1) > max_grad_norm).double().mean()),
+        clipped_share=float((batch.norms > max_grad_norm).double().mean()),
     )
 
 

@@ -87,7 +87,7 @@ def secant_explorer(
     right.set_xlim(steps[0], steps[-1])
     plt.close(fig)
     left.set_title(" ")
-    animate(fig, [secant, points, marker, left.title])
+    animate(fig, [secant, points, marker, curve, left.title, right.title])
     return fig, {
         "secant": secant, "points": points, "marker": marker, "curve": curve, "left": left,
         "right": right, "f": f,
@@ -103,7 +103,7 @@ def update_error_curve(artists: dict[str, Any], errors: Any, error_label: str) -
     errors = np.asarray(errors, dtype=float)
     positive = errors[np.isfinite(errors) & (errors > 0)]
     artists["curve"].set_ydata(np.where(errors > 0, errors, np.nan))
-    right.set_title(f"error of the {error_label}")
+    right.title.set_text(f"error of the {error_label}")
     if positive.size:
         low, high = right.get_ylim()
         new = (min(low, 10.0 ** np.floor(np.log10(positive.min()))),

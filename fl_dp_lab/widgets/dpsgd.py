@@ -15,6 +15,7 @@ from fl_dp_lab.plots.dpsgd import (
     clipping_figure,
     clipping_picture,
     gradient_plane,
+    project_batch,
     update_clipping_figure,
 )
 from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
@@ -74,7 +75,7 @@ def clipping_dashboard(
     if not isinstance(per_sample, torch.Tensor) or per_sample.dim() != 2 or len(per_sample) < 2:
         shape = getattr(per_sample, "shape", per_sample)
         raise ValueError(f"per_sample must be a tensor of shape (B >= 2, P), got {shape!r}")
-    axes = gradient_plane(per_sample)
+    batch = project_batch(per_sample, gradient_plane(per_sample))
     sigma = widgets.FloatSlider(value=noise_multiplier, min=0.0, max=5.0, step=0.05,
                                 description="σ", continuous_update=False)  # fmt: skip
     clip = widgets.FloatSlider(value=max_grad_norm, min=0.05, max=5.0, step=0.05,
@@ -85,7 +86,7 @@ def clipping_dashboard(
 
     def picture() -> ClippingPicture:
         return clipping_picture(
-            per_sample, axes, max_grad_norm=clip.value, noise_multiplier=sigma.value,
+            batch, max_grad_norm=clip.value, noise_multiplier=sigma.value,
             generator=torch.Generator().manual_seed(seed),
         )  # fmt: skip
 

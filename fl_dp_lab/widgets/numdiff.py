@@ -64,21 +64,24 @@ def step_size_explorer(
     output = figure_view()
     state: dict = {}
 
-    def estimate(step: float) -> float:
-        point = _DTYPES[dtype_buttons.value](x)
+    def estimate(step: float, method: str | None = None, dtype: str | None = None) -> float:
+        point = _DTYPES[dtype or dtype_buttons.value](x)
         try:
-            return float(_METHODS[method_buttons.value](f, point, step))
+            return float(_METHODS[method or method_buttons.value](f, point, step))
         except ValueError:  # x + h rounds to x: no estimate at all
             return float("nan")
 
-    def errors() -> list[float]:
-        return [abs(estimate(s) - exact) for s in steps]
+    # every method and dtype's error curve, computed once: a toggle only swaps the line
+    curves = {
+        (m, d): [abs(estimate(s, m, d) - exact) for s in steps] for m in _METHODS for d in _DTYPES
+    }
 
     def label() -> str:
         return f"{method_buttons.value} difference in {dtype_buttons.value}"
 
     def recompute(_: object = None) -> None:
-        update_error_curve(state["artists"], errors(), label())
+        errors = curves[(method_buttons.value, dtype_buttons.value)]
+        update_error_curve(state["artists"], errors, label())
         redraw()
 
     def redraw(_: object = None) -> None:
@@ -91,7 +94,14 @@ def step_size_explorer(
         show_figure(output, state["fig"])
 
     box = dashboard_box([widgets.HBox([method_buttons, dtype_buttons]), h_slider, output, readout])
-    state["fig"], state["artists"] = secant_explorer(f, x, steps, errors(), error_label=label())
+    state["fig"], state["artists"] = secant_explorer(
+        f, x, steps, curves[(method_buttons.value, dtype_buttons.value)], error_label=label()
+    )
+    for errors in curves.values():  # the error axis fits all four curves from the start
+        update_error_curve(state["artists"], errors, label())
+    update_error_curve(
+        state["artists"], curves[(method_buttons.value, dtype_buttons.value)], label()
+    )
     box.figure = state["fig"]
     h_slider.observe(redraw, names="value")
     method_buttons.observe(recompute, names="value")
