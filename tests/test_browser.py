@@ -33,8 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SHOTS = ROOT / "build" / "browser"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-#: The notebooks with at least one dashboard (a widget box of class fl-dp-lab-dashboard).
-DASHBOARD_NOTEBOOKS = ("00", "01", "02", "04", "05", "06", "07", "08", "09")
+#: The notebooks with at least one dashboard (a widget box of class fl-dp-lab-dashboard,
+#: with a figure that sliders or toggles redraw). Notebook 00's widget round trip is a
+#: readout, not a dashboard; its own test below checks it.
+DASHBOARD_NOTEBOOKS = ("01", "02", "04", "05", "06", "07", "08", "09")
 
 pytestmark = pytest.mark.browser
 

@@ -116,7 +116,7 @@ def update_epsilon_steps_figure(
     for text, (name, values) in zip(ax.get_legend().texts, curves.items(), strict=True):
         seen = none or bool(np.any(np.isfinite(values) & (values <= top)))
         text.set_text(METHOD_LABELS[name] + ("" if seen else " (ε above the axis)"))
-    ax.title.set_text(title)
+    ax.title.set_text(title or " ")  # never empty: the frozen layout keeps room for one line
 
 
 def amplification_figure(
