@@ -14,8 +14,10 @@ from fl_dp_lab._simulation import FederatedHistory
 from fl_dp_lab.data import dirichlet_partition
 from fl_dp_lab.plots.federated import (
     client_label_counts,
+    dirichlet_figure,
     dp_fedavg_figure,
     fedavg_curves,
+    update_dirichlet_figure,
     update_dp_fedavg_figure,
 )
 from fl_dp_lab.widgets.federated import dirichlet_dashboard, dp_fedavg_dashboard
@@ -48,6 +50,27 @@ def test_dirichlet_dashboard_follows_the_slider_to_both_ends():
     assert many > few and many == pytest.approx(10.0)
     with pytest.raises(ValueError, match="alpha must be one of"):
         dirichlet_dashboard(labels, partitions, histories, alpha=0.5)
+
+
+def test_dirichlet_bars_follow_the_partition_on_a_fixed_axis():
+    # Arrange: two partitions with different client sizes
+    labels = np.repeat(np.arange(10), 20)
+    partitions = {a: dirichlet_partition(labels, 8, alpha=a, seed=0) for a in (0.05, 100.0)}
+    histories = {a: _history(0.5, math.inf) for a in partitions}
+    largest = max(len(c) for p in partitions.values() for c in p)
+    fig, artists = dirichlet_figure(labels, partitions[0.05], histories, 0.05,
+                                    max_examples=largest)  # fmt: skip
+    before = artists["left"].get_xlim()
+    # Act
+    update_dirichlet_figure(artists, partitions[100.0], 100.0)
+    # Assert: same axis; each client's stacked bars end at its number of examples
+    assert artists["left"].get_xlim() == before == (0, 1.5 * largest)
+    ends = np.zeros(8)
+    for collection in artists["bars"]:
+        for k, path in enumerate(collection.get_paths()):
+            ends[k] = max(ends[k], path.vertices[:, 0].max())
+    np.testing.assert_allclose(ends, [len(c) for c in partitions[100.0]])
+    plt.close(fig)
 
 
 def test_dp_dashboard_shows_epsilon_accuracy_and_no_privacy_at_sigma_zero():

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.collections import PolyCollection
 from matplotlib.ticker import MaxNLocator
 
 from fl_dp_lab._simulation import FederatedHistory
@@ -80,27 +81,29 @@ def dirichlet_figure(
     alpha: float,
     *,
     num_classes: int = 10,
+    max_examples: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Left: labels held by each client (stacked bars); right: accuracy curve for each alpha.
 
-    The curve of the selected ``alpha`` is drawn bold, the others faint.
+    The curve of the selected ``alpha`` is drawn bold, the others faint. ``max_examples``
+    (the most any client holds in any partition to be shown) fixes the bar axis, so a
+    change of partition redraws only the bars; without it the axis follows the bars.
     """
     fig, (left, right) = new_figure(1, 2, width=6.0, height=4.2)
     num_clients = len(partition)
+    # one collection of rectangles per digit (not one patch per bar): ten artists to redraw
     bars = []
     for c in range(num_classes):
         bars.append(
-            left.barh(
-                np.arange(num_clients),
-                np.zeros(num_clients),
-                height=0.8,
-                color=_CLASS_COLOURS[c % len(_CLASS_COLOURS)],
-                label=str(c),
+            left.add_collection(
+                PolyCollection(
+                    [], facecolors=_CLASS_COLOURS[c % len(_CLASS_COLOURS)], label=str(c)
+                )  # fmt: skip
             )
         )
+    left.set_ylim(num_clients - 0.5, -0.5)  # client 0 on top
     left.set_yticks(np.arange(num_clients))
     left.set_yticklabels([str(k) for k in range(num_clients)])
-    left.invert_yaxis()
     left.set_xlabel("examples on the client")
     left.set_ylabel("client")
     left.legend(title="digit", ncols=2, fontsize=9, title_fontsize=10, loc="lower right")
@@ -131,11 +134,11 @@ def dirichlet_figure(
         "labels": np.asarray(labels),
         "num_classes": num_classes,
         "histories": histories,
+        "max_examples": max_examples,
     }
     left.set_title(" ")
     right.set_title(" ")
-    patches = [patch for container in bars for patch in container.patches]
-    animate(fig, [*patches, bold, left.title, right.title])
+    animate(fig, [*bars, bold, left.title, right.title])
     update_dirichlet_figure(artists, partition, alpha)
     return fig, artists
 
@@ -145,16 +148,28 @@ def update_dirichlet_figure(
 ) -> float:
     """Redraw the label bars for ``partition``, highlight ``alpha``; return its final accuracy."""
     counts = client_label_counts(artists["labels"], partition, artists["num_classes"])
+    rows = np.arange(len(partition))[:, None]
     lefts = np.zeros(len(partition))
-    for c, container in enumerate(artists["bars"]):
-        for patch, start, width in zip(container.patches, lefts, counts[:, c], strict=True):
-            patch.set_x(start)
-            patch.set_width(width)
+    for c, collection in enumerate(artists["bars"]):
+        x0, x1 = lefts[:, None], (lefts + counts[:, c])[:, None]
+        corners = np.stack(
+            [
+                np.hstack([x0, x0, x1, x1]),
+                np.hstack([rows - 0.4, rows + 0.4, rows + 0.4, rows - 0.4]),
+            ],
+            axis=-1,
+        )
+        collection.set_verts(corners)  # fmt: skip
         lefts = lefts + counts[:, c]
     # room on the right for the digit legend, so it never covers a client's bar; the axis
     # moves only when a bar would reach the legend or all bars shrink well inside it
-    need = 1.5 * max(1.0, float(lefts.max()))
-    set_limits(artists["left"], (0, sticky_limit(artists["left"].get_xlim()[1], need, fill=0.75)))
+    need = 1.5 * max(1.0, float(lefts.max()), artists.get("max_examples") or 0.0)
+    if artists.get("max_examples"):
+        set_limits(artists["left"], (0, need))
+    else:
+        set_limits(
+            artists["left"], (0, sticky_limit(artists["left"].get_xlim()[1], need, fill=0.75))
+        )
     history = artists["histories"][alpha]
     artists["bold"].set_data(history.round, 100 * np.asarray(history.accuracy))
     final = history.accuracy[-1]

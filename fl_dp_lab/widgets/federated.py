@@ -61,9 +61,11 @@ def dirichlet_dashboard(
     readout = widgets.HTML()
     readout.add_class("fl-dp-lab-readout")
     output = figure_view()
+    largest = max(len(client) for partition in partitions.values() for client in partition)
     fig, artists = dirichlet_figure(
-        labels, partitions[alpha], histories, alpha, num_classes=num_classes
-    )
+        labels, partitions[alpha], histories, alpha, num_classes=num_classes,
+        max_examples=largest,
+    )  # fmt: skip
     freeze_layout(fig)  # shown only through the figure view
 
     def show(value: float) -> None:
