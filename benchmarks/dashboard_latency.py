@@ -71,10 +71,7 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=5, help="arrow presses each way (default 5)")
     parser.add_argument("--sweep", action="store_true", help="also visit every slider stop")
     args = parser.parse_args()
-    all_names = sorted(p.name for p in browser_tour.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    names = [
-        n for n in all_names if not args.notebooks or any(n.startswith(a) for a in args.notebooks)
-    ]
+    names = browser_tour.notebook_names(args.notebooks)
     if not names:
         parser.error(f"no notebook matches {args.notebooks}")
     results = browser_tour.tour(names, presses=args.presses, sweep=args.sweep)

@@ -317,8 +317,14 @@ def tour_notebook(page, url: str, token: str, name: str, *, presses: int = 3,
         dashboard.screenshot(path=str(SHOTS / f"{Path(name).stem}_dashboard{index}.png"))
     stderr += page.locator(
         ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-    ).all_inner_texts()[len(stderr):]
+    ).all_inner_texts()[len(stderr) :]
     return NotebookTour(name, run_seconds, stderr, dashboards.count(), controls)
+
+
+def notebook_names(prefixes: Sequence[str] = ()) -> list[str]:
+    """The course's notebook file names starting with any of ``prefixes`` (none: all 12)."""
+    names = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return [n for n in names if not prefixes or any(n.startswith(a) for a in prefixes)]
 
 
 def tour(names: Sequence[str] | None = None, *, presses: int = 3,
@@ -328,8 +334,7 @@ def tour(names: Sequence[str] | None = None, *, presses: int = 3,
 
     if CHROMIUM is None:
         raise RuntimeError("Chromium is not installed (Debian: apt-get install chromium)")
-    all_names = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    names = list(names) if names else all_names
+    names = list(names) if names else notebook_names()
     results = []
     with tempfile.TemporaryDirectory(prefix="fl-dp-lab-tour-") as folder:
         root = Path(folder)
@@ -375,9 +380,7 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=3, help="arrow presses each way")
     parser.add_argument("--sweep", action="store_true", help="also visit every slider stop")
     args = parser.parse_args()
-    all_names = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    names = [n for n in all_names if not args.notebooks or any(n.startswith(a) or n == a
-                                                              for a in args.notebooks)]  # fmt: skip
+    names = notebook_names(args.notebooks)
     results = tour(names, presses=args.presses, sweep=args.sweep)
     for result in results:
         print(f"{result.name}: ran in {result.run_seconds:.1f} s, "
