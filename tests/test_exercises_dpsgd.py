@@ -12,6 +12,8 @@ from fl_dp_lab.exercises import (
     check_clip_factors,
     check_clip_function,
     check_empty_batch_probability,
+    check_opacus_noise_std,
+    check_opacus_sample_rate,
 )
 
 
@@ -80,3 +82,67 @@ def test_empty_batch_probability_right_and_the_usual_slips(capsys):
     assert "not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError, match="answer must be a real number"):
         check_empty_batch_probability("0.36")
+
+
+# --- The classic wrong answers: each must be rejected with a hint that names the slip ---------
+
+
+def test_clip_function_rejects_a_clip_to_a_hard_coded_one(capsys):
+    # passes every case at C = 1, which is all the check used to test
+    def clip_to_one(g, c):
+        return g * min(1.0, 1.0 / (float(g.norm()) + 1e-6))
+
+    assert check_clip_function(clip_to_one) is False
+    out = capsys.readouterr().out
+    assert "clips to 1 whatever C is" in out and "max_grad_norm = 0.5" in out
+
+
+def test_clip_function_rejects_a_hard_coded_norm_and_a_squared_norm(capsys):
+    def fixed_norm(g, c):  # the norm of the example gradient (3, 4), not of g
+        return g * min(1.0, c / 5.0)
+
+    assert check_clip_function(fixed_norm) is False
+    assert "Multiply g by min(1, C / ||g||)" in capsys.readouterr().out
+
+    def squared_norm(g, c):  # ||g||^2 instead of ||g||: right only where ||g|| = 1
+        return g * min(1.0, c / (float(g.norm()) ** 2 + 1e-6))
+
+    assert check_clip_function(squared_norm) is False
+    assert "✗" in capsys.readouterr().out
+
+
+def test_clip_function_checks_each_example_of_a_batch_on_its_own(capsys):
+    # right on 2-D inputs of norm 5C and 0.3C, wrong on longer vectors: only the batch sees it
+    def first_two_coordinates(g, c):
+        norm = float(g[:2].norm())
+        return g * min(1.0, c / (norm + 1e-6))
+
+    assert check_clip_function(first_two_coordinates) is False
+    out = capsys.readouterr().out
+    assert "in a batch of 8 gradients" in out and "clipped on its own, by its own norm" in out
+
+
+def test_clip_factors_rejects_clipping_the_batch_instead_of_each_example(capsys):
+    norms = torch.tensor([0.5, 2.0, 4.0])
+    by_batch = torch.full((3,), 1.0 / float(norms.norm()))  # C / ||whole batch||, C = 1
+    assert check_clip_factors(by_batch) is False
+    out = capsys.readouterr().out
+    assert "clips the batch" in out and "one factor per example" in out
+
+
+def test_opacus_checks_reject_off_by_one_denominators_and_noise_not_scaled_by_c(capsys):
+    # the loader's nominal batch, 256, where Opacus divides by int(4000 / 16) = 250
+    assert check_opacus_sample_rate(1 / 16, 256) is False
+    assert "rounded down by int()" in capsys.readouterr().out
+    assert check_opacus_sample_rate(256 / 4000, 256) is False  # q from the batch size
+    assert "len(data_loader)" in capsys.readouterr().out
+    assert check_opacus_sample_rate(1 / 15, 266) is False  # floor instead of ceil
+    assert "ceil" in capsys.readouterr().out
+    setting = dict(noise_multiplier=1.1, max_grad_norm=0.5, expected_batch_size=250)
+    assert check_opacus_noise_std(1.1 * 0.5 / 256, **setting) is False
+    assert "not by a batch's actual size" in capsys.readouterr().out
+    assert check_opacus_noise_std(1.1 / 250, **setting) is False  # noise not scaled by C
+    assert "scaled by the sensitivity C" in capsys.readouterr().out
+    assert check_opacus_noise_std(1.1 * 0.5, **setting) is False  # noise on the sum, undivided
+    assert "*sum*" in capsys.readouterr().out
+    assert check_opacus_noise_std(1.1 * 0.5 / 250, **setting) is True

@@ -87,30 +87,52 @@ def check_gaussian_rdp_epsilon(answer: Any) -> bool:
 
 
 def check_calibrated_sigma(answer: Any) -> bool:
-    """Exercise 05.2: the noise multiplier that spends exactly epsilon = 2 on the given run.
+    """Exercise 05.2: the noise multiplier that spends at most epsilon = 2 on the given run.
 
     q = 0.01, T = 3000, delta = 1e-5, by the PLD accountant. Right when the PLD
-    epsilon of the answer is within 1 % below the target (and not above it).
-    Catches too little noise (over budget), the RDP calibration (safe but
-    wasteful) and too much noise.
+    epsilon of the answer is at most the target and at least 99 % of it: a
+    calibrated sigma never spends more than the budget, not even 0.1 % more.
+    Catches too little noise (over budget, printed with as many digits as it
+    takes to see that it is over), the RDP calibration (safe but wasteful) and
+    too much noise. Never raises: a string, NaN, infinity, a negative number or
+    a list gets a hint, ``...`` or ``None`` the "not answered yet" line.
     """
     name = "Exercise 05.2"
     if is_unanswered(answer):
         return report_unanswered(name)
-    sigma = as_number("answer", answer)
-    if sigma < 0:
-        return feedback(name, False, success="", hint="a noise multiplier is >= 0.")
-    setting = {k: v for k, v in CALIBRATION_EXERCISE.items() if k != "target_epsilon"}
-    target = CALIBRATION_EXERCISE["target_epsilon"]
-    spent = epsilon(noise_multiplier=sigma, **setting)
-    rdp_sigma = noise_multiplier_for_epsilon(target_epsilon=target, accountant="rdp", **setting)
-    if spent > target * 1.001:
+    try:
+        sigma = as_number("answer", answer)
+    except TypeError:
         return feedback(
             name,
             False,
             success="",
-            hint=f"too little noise: σ = {sigma:.3g} "
-            f"spends ε = {spent:.3g} > {target}. Search for a larger σ.",
+            hint=f"the answer must be one number, the noise multiplier σ; got {answer!r}.",
+        )
+    if math.isnan(sigma) or sigma < 0:
+        return feedback(
+            name, False, success="", hint=f"a noise multiplier is a number >= 0; got {sigma!r}."
+        )
+    if math.isinf(sigma):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="infinite noise spends no budget, and the model learns nothing: find the "
+            "smallest σ that stays within ε = 2.",
+        )
+    setting = {k: v for k, v in CALIBRATION_EXERCISE.items() if k != "target_epsilon"}
+    target = CALIBRATION_EXERCISE["target_epsilon"]
+    spent = epsilon(noise_multiplier=sigma, **setting)
+    rdp_sigma = noise_multiplier_for_epsilon(target_epsilon=target, accountant="rdp", **setting)
+    if spent > target:
+        return feedback(
+            name,
+            False,
+            success="",
+            hint=f"too little noise: σ = {sigma:.6g} spends ε = "
+            f"{_digits(spent, target)} > {target:g}. A calibrated σ never spends more than the "
+            "budget; search for a larger σ.",
         )
     if math.isclose(sigma, rdp_sigma, rel_tol=2e-3):
         return feedback(
@@ -123,8 +145,17 @@ def check_calibrated_sigma(answer: Any) -> bool:
     return feedback(
         name,
         spent >= 0.99 * target,
-        success=f"σ = {sigma:.3f} spends ε = {spent:.3f}. Every bit of noise you do not need "
-        "is accuracy you keep.",
-        hint=f"σ = {sigma:.3g} spends only ε = {spent:.3g}: more noise than the budget needs. "
+        success=f"σ = {sigma:.4f} spends ε = {_digits(spent, target)} <= {target:g}. Every bit "
+        "of noise you do not need is accuracy you keep.",
+        hint=f"σ = {sigma:.4g} spends only ε = {spent:.4g}: more noise than the budget needs. "
         "noise_multiplier_for_epsilon(target_epsilon=2.0, ...) finds the smallest σ.",
     )
+
+
+def _digits(value: float, other: float) -> str:
+    """``value`` with the fewest significant digits (at least 4) that differ from ``other``."""
+    for digits in range(4, 18):
+        text = f"{value:.{digits}g}"
+        if value == other or float(text) != other:
+            return text
+    return repr(value)

@@ -200,6 +200,16 @@ def check_clip_factors(answer: Any) -> bool:
             hint="that is ||g|| / C, upside down: the "
             "factor that brings a norm of 4 down to 1 is 1/4.",
         )
+    batch_factor = 1.0 / math.sqrt(0.5**2 + 2.0**2 + 4.0**2)  # C / norm of the whole batch
+    if near([batch_factor] * 3):
+        return feedback(
+            name,
+            False,
+            success="",
+            hint=f"{batch_factor:.4f} for all three is C divided by the norm of the whole "
+            "batch: that clips the batch (what torch.nn.utils.clip_grad_norm_ does), not each "
+            "example. DP-SGD needs one factor per example, min(1, C / ||g_i||).",
+        )
     return feedback(
         name,
         near(expected),
@@ -213,75 +223,120 @@ def check_clip_factors(answer: Any) -> bool:
 def check_clip_function(clip: Any) -> bool:
     """Exercise 06.2: a function ``clip(g, max_grad_norm)`` that clips one flat gradient.
 
-    Tested on a long gradient (must come back with norm C, same direction), a
-    short one (must come back unchanged) and the zero vector (must not give NaN).
+    Tested at several clipping norms C (0.5, 1 and 3), so that a function that
+    clips to a hard-coded 1 fails: at each C a long gradient (norm 5C: must
+    come back with norm C, same direction), a short one (norm 0.3C: must come
+    back unchanged) and the zero vector (must not give NaN); then a batch of
+    eight gradients of 10 coordinates, norms from 0.1C to 10C, each clipped on
+    its own (per sample, as DP-SGD needs) and compared with
+    ``fl_dp_lab.dpsgd.clip_per_sample``.
     """
+    from fl_dp_lab.dpsgd import clip_per_sample
+
     name = "Exercise 06.2"
     if is_unanswered(clip):
         return report_unanswered(name)
     if not isinstance(clip, Callable):
         raise TypeError(f"clip must be a function clip(g, max_grad_norm), got {clip!r}")
-    long, short, zero = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4]), torch.zeros(2)
+    direction = torch.tensor([0.6, 0.8])
 
-    def run(g: torch.Tensor) -> torch.Tensor:
-        out = clip(g.clone(), 1.0)
+    def run(g: torch.Tensor, c: float) -> torch.Tensor:
+        out = clip(g.clone(), c)
         if out is None:
             raise WrongShape("clip(g, C) returned None: does the function end with `return`?")
-        return torch.as_tensor(out, dtype=torch.float32)
+        out = torch.as_tensor(out, dtype=torch.float32)
+        if out.shape != g.shape:
+            raise WrongShape(
+                f"clip(g, C) returned shape {tuple(out.shape)}, but it must be shaped like g, "
+                f"{tuple(g.shape)}: clipping rescales g, it keeps every coordinate."
+            )
+        return out
 
-    out_long, out_short = run(long), run(short)
-    try:
-        out_zero = run(zero)
-    except ZeroDivisionError:
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="the zero gradient raised ZeroDivisionError: C / 0. "
-            "Guard the division, e.g. C / (norm + 1e-6), as Opacus does.",
+    for c in _CLIP_NORMS:
+        long, short = 5 * c * direction, 0.3 * c * direction
+        out_long, out_short = run(long, c), run(short, c)
+        try:
+            out_zero = run(torch.zeros(2), c)
+        except ZeroDivisionError:
+            return _clip_hint(
+                name,
+                "the zero gradient raised ZeroDivisionError: C / 0. "
+                "Guard the division, e.g. C / (norm + 1e-6), as Opacus does.",
+            )
+        if torch.isnan(out_zero).any():
+            return _clip_hint(
+                name,
+                "the zero gradient gave NaN: 0 / 0. "
+                "Guard the division, e.g. C / (norm + 1e-6), as Opacus does.",
+            )
+        if torch.allclose(out_short, direction * c, atol=1e-4):
+            return _clip_hint(
+                name,
+                "a short gradient was stretched to norm C; "
+                "clipping leaves gradients inside the ball alone (use min(1, ...)).",
+            )
+        if torch.allclose(out_long, torch.full((2,), c), atol=1e-4):
+            return _clip_hint(
+                name,
+                "that clips every coordinate to [-C, C], which turns the "
+                "direction of (3, 4); DP-SGD scales the whole vector by one factor, "
+                "so that its L2 norm is at most C.",
+            )
+        if c != 1.0 and abs(float(out_long.norm()) - 1.0) < 1e-3:
+            return _clip_hint(
+                name,
+                f"at max_grad_norm = {c:g} a gradient of norm {5 * c:g} came "
+                f"back with norm {float(out_long.norm()):.4f}, not {c:g}: the "
+                "function clips to 1 whatever C is. Use the max_grad_norm argument.",
+            )
+        ok = (
+            torch.allclose(out_long, c * direction, atol=1e-4 * max(c, 1.0))
+            and torch.allclose(out_short, short, atol=1e-4 * max(c, 1.0))
+            and torch.allclose(out_zero, torch.zeros(2))
         )
-    if out_long.shape != (2,):
-        raise WrongShape(
-            f"clip(g, C) returned shape {tuple(out_long.shape)}, but it must be shaped like g, "
-            "(2,): clipping rescales g, it keeps every coordinate."
-        )
-    if torch.isnan(out_zero).any():
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="the zero gradient gave NaN: 0 / 0. "
-            "Guard the division, e.g. C / (norm + 1e-6), as Opacus does.",
-        )
-    if torch.allclose(out_short, short / short.norm(), atol=1e-4):
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="a short gradient was stretched to norm C; "
-            "clipping leaves gradients inside the ball alone (use min(1, ...)).",
-        )
-    if torch.allclose(out_long, torch.ones(2), atol=1e-4):
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="that clips every coordinate to [-C, C], which turns the direction of (3, 4); "
-            "DP-SGD scales the whole vector by one factor, so that its L2 norm is at most C.",
-        )
-    ok = (
-        torch.allclose(out_long, torch.tensor([0.6, 0.8]), atol=1e-4)
-        and torch.allclose(out_short, short, atol=1e-4)
-        and torch.allclose(out_zero, zero)
-    )
+        if not ok:
+            return _clip_hint(
+                name,
+                f"at max_grad_norm = {c:g}: a gradient of norm {5 * c:g} gave "
+                f"norm {float(out_long.norm()):.4g} (want {c:g}), one of norm "
+                f"{0.3 * c:g} gave norm {float(out_short.norm()):.4g} (want it "
+                "unchanged). Multiply g by min(1, C / ||g||).",
+            )
+    batch = _clip_batch()
+    for c in _CLIP_NORMS:
+        want = clip_per_sample({"g": c * batch}, max_grad_norm=c)["g"]
+        got = torch.stack([run(row, c) for row in c * batch])
+        if not torch.allclose(got, want, atol=1e-4 * max(c, 1.0)):
+            worst = int((got - want).norm(dim=1).argmax())
+            return _clip_hint(
+                name,
+                f"in a batch of 8 gradients at max_grad_norm = {c:g}, row "
+                f"{worst} (norm {float((c * batch)[worst].norm()):.3g}) came back "
+                f"with norm {float(got[worst].norm()):.4g}, not "
+                f"{float(want[worst].norm()):.4g}. Each example is clipped on its "
+                "own, by its own norm.",
+            )
     return feedback(
         name,
-        ok,
-        success="long gradients shrink onto the sphere of radius C, short ones pass untouched, "
-        "and zero stays zero.",
-        hint="multiply g by one number: the factor that brings its L2 norm down to C when it "
-        "is longer, and 1 when it is already inside the ball.",
+        True,
+        success="at every C, long gradients shrink onto the sphere of radius C, short ones pass "
+        "untouched, zero stays zero, and each example of a batch is clipped by its own norm.",
+        hint="",
     )
+
+
+_CLIP_NORMS = (0.5, 1.0, 3.0)
+
+
+def _clip_batch() -> torch.Tensor:
+    """Eight directions of 10 coordinates with norms from 0.1 to 10 (times C in the check)."""
+    rows = torch.randn(8, 10, generator=torch.Generator().manual_seed(6))
+    norms = torch.logspace(-1, 1, 8)
+    return rows / rows.norm(dim=1, keepdim=True) * norms[:, None]
+
+
+def _clip_hint(name: str, hint: str) -> bool:
+    return feedback(name, False, success="", hint=hint)
 
 
 def check_empty_batch_probability(answer: Any) -> bool:
