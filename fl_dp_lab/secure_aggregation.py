@@ -20,24 +20,42 @@ reveal their seeds s_dj with d, the server regenerates those masks and
 removes them (Bonawitz et al. add secret sharing of seeds and self-masks so
 that a late upload of d cannot then be unmasked; that part is left out).
 
-With DP-FedAvg the server then adds noise to a sum it never saw the terms
-of; the two compose: secure aggregation hides individual updates from the
-server, differential privacy hides individuals from whoever sees the model.
+What secure aggregation does *not* give. In DP-FedAvg with central noise
+(notebook 09) the server unmasks the exact, noise-free sum of the clipped
+updates and only then adds N(0, (sigma C)^2) noise. Secure aggregation hides
+each client's update from the server, and the noise protects users from
+whoever sees the released model, but the server itself has seen the sum
+before any noise: there is no differential privacy against the server. That
+needs *distributed* DP: each client adds its own share of the noise before
+masking, over the integers, so the sum the server decodes is already noisy
+(the distributed discrete Gaussian, Kairouz, Liu & Steinke 2021; Skellam
+noise, Agarwal, Kairouz & Liu 2021). ``noisy_encode`` is a teaching toy of
+that step: a rounded Gaussian share in fixed point, not the discrete
+Gaussian with its accountant (the rounding and the modular wrap-around are
+not accounted for).
+
+Not cryptography: the masks come from torch's Mersenne Twister seeded with
+s_ij, which is not a cryptographically secure PRG (its state can be
+recovered from its outputs), and the seeds are drawn from one generator
+instead of agreed by key exchange. The toy shows the arithmetic of the
+protocol, not its security.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
-from fl_dp_lab._validate import check_generator, check_int, fail
+from fl_dp_lab._validate import check_generator, check_int, check_real, fail
 
 __all__ = [
     "MODULUS",
     "decode",
     "encode",
     "mask_update",
+    "noisy_encode",
     "pairwise_seeds",
     "secure_sum",
     "unmask_sum",
@@ -197,3 +215,57 @@ def _check_seeds(seeds: object) -> int:
     if not isinstance(seeds, torch.Tensor) or seeds.dim() != 2 or seeds.shape[0] != seeds.shape[1]:
         fail("seeds", "a square matrix from pairwise_seeds()", seeds, TypeError)
     return int(seeds.shape[0])
+
+
+def noisy_encode(
+    update: torch.Tensor,
+    *,
+    noise_multiplier: float,
+    clip_norm: float,
+    num_clients: int,
+    generator: torch.Generator,
+    scale: int = _SCALE,
+) -> torch.Tensor:
+    """A client's share of distributed DP: its update plus its noise share, in fixed point.
+
+    Returns encode(x_i) + round(z_i * scale) modulo M with z_i ~ N(0, (sigma C)^2 / n
+    I), n = ``num_clients``. Summed over the n clients the shares add up to
+    N(0, (sigma C)^2 I) (up to rounding), the noise of central DP-FedAvg, but
+    it is added *before* masking, so the sum the server decodes is already
+    noisy. Each client draws its share from its own secret generator.
+
+    A teaching toy, not a mechanism to deploy: the share is a rounded Gaussian,
+    whose privacy is not what a Gaussian accountant computes; deployed systems
+    use the discrete Gaussian (Kairouz, Liu & Steinke 2021) or Skellam noise
+    (Agarwal, Kairouz & Liu 2021) with an accountant for the sum of integer
+    shares, and a modulus large enough that the noisy sum never wraps. Also,
+    if some clients drop out, the survivors' shares add up to less noise than
+    planned.
+
+    Args:
+        update: the client's clipped update, a 1-D float tensor.
+        noise_multiplier: sigma >= 0 of the whole sum.
+        clip_norm: C > 0, the norm every update was clipped to.
+        num_clients: n >= 1, the clients whose shares make up the sum.
+        generator: the client's own generator (secret in a deployment).
+        scale: the fixed-point scale of ``encode``.
+
+    Returns:
+        int64 tensor modulo M, ready for ``mask_update``.
+
+    >>> x = torch.zeros(4, dtype=torch.float64)
+    >>> share = noisy_encode(x, noise_multiplier=0.0, clip_norm=1.0, num_clients=3,
+    ...                      generator=torch.Generator().manual_seed(0))
+    >>> torch.equal(share, encode(x))
+    True
+    """
+    sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    c = check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+    n = check_int("num_clients", num_clients, minimum=1)
+    generator = check_generator("generator", generator)
+    scale = check_int("scale", scale, minimum=1)
+    encoded = encode(update, scale=scale)
+    std = sigma * c / math.sqrt(n)
+    noise = torch.randn(encoded.shape, generator=generator, dtype=torch.float64) * std
+    _check_representable("the noise share", noise, scale)
+    return (encoded + torch.round(noise * scale).long()) % MODULUS
