@@ -22,6 +22,19 @@ Every wait for replies (for the nodes to answer at the start, for each
 round, for the final evaluation) is bounded by the run config's ``timeout``
 in seconds: a lost node or a stuck worker fails the run, it never hangs it.
 
+Why a sampled node that does not reply fails the round instead of being
+left out: the accountant's amplification by sampling assumes that the sum
+holds exactly the Poisson-sampled set, each client in with probability q by
+a coin nobody else controls. The replies that come back are a different
+set: whether a client replies can depend on its device, its data or whoever
+delays its messages, and then its presence in the sum is no longer that
+q-coin (dividing by the number of replies would also break the fixed
+denominator q*K). If dropouts were independent of everything, a smaller sum
+would only add privacy, but the server cannot check that. Production systems
+either account without amplification by sampling (DP-FTRL, Kairouz et al.
+2021, as deployed for Gboard, Xu et al. 2023) or over-sample clients and
+analyse the selection they actually run.
+
 ``make_flower_dp_server_app`` runs Flower's
 ``DifferentialPrivacyServerSideFixedClipping`` around ``FedAvg`` on the same
 clients. It differs in three ways the notebook shows: it samples a *fixed*
@@ -306,7 +319,8 @@ def _by_node(replies: Any, kind: str, expected: list[int] | None = None) -> dict
         out[reply.metadata.src_node_id] = reply
     missing = sorted(set(expected or []) - set(out))
     if missing:
-        # averaging fewer updates than were sampled would break the privacy accounting
+        # the accountant assumes the sum holds exactly the Poisson-sampled set; the set of
+        # replies may depend on the clients or an adversary (module docstring)
         raise RuntimeError(f"no reply to the {kind} message from nodes {missing}")
     return out
 
