@@ -258,7 +258,9 @@ def noise_multiplier_for_epsilon(
         sample_rate: q in (0, 1].
         steps: T >= 1.
         delta: target delta in (0, 1).
-        accountant: "pld" or "rdp".
+        accountant: "pld", "rdp" or "best". Each accountant's epsilon falls as
+            sigma grows, so min(PLD, RDP) <= target exactly when sigma is at
+            least the smaller of the two calibrated sigmas: "best" returns that.
 
     Returns:
         sigma > 0.
@@ -278,7 +280,9 @@ def noise_multiplier_for_epsilon(
     _, q, steps, delta = check_mechanism(1.0, sample_rate, steps, delta)
     if steps == 0:
         fail("steps", "an integer >= 1 (zero steps spend no epsilon)", steps)
-    check_choice("accountant", accountant, ACCOUNTANTS)
+    check_choice("accountant", accountant, _EPSILON_ACCOUNTANTS)
+    if accountant == "best":
+        return min(_calibrate(target, q, steps, delta, kind) for kind in ACCOUNTANTS)
     return _calibrate(target, q, steps, delta, accountant)
 
 

@@ -306,6 +306,24 @@ def test_pld_is_the_smaller_bound_in_the_settings_the_course_trains_with(q, sigm
     )
 
 
+@pytest.mark.parametrize(("q", "sigma_hint"), [(1e-4, "rdp"), (0.01, "pld")])
+def test_calibrating_for_best_takes_the_smaller_sigma(q, sigma_hint):
+    # Prepare: target 0.01 over 1e5 steps at q = 1e-4 (RDP needs less noise), 1.0 over 3,000
+    # steps at q = 0.01 (PLD needs less)
+    setting = dict(sample_rate=q, steps=100_000 if q < 1e-3 else 3_000, delta=1e-5)
+    target = 0.01 if q < 1e-3 else 1.0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "the best Rényi order", RuntimeWarning)
+        sigmas = {
+            kind: noise_multiplier_for_epsilon(target_epsilon=target, accountant=kind, **setting)
+            for kind in ("pld", "rdp", "best")
+        }
+        spent = epsilon(noise_multiplier=sigmas["best"], accountant="best", **setting)
+    # Assert: the smaller of the two, and within budget by the smaller bound
+    assert sigmas["best"] == min(sigmas["pld"], sigmas["rdp"]) == sigmas[sigma_hint]
+    assert 0.999 * target <= spent <= target
+
+
 def test_best_warns_about_the_rdp_grid_only_when_it_returns_rdp():
     with pytest.warns(RuntimeWarning, match="the best Rényi order"):
         epsilon(
