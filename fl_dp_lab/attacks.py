@@ -7,6 +7,10 @@ against DP-protected gradients (notebook 06) and DP client updates (notebook 09)
   example, dL/dW = (dL/dz) x^T and dL/db = dL/dz, so every row i with
   dL/db_i != 0 gives x = (dL/dW)_i / (dL/db)_i exactly (Phong et al., 2018,
   Sec. 3; Geiping et al., 2020, Prop. D.1).
+  ``reconstruct_from_noisy_linear_gradient`` is the same leak read from a
+  clipped and noised gradient (notebook 06): the best rank-one fit of the
+  weight gradient with its bias column, the maximum-likelihood estimate
+  under isotropic Gaussian noise.
 - ``gradient_inversion``: Deep Leakage from Gradients (Zhu, Liu & Han, 2019):
   optimise dummy inputs and soft labels until their gradient matches the
   observed one.
@@ -46,6 +50,7 @@ __all__ = [
     "membership_inference_scores",
     "psnr",
     "reconstruct_from_linear_gradient",
+    "reconstruct_from_noisy_linear_gradient",
     "roc_curve",
     "tpr_at_fpr",
 ]
@@ -62,7 +67,10 @@ def reconstruct_from_linear_gradient(
     weight gradient is rank one and x follows from any row with g_i != 0.
     Using every row at once (least squares), x = sum_i g_i (dL/dW)_i / sum_i
     g_i^2, which is exact for one example and for a batch gives the average
-    of the inputs weighted by their g (a blend, not one image).
+    of the inputs weighted by their g (a blend, not one image). Under DP
+    noise its weights are the noisy g itself, and the noise's energy in the
+    denominator shrinks the image towards black;
+    ``reconstruct_from_noisy_linear_gradient`` is the stronger attack there.
 
     Args:
         grad_weight: shape ``(out_features, in_features)``.
@@ -79,15 +87,58 @@ def reconstruct_from_linear_gradient(
     >>> reconstruct_from_linear_gradient(torch.outer(g, x), g)
     tensor([1., 2., 3.])
     """
-    if not isinstance(grad_weight, torch.Tensor) or grad_weight.dim() != 2:
-        fail("grad_weight", "a 2-D tensor (out_features, in_features)", grad_weight, TypeError)
-    if not isinstance(grad_bias, torch.Tensor) or grad_bias.shape != grad_weight.shape[:1]:
-        shape = getattr(grad_bias, "shape", grad_bias)
-        fail("grad_bias", f"a tensor of shape ({grad_weight.shape[0]},)", shape)
+    _check_linear_gradient(grad_weight, grad_bias)
     energy = torch.sum(grad_bias * grad_bias)
     if energy == 0:
         fail("grad_bias", "non-zero somewhere (the example left no gradient)", "all zeros")
     return grad_bias @ grad_weight / energy
+
+
+def reconstruct_from_noisy_linear_gradient(
+    grad_weight: torch.Tensor, grad_bias: torch.Tensor
+) -> torch.Tensor:
+    """Recover a linear layer's input from a NOISY gradient: the best rank-one fit.
+
+    For one example the layer's gradient with its bias column appended is
+    rank one, M = [dL/dW | dL/db] = g (x, 1)^T, g = dL/dz. DP-SGD releases
+    M + Z (clipping scales g, not the ratio x) with Z i.i.d. N(0, s^2) in
+    every entry. Maximising the likelihood over g and x means minimising
+    ||M + Z - g (x, 1)^T||_F, whose answer is the truncated SVD (Eckart &
+    Young, 1936): with u and v the top left and right singular vectors,
+
+        x = v[:-1] / v[-1] = sum_i u_i (dL/dW)_i / sum_i u_i (dL/db)_i,
+
+    every row of the weight gradient combined, weighted by u, the direction
+    of g denoised with the help of all the weight rows. The plain least
+    squares of ``reconstruct_from_linear_gradient`` weights the rows by the
+    noisy bias gradient instead. Without noise the two agree and are exact
+    (Phong et al., 2018, Sec. 3; Geiping et al., 2020, Prop. D.1); under
+    noise this one needs no knowledge of s. Once the noise drowns the signal
+    (||g|| ||(x, 1)|| below about s (sqrt(out) + sqrt(in + 1)), random-matrix
+    theory) the top singular vector is noise and so is the image.
+
+    Args:
+        grad_weight: shape ``(out_features, in_features)``, possibly noised.
+        grad_bias: shape ``(out_features,)``, noised like ``grad_weight``.
+
+    Returns:
+        The reconstructed input, shape ``(in_features,)``, in ``grad_weight``'s dtype.
+
+    Raises:
+        ValueError: shapes disagree, or the fitted bias column is zero.
+
+    >>> x = torch.tensor([1.0, 2.0, 3.0])
+    >>> g = torch.tensor([0.5, -2.0])
+    >>> reconstruct_from_noisy_linear_gradient(torch.outer(g, x), g)
+    tensor([1., 2., 3.])
+    """
+    _check_linear_gradient(grad_weight, grad_bias)
+    stacked = torch.cat([grad_weight, grad_bias[:, None]], dim=1).detach().double()
+    _, _, vh = torch.linalg.svd(stacked, full_matrices=False)
+    top = vh[0]
+    if top[-1] == 0:
+        fail("grad_bias", "not orthogonal to the fitted rank-one direction", "a zero bias column")
+    return (top[:-1] / top[-1]).to(grad_weight.dtype)
 
 
 @dataclass
@@ -305,3 +356,11 @@ def _check_same_shape(a: torch.Tensor, b: torch.Tensor) -> None:
             fail(name, "a tensor of shape (batch, ...)", getattr(t, "shape", t), TypeError)
     if a.shape != b.shape:
         fail("x_hat's shape", f"x_true's shape {tuple(a.shape)}", tuple(b.shape))
+
+
+def _check_linear_gradient(grad_weight: torch.Tensor, grad_bias: torch.Tensor) -> None:
+    if not isinstance(grad_weight, torch.Tensor) or grad_weight.dim() != 2:
+        fail("grad_weight", "a 2-D tensor (out_features, in_features)", grad_weight, TypeError)
+    if not isinstance(grad_bias, torch.Tensor) or grad_bias.shape != grad_weight.shape[:1]:
+        shape = getattr(grad_bias, "shape", grad_bias)
+        fail("grad_bias", f"a tensor of shape ({grad_weight.shape[0]},)", shape)

@@ -184,7 +184,9 @@ def dp_sgd_step(
     """One DP-SGD step in place: theta <- theta - lr * (clipped sum + noise) / (q N).
 
     Dividing by the expected batch size q N, not the realised one, keeps the
-    sensitivity at C / (q N) (like Opacus's ``DPOptimizer`` followed by SGD).
+    sensitivity at C / (q N) (like Opacus's ``DPOptimizer`` followed by SGD);
+    this treats N, the data set's size, as public: under add/remove neighbours
+    N itself differs by one, so the size can leak unless it is released privately.
     ``x`` may be empty (a noise-only step). ``.grad`` is left untouched.
 
     Returns:

@@ -7,10 +7,30 @@ added or removed) and every set S of outputs,
     P[M(D) in S] <= exp(epsilon) * P[M(D') in S] + delta
 
 (Dwork & Roth, 2014, "The Algorithmic Foundations of Differential Privacy",
-Def. 2.4). The mechanisms below add noise scaled to a query's sensitivity,
-the largest change one record can make to it:
-``sensitivity = max over neighbours |q(D) - q(D')|``, a finite difference
-over datasets (``remove_one_sensitivity`` computes it on one dataset).
+Def. 2.4). delta is an additive slack on every event's probability, not "the
+chance that something worse happens" (that reading, a privacy loss above
+epsilon with probability at most delta, is probabilistic DP, a stronger
+notion); it must be far below 1/n, since publishing one random record of n
+in full is (0, 1/n)-DP. The mechanisms below add noise scaled to a query's
+GLOBAL sensitivity, the largest change one record can make to it on any
+dataset: ``sensitivity = max over all neighbours |q(D) - q(D')|``, a finite
+difference over datasets. ``local_sensitivity_remove_one`` computes the
+LOCAL sensitivity, the same maximum at one given D only; noise calibrated to
+it is not DP, because the noise scale then depends on D and leaks it
+(Nissim, Raskhodnikova & Smith, 2007).
+
+Floating point: these functions add NumPy's floating-point noise to a float,
+as textbooks write it. That is not DP as implemented: the doubles that
+``value + noise`` can produce depend on ``value``, so the least significant
+bits of an output can tell q(D) from q(D') (Mironov, 2012, for the Laplace
+mechanism; Jin et al., 2022, for Gaussian samplers in DP libraries). The fixes
+sample noise on a discrete grid with exact arithmetic: the snapping mechanism
+(Mironov, 2012), the discrete Laplace and Gaussian (Canonne, Kamath & Steinke,
+2020). Opacus's ``PrivacyEngine(secure_mode=True)`` is its fix for DP-SGD: a
+cryptographically secure generator (torchcsprng) instead of a seeded one,
+and each Gaussian draw made from several draws so that the floating-point
+attack becomes infeasible (Holohan & Braghin, 2021). Fine for teaching and
+experiments, which is what this module is for; not for a deployment.
 
 The Gaussian mechanism's exact privacy curve delta(epsilon) follows from its
 privacy-loss random variable L = log(p(o) / p'(o)), o ~ M(D): with noise
@@ -46,9 +66,9 @@ __all__ = [
     "gaussian_privacy_loss",
     "gaussian_sigma",
     "laplace_mechanism",
+    "local_sensitivity_remove_one",
     "randomized_response",
     "randomized_response_estimate",
-    "remove_one_sensitivity",
 ]
 
 
@@ -169,14 +189,19 @@ def gaussian_mechanism(
     return float(noisy) if noisy.ndim == 0 else noisy
 
 
-def remove_one_sensitivity(query: Callable[[Sequence[Any]], float], data: Sequence[Any]) -> float:
+def local_sensitivity_remove_one(
+    query: Callable[[Sequence[Any]], float], data: Sequence[Any]
+) -> float:
     """Largest |q(D) - q(D minus record i)| over the records of ``data``: a finite difference.
 
-    This is the local sensitivity of ``query`` at D under add/remove
-    neighbours, computed the way notebook 01 computes a derivative: change
-    the input a little (one record) and measure the change in the output.
-    The global sensitivity that DP needs is the maximum of this over every D;
-    for a counting query it is 1 whatever D is.
+    This is the LOCAL sensitivity of ``query`` at this one D (removal side
+    of add/remove neighbours), computed the way notebook 01 computes a
+    derivative: change the input a little (one record) and measure the change
+    in the output. The global sensitivity that DP needs is the maximum over
+    every D (for a counting query 1, whatever D is). Do not calibrate noise
+    to this number: it depends on D, so noise scaled by it leaks D through
+    its spread (Nissim, Raskhodnikova & Smith, 2007, who also give the fix,
+    smooth sensitivity).
 
     Args:
         query: maps a sequence of records to a number.
@@ -185,7 +210,7 @@ def remove_one_sensitivity(query: Callable[[Sequence[Any]], float], data: Sequen
     Returns:
         The largest absolute change.
 
-    >>> remove_one_sensitivity(sum, [3, 1, 4])
+    >>> local_sensitivity_remove_one(sum, [3, 1, 4])
     4.0
     """
     if not callable(query):

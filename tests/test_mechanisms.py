@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 from dp_accounting.pld import privacy_loss_distribution
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import stats
+from scipy import integrate, optimize, stats
 
 from fl_dp_lab import _gaussian_privacy, mechanisms
 from fl_dp_lab.mechanisms import (
@@ -20,9 +21,9 @@ from fl_dp_lab.mechanisms import (
     gaussian_privacy_loss,
     gaussian_sigma,
     laplace_mechanism,
+    local_sensitivity_remove_one,
     randomized_response,
     randomized_response_estimate,
-    remove_one_sensitivity,
 )
 
 
@@ -95,6 +96,57 @@ def test_analytic_sigma_works_for_large_epsilon_and_classic_warns():
         gaussian_sigma(epsilon=2.0, delta=1e-5, analytic=False)
 
 
+def _delta_by_quadrature(sigma: float, epsilon: float) -> float:
+    """delta(eps) = E[(1 - e^(eps - L))_+], L ~ N(mu, 2 mu), mu = 1 / (2 sigma^2), integrated."""
+    mu = 1.0 / (2.0 * sigma**2)
+    density = stats.norm(mu, math.sqrt(2.0 * mu)).pdf
+    value, _ = integrate.quad(
+        lambda loss: -math.expm1(epsilon - loss) * density(loss), epsilon, np.inf,
+        epsabs=1e-14, epsrel=1e-10,
+    )  # fmt: skip
+    return value
+
+
+def _classic_sigma(epsilon: float, delta: float) -> float:
+    with warnings.catch_warnings():  # the "proven only for epsilon < 1" warning is the point
+        warnings.simplefilter("ignore", UserWarning)
+        return gaussian_sigma(epsilon=epsilon, delta=delta, analytic=False)
+
+
+def test_classic_bound_under_noises_above_about_epsilon_8_point_4():
+    # Prepare: where the classic sigma crosses the analytic one at delta = 1e-5
+    ratio = lambda e: _classic_sigma(e, 1e-5) / gaussian_sigma(epsilon=e, delta=1e-5) - 1  # noqa: E731
+    # Execute
+    crossing = optimize.brentq(ratio, 1.0, 20.0)
+    # Assert: the classic formula is safe below the crossing and under-noises above it; the
+    # delta it really gives is checked by quadrature of the privacy loss, not by the closed form
+    assert 8.3 < crossing < 8.5
+    for epsilon in (0.5, 2.0, 8.0):
+        assert _delta_by_quadrature(_classic_sigma(epsilon, 1e-5), epsilon) < 1e-5
+    for epsilon in (9.0, 10.0, 12.0):
+        assert _delta_by_quadrature(_classic_sigma(epsilon, 1e-5), epsilon) > 1e-5
+    assert _delta_by_quadrature(_classic_sigma(10.0, 1e-5), 10.0) == pytest.approx(
+        2.27e-5, rel=0.01
+    )
+
+
+def test_noise_scaled_to_local_sensitivity_gives_the_dataset_away():
+    # Prepare: the oldest age on neighbours D and D' = D minus one 50-year-old
+    oldest = lambda d: float(np.max(d))  # noqa: E731
+    d, d_prime = np.array([50.0, 50.0, 30.0]), np.array([50.0, 30.0])
+    # Execute: the (wrong) mechanism oldest + Laplace(local sensitivity / epsilon), epsilon = 1
+    rng = np.random.default_rng(0)
+    exact = {}
+    for name, data in (("D", d), ("D'", d_prime)):
+        scale = local_sensitivity_remove_one(oldest, data)
+        exact[name] = np.mean(oldest(data) + rng.laplace(0.0, scale, 1000) == 50.0)
+    # Assert: on D the local sensitivity is 0 and every release is exactly 50, on D' never:
+    # the output names the dataset, which no finite epsilon allows (global sensitivity is unbounded)
+    assert local_sensitivity_remove_one(oldest, d) == 0.0
+    assert local_sensitivity_remove_one(oldest, d_prime) == 20.0
+    assert exact == {"D": 1.0, "D'": 0.0}
+
+
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 3.0])
 @pytest.mark.parametrize("epsilon", [0.0, 0.3, 1.0, 3.0])
 def test_gaussian_delta_matches_dp_accounting_pld(sigma, epsilon):
@@ -146,12 +198,12 @@ def test_sigma_zero_means_no_privacy():
     assert gaussian_epsilon(sigma=1e-4, delta=1e-5) > 1e6  # tiny noise, huge epsilon
 
 
-def test_remove_one_sensitivity_is_a_finite_difference_over_neighbours():
+def test_local_sensitivity_is_a_finite_difference_over_neighbours():
     ages = np.array([23, 35, 71, 44])
     count_over_40 = lambda d: float(np.sum(np.asarray(d) > 40))  # noqa: E731
-    assert remove_one_sensitivity(count_over_40, ages) == 1.0
-    assert remove_one_sensitivity(lambda d: float(np.sum(d)), ages) == 71.0
-    assert remove_one_sensitivity(lambda d: float(np.mean(d)), [1.0, 1.0, 4.0]) == 1.0
+    assert local_sensitivity_remove_one(count_over_40, ages) == 1.0
+    assert local_sensitivity_remove_one(lambda d: float(np.sum(d)), ages) == 71.0
+    assert local_sensitivity_remove_one(lambda d: float(np.mean(d)), [1.0, 1.0, 4.0]) == 1.0
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -183,7 +235,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="losses must be a non-empty 1-D"):
         delta_from_privacy_loss([math.inf], epsilon=1.0)
     with pytest.raises(TypeError, match="query must be a function"):
-        remove_one_sensitivity(3, [1, 2])
+        local_sensitivity_remove_one(3, [1, 2])
     with pytest.raises(ValueError, match="epsilon must be > 0, got 0.0"):
         randomized_response([0, 1], epsilon=0.0, rng=rng)
     with pytest.raises(ValueError, match="sigma must be"):
