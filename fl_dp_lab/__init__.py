@@ -8,6 +8,7 @@ One module per idea, named after it and mirroring the notebooks:
 - ``attacks``: gradient inversion, membership inference (03)
 - ``mechanisms``: randomized response, Laplace, Gaussian (04)
 - ``accounting``: RDP and PLD accountants, calibration (05)
+- ``tuning``: the privacy cost of a hyperparameter sweep, private selection (07, 09)
 - ``dpsgd``: per-sample gradients, clipping, noise, Poisson sampling (06)
 - ``opacus_bridge``: the same step through Opacus, side by side with ours (07)
 - ``federated``: FedAvg and DP-FedAvg (08-09), built from ``client_updates``
@@ -49,5 +50,6 @@ __all__ = [
     "plots",
     "secure_aggregation",
     "training",
+    "tuning",
     "widgets",
 ]
