@@ -137,13 +137,19 @@ def per_sample_norms(grads: Gradients) -> torch.Tensor:
     return _norms(grads)
 
 
-def _norms(grads: Gradients) -> torch.Tensor:
+def _norms(grads: Gradients, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Per-example L2 norms of checked gradients, in float32 at least (float64 for half types).
 
     A bfloat16 or float16 sum of squares loses up to half a percent, which would let
     clipping overshoot C; float32 and float64 gradients are reduced in their own dtype.
+    A float32 norm that overflows (entries above about 1e19) is taken again in float64,
+    so that only a gradient that really holds a NaN or inf has a non-finite norm.
     """
-    dtype = norm_dtype(next(iter(grads.values())).dtype)
+    if dtype is None:
+        norms = _norms(grads, norm_dtype(next(iter(grads.values())).dtype))
+        if norms.dtype == torch.float32 and not bool(torch.isfinite(norms).all()):
+            return _norms(grads, torch.float64)
+        return norms
     squares = [torch.linalg.vector_norm(g.flatten(1), dim=1, dtype=dtype) for g in grads.values()]
     if len(squares) == 1:
         return squares[0]

@@ -120,13 +120,7 @@ def clip_per_sample(grads: Gradients, *, max_grad_norm: float) -> Gradients:
     """
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     _check_gradients(grads)
-    norms = _norms(grads)
-    check_finite_norms("the gradient of example {0} (row {0} of grads)", norms, _NON_FINITE_WHY)
-    dtype = next(iter(grads.values())).dtype
-    factors = _clip_factors(norms, max_grad_norm, dtype=dtype)
-    return {
-        name: (g * factors.view(-1, *[1] * (g.dim() - 1))).to(dtype) for name, g in grads.items()
-    }
+    return _clip(grads, max_grad_norm, "the gradient of example {0} (row {0} of grads)")
 
 
 def clipped_gradient_sum(
@@ -431,14 +425,16 @@ def _add_clipped_sum(
             layers, loss = captured
             _check_finite_loss(float(loss), model, x)  # before anything is summed into ``out``
             norms = _ghost.squared_norms(layers).sqrt_()
-            check_finite_norms(_EXAMPLE, norms, _NON_FINITE_WHY)
-            _ghost.clipped_sum(layers, _clip_factors(norms, max_grad_norm, scale), out)
-            return float(loss)
+            if bool(torch.isfinite(norms).all()):
+                _ghost.clipped_sum(layers, _clip_factors(norms, max_grad_norm, scale), out)
+                return float(loss)
+            # a NaN or inf gradient, or one whose float32 square overflows: vmap and
+            # clip_per_sample tell the two apart (and refuse the first by its index)
         method = "vmap"
     with torch.no_grad():
         mean_loss = _check_finite_loss(float(loss_fn(model(x), y)), model, x)
     grads = per_sample_gradients(model, loss_fn, x, y, method)
-    clipped = clip_per_sample(grads, max_grad_norm=max_grad_norm)
+    clipped = _clip(grads, max_grad_norm, _EXAMPLE)
     for name, g in clipped.items():
         out[name].add_(g.sum(0), alpha=scale)
     return mean_loss
@@ -514,6 +510,17 @@ def _gaussian_like(param: torch.Tensor, std: float, generator: torch.Generator) 
         return torch.zeros_like(param, memory_format=torch.contiguous_format)
     noise = torch.empty_like(param, memory_format=torch.contiguous_format)
     return noise.normal_(0.0, std, generator=generator)
+
+
+def _clip(grads: Gradients, max_grad_norm: float, what: str) -> Gradients:
+    """clip_per_sample on checked arguments; ``what`` names example {0} in a refusal."""
+    norms = _norms(grads)
+    check_finite_norms(what, norms, _NON_FINITE_WHY)
+    dtype = next(iter(grads.values())).dtype
+    factors = _clip_factors(norms, max_grad_norm, dtype=dtype)
+    return {
+        name: (g * factors.view(-1, *[1] * (g.dim() - 1))).to(dtype) for name, g in grads.items()
+    }
 
 
 def _clip_factors(

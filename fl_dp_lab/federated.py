@@ -458,6 +458,8 @@ def _clip_rows(update: torch.Tensor, clip_norm: float, what: str) -> torch.Tenso
     """
     dtype = update.dtype
     norms = torch.linalg.vector_norm(update, dim=-1, keepdim=True, dtype=norm_dtype(dtype))
+    if not bool(torch.isfinite(norms).all()):  # finite entries above ~1e19 overflow float32
+        norms = torch.linalg.vector_norm(update, dim=-1, keepdim=True, dtype=torch.float64)
     check_finite_norms(what, norms.flatten(), "NaN or inf cannot be clipped; refused, not dropped")
     limit = clip_norm
     if norm_dtype(dtype) != dtype:  # the cast back rounds each entry by a factor <= 1 + u
