@@ -164,6 +164,9 @@ def dirac_canary(per_sample_grads: Gradients, *, norm: float) -> dict[str, torch
     """
     _check_gradients(per_sample_grads)
     norm = check_real("norm", norm, low=0.0, low_open=True)
+    dtype = next(iter(per_sample_grads.values())).dtype
+    if norm > torch.finfo(dtype).max:  # it would be stored as inf
+        fail("norm", f"at most {torch.finfo(dtype).max:.3g} (the largest {dtype} number)", norm)
     canary = {name: torch.zeros_like(grad[:1]) for name, grad in per_sample_grads.items()}
     canary[next(iter(canary))].view(-1)[0] = norm
     return canary

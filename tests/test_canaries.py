@@ -292,3 +292,8 @@ def test_integer_gradients_are_refused_by_the_audit():
     with pytest.raises(TypeError, match=r"grads\['weight'\] must be a floating-point"):
         noisy_clipped_sum(grads, max_grad_norm=1.0, noise_multiplier=1.0,
                           generator=torch.Generator())  # fmt: skip
+
+
+def test_a_canary_norm_beyond_the_dtype_is_refused_not_stored_as_inf():
+    with pytest.raises(ValueError, match=r"norm must be at most 3.4e\+38"):
+        dirac_canary(_batch(), norm=1e300)
