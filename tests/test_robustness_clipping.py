@@ -264,6 +264,28 @@ def test_dp_sgd_step_refuses_bad_hyperparameters_by_name_or_keeps_the_model_fini
         assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    method=st.sampled_from(["ghost", "hooks", "vmap", "loop"]),
+    row=st.integers(0, 4),
+    column=st.integers(0, 3),
+    bad=st.sampled_from([math.nan, math.inf, -math.inf]),
+)
+def test_a_non_finite_row_of_x_is_refused_by_index_before_the_weights_move(
+    method, row, column, bad
+):
+    # Prepare
+    model = MLP(4, 3, 2, generator=_gen(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(5, 4, generator=_gen(1)), torch.tensor([0, 1, 0, 1, 1])
+    x[row, column] = bad
+    # Execute / Assert: the loss or the gradient of that row is named
+    with pytest.raises(ValueError, match=rf"x\[{row}\]"):
+        dp_sgd_step(model, torch.nn.functional.cross_entropy, x, y, lr=0.1, max_grad_norm=1.0,
+                    noise_multiplier=1.0, expected_batch_size=5, generator=_gen(), method=method)  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 @pytest.mark.parametrize("mode", ["hooks", "functorch", "ghost"])
 @pytest.mark.parametrize("bad", [math.inf, math.nan])
 def test_opacus_dp_step_refuses_a_non_finite_example_before_the_weights_move(mode, bad):
