@@ -25,7 +25,8 @@ the layer only through z_i, the reweighted loss sum_i w_i loss_i has backprops
 w_i g_i, so its weight gradient is the single product (w * G)^T A over the
 whole batch ("book-keeping", Bu et al. 2023).
 
-Models with trainable parameters outside ``nn.Linear``/``nn.Conv2d`` (or a
+Models in bfloat16 or float16, models with trainable parameters outside
+``nn.Linear``/``nn.Conv2d`` (or a
 grouped, string-padded or non-zero-padded convolution, a layer called twice,
 an in-place op on a layer output, a layer whose input's first axis is not the
 batch's, such as tokens flattened to (B * T, D) rows or a time-major (T, B, D)
@@ -207,6 +208,8 @@ def _supported_modules(
     """
     if trainable is None:
         trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if any(p.dtype not in (torch.float32, torch.float64) for p in trainable.values()):
+        return None  # half precision: its layer norms would be too coarse to clip by
     names = {id(p): name for name, p in trainable.items()}
     covered: set[int] = set()
     modules = []

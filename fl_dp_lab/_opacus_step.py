@@ -20,7 +20,14 @@ from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from fl_dp_lab._validate import check_choice, check_generator, check_int, check_real, fail
+from fl_dp_lab._validate import (
+    check_choice,
+    check_finite_norms,
+    check_generator,
+    check_int,
+    check_real,
+    fail,
+)
 
 __all__ = [
     "GRAD_SAMPLE_MODES",
@@ -145,8 +152,18 @@ def opacus_dp_step(
     division by the *expected* batch size, not by ``len(x)``: under Poisson
     sampling the batch size is random, and dividing by it would leak it.
 
+    A non-finite contribution is refused, as in ``fl_dp_lab.dpsgd``: Opacus
+    would clip an inf per-sample gradient to 0 * inf = NaN. The noisy gradient
+    is checked after Opacus's ``pre_step`` (clip, noise, scale) and before the
+    weights move; on a NaN or inf, ``model`` is left unchanged and the example
+    is named.
+
     Returns:
         The noisy gradient g, ``{name: tensor}`` keyed like ``model.named_parameters()``.
+
+    Raises:
+        TypeError: ``x`` or ``y`` is not a tensor.
+        ValueError: an example's gradient (or the loss) is NaN or inf.
 
     >>> from fl_dp_lab.models import LogisticRegression
     >>> model = LogisticRegression(4, 2)  # zeros: every per-sample bias gradient is +-0.5
@@ -156,6 +173,8 @@ def opacus_dp_step(
     >>> g["linear.bias"]  # each example clipped from norm sqrt(10)/2 to 0.1, summed, / 4 (not 3)
     tensor([ 0.0079, -0.0079])
     """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        fail("x and y", "torch.Tensors", (type(x).__name__, type(y).__name__), TypeError)
     if len(x) != len(y):
         fail("x and y", "the same length", (len(x), len(y)))
     wrapped, optimizer, criterion = opacus_dp_optimizer(
@@ -171,11 +190,34 @@ def opacus_dp_step(
         optimizer.zero_grad()
         with ignore_no_input_grad_warning():
             criterion(wrapped(x), y).backward()
-        optimizer.step()
+        if optimizer.pre_step():  # clip, add noise, scale: what DPOptimizer.step does first
+            _check_finite_step(wrapped, model, x)
+            optimizer.original_optimizer.step()
         noisy = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
     finally:
         wrapped.to_standard_module()
     return noisy
+
+
+def _check_finite_step(wrapped: nn.Module, model: nn.Module, x: torch.Tensor) -> None:
+    """Refuse a noisy gradient with NaN or inf before it moves the weights; name the example.
+
+    Only the noisy gradient (one number per parameter) is read on the normal path;
+    the per-sample norms are looked at only to name the culprit.
+    """
+    if all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None):
+        return
+    try:  # ghost clipping keeps the norms it clipped by
+        norms = wrapped.per_sample_gradient_norms
+    except AttributeError:  # hooks and functorch keep the per-sample gradients
+        samples = [p.grad_sample for p in model.parameters() if p.grad_sample is not None]
+        norms = torch.stack([g.flatten(1).norm(dim=1) for g in samples]).norm(dim=0)
+    check_finite_norms(
+        "the gradient of example {0} (row x[{0}] of the batch)",
+        norms,
+        "look for NaN or inf in that row of x or y, or in the model's weights",
+    )
+    fail("the noisy gradient", "finite (lower max_grad_norm or noise_multiplier)", "NaN or inf")
 
 
 @contextmanager

@@ -19,14 +19,42 @@ import torch
 from torch import nn
 
 from fl_dp_lab import _ghost
-from fl_dp_lab._validate import check_choice, fail
+from fl_dp_lab._validate import check_choice, check_float_tensor, fail
 
-__all__ = ["PER_SAMPLE_METHODS", "ghost_norms", "per_sample_gradients", "per_sample_norms"]
+__all__ = [
+    "PER_EXAMPLE_LAYERS",
+    "PER_SAMPLE_METHODS",
+    "ghost_norms",
+    "per_sample_gradients",
+    "per_sample_norms",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Gradients = dict[str, torch.Tensor]
 #: ``method`` values of ``per_sample_gradients``.
 PER_SAMPLE_METHODS = ("loop", "vmap", "hooks")
+#: Layers that may hold trainable parameters in a model given to DP-SGD: each computes
+#: one example's output from that example alone, so a per-sample gradient exists and
+#: adding one example moves the clipped sum by at most C. BatchNorm is on it only in
+#: eval mode (it then applies fixed statistics); in train mode it normalises with the
+#: batch's mean and variance, which mixes examples, and is refused.
+PER_EXAMPLE_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Bilinear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Embedding,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.PReLU,
+)
 
 
 def per_sample_gradients(
@@ -106,7 +134,66 @@ def per_sample_norms(grads: Gradients) -> torch.Tensor:
     tensor([5., 1.])
     """
     _check_gradients(grads)
-    return torch.stack([g.flatten(1).square().sum(1) for g in grads.values()]).sum(0).sqrt()
+    return _norms(grads)
+
+
+def _norms(grads: Gradients, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Per-example L2 norms of checked gradients, in float32 at least (float64 for half types).
+
+    A bfloat16 or float16 sum of squares loses up to half a percent, which would let
+    clipping overshoot C; float32 and float64 gradients are reduced in their own dtype.
+    A float32 norm that overflows (entries above about 1e19) is taken again in float64,
+    so that only a gradient that really holds a NaN or inf has a non-finite norm.
+    """
+    if dtype is None:
+        norms = _norms(grads, norm_dtype(next(iter(grads.values())).dtype))
+        if norms.dtype == torch.float32 and not bool(torch.isfinite(norms).all()):
+            return _norms(grads, torch.float64)
+        return norms
+    squares = [torch.linalg.vector_norm(g.flatten(1), dim=1, dtype=dtype) for g in grads.values()]
+    if len(squares) == 1:
+        return squares[0]
+    return torch.linalg.vector_norm(torch.stack(squares), dim=0)
+
+
+def norm_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype norms and clip factors of ``dtype`` gradients are computed in."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float64
+
+
+def check_per_example_model(model: nn.Module) -> None:
+    """Refuse a model with a layer that mixes examples, naming it and the fix.
+
+    Every module holding trainable parameters must be one of ``PER_EXAMPLE_LAYERS``,
+    and no BatchNorm (nor an InstanceNorm that tracks running statistics) may be in
+    train mode: both make one example's output, and so its gradient, depend on the
+    other examples of the batch, and the clipped sum's sensitivity is then not C.
+    Modules without trainable parameters are trusted (activations, Flatten, Dropout,
+    containers): code in a custom ``forward`` that mixes examples cannot be seen here.
+    """
+    for name, module in model.named_modules():
+        label = f"model.{name}" if name else "model"
+        mixes = isinstance(module, nn.modules.batchnorm._BatchNorm) or (
+            isinstance(module, nn.modules.instancenorm._InstanceNorm) and module.track_running_stats
+        )
+        if mixes and module.training:
+            fail(
+                f"{label} ({type(module).__name__})",
+                "a layer that treats each example on its own (BatchNorm normalises with "
+                "the batch's statistics, so one example changes every other's gradient): "
+                "use nn.GroupNorm, or opacus.validators.ModuleValidator.fix(model), "
+                "or call .eval() on the layer to use fixed statistics",
+                "a batch-mixing layer in train mode",
+            )
+        owns = any(p.requires_grad for p in module.parameters(recurse=False))
+        if owns and not mixes and not isinstance(module, PER_EXAMPLE_LAYERS):
+            fail(
+                f"{label} ({type(module).__name__})",
+                "one of the supported layers with trainable parameters ("
+                + ", ".join(t.__name__ for t in PER_EXAMPLE_LAYERS)
+                + "): freeze its parameters (requires_grad_(False)) or build it from them",
+                "a layer whose per-example gradients are not known to exist",
+            )
 
 
 def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -126,11 +213,20 @@ def _check_batch(
         fail("x and y", "batches of the same size", (len(x), len(y)))
     if len(x) == 0 and not allow_empty:
         fail("x and y", "non-empty batches", (len(x), len(y)))
+    check_per_example_model(model)
 
 
-def _check_gradients(grads: Gradients) -> None:
+def _check_gradients(grads: Gradients, name: str = "grads") -> None:
+    """Refuse anything but a non-empty dict of floating-point (B, ...) tensors, one B."""
     if not isinstance(grads, dict) or not grads:
-        fail("grads", "a non-empty dict {name: tensor (B, ...)}", grads, TypeError)
+        fail(name, "a non-empty dict {name: tensor (B, ...)}", grads, TypeError)
+    for key, g in grads.items():
+        check_float_tensor(f"{name}[{key!r}]", g)
+        if g.dim() == 0:
+            fail(f"{name}[{key!r}]", "a tensor (B, ...) with a batch axis", tuple(g.shape))
     sizes = {len(g) for g in grads.values()}
     if len(sizes) != 1:
-        fail("grads", "tensors with the same batch size", sorted(sizes))
+        fail(name, "tensors with the same batch size", sorted(sizes))
+    dtypes = {g.dtype for g in grads.values()}
+    if len(dtypes) != 1:
+        fail(name, "tensors of one dtype", sorted(map(str, dtypes)))

@@ -14,6 +14,9 @@ from typing import Any
 __all__ = [
     "check_bool",
     "check_choice",
+    "check_finite_norms",
+    "check_float_tensor",
+    "check_generator",
     "check_int",
     "check_real",
     "fail",
@@ -109,3 +112,47 @@ def check_generator(name: str, value: Any) -> Any:
     if not isinstance(value, torch.Generator):
         fail(name, "a torch.Generator, e.g. torch.Generator().manual_seed(0)", value, TypeError)
     return value
+
+
+def check_float_tensor(name: str, value: Any) -> Any:
+    """Return ``value`` if it is a floating-point ``torch.Tensor``; refuse anything else by name.
+
+    A NumPy array, a list or None is a TypeError that says how to convert it;
+    an integer or boolean tensor is refused too: its squared norm can wrap
+    around (int64) or overflow (int32), so clipping would not bound it.
+    """
+    import torch  # here: the NumPy-only modules import this file without torch
+
+    if not isinstance(value, torch.Tensor):
+        hint = " (torch.as_tensor(array, dtype=torch.float32) converts an array)"
+        fail(name, "a torch.Tensor" + hint, _short(value), TypeError)
+    if not value.is_floating_point():
+        fail(
+            name,
+            "a floating-point tensor (float32, float64, ...)",
+            f"dtype {value.dtype}",
+            TypeError,
+        )
+    return value
+
+
+def check_finite_norms(what: str, norms: Any, why: str) -> None:
+    """Refuse the first non-finite entry of ``norms`` (one L2 norm per contribution) by index.
+
+    ``what`` names one contribution with a ``{}`` for its index ("updates[{}]",
+    "the gradient of example {}"); ``why`` says where such a value usually
+    comes from. The check reads only the norms clipping computes anyway: a
+    NaN or inf anywhere in a contribution makes its norm NaN or inf.
+    """
+    import torch
+
+    finite = torch.isfinite(norms)
+    if not bool(finite.all()):
+        index = int((~finite).nonzero()[0, 0])
+        fail(what.format(index), f"finite to be clipped ({why})", f"norm {float(norms[index])}")
+
+
+def _short(value: Any) -> str:
+    """A type name and at most 60 characters of ``value``'s repr, for messages."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"

@@ -26,6 +26,11 @@ The mechanism under audit is a black box with the signature of
 noise_multiplier, generator) -> dict``. Two PLANTED BUGS, here only to be
 caught by the audit and never to be used, share that signature:
 ``buggy_sum_without_clipping`` and ``buggy_sum_noise_not_scaled``.
+
+Non-finite input is refused, as everywhere a contribution is clipped
+(``fl_dp_lab.dpsgd``): a per-sample gradient or a canary with a NaN or inf
+entry raises a ``ValueError`` naming the example (or the canary) before any
+trial runs, and integer gradients a ``TypeError``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab._validate import (
+    check_bool,
+    check_choice,
+    check_finite_norms,
+    check_float_tensor,
+    check_int,
+    check_real,
+    fail,
+)
 from fl_dp_lab.auditing import AuditResult, audit_scores
 from fl_dp_lab.dpsgd import add_noise, clip_per_sample
 
@@ -151,6 +164,9 @@ def dirac_canary(per_sample_grads: Gradients, *, norm: float) -> dict[str, torch
     """
     _check_gradients(per_sample_grads)
     norm = check_real("norm", norm, low=0.0, low_open=True)
+    dtype = next(iter(per_sample_grads.values())).dtype
+    if norm > torch.finfo(dtype).max:  # it would be stored as inf
+        fail("norm", f"at most {torch.finfo(dtype).max:.3g} (the largest {dtype} number)", norm)
     canary = {name: torch.zeros_like(grad[:1]) for name, grad in per_sample_grads.items()}
     canary[next(iter(canary))].view(-1)[0] = norm
     return canary
@@ -191,10 +207,19 @@ def canary_scores(
 
     Returns:
         ``(scores_in, scores_out)``, float64 arrays of length ``trials``.
+
+    Raises:
+        ValueError: an example's gradient or the canary has a NaN or inf entry.
     """
     if not callable(mechanism):
         fail("mechanism", "a function like noisy_clipped_sum", mechanism, TypeError)
     _check_gradients(per_sample_grads)
+    norms = torch.stack([g.double().flatten(1).norm(dim=1) for g in per_sample_grads.values()])
+    check_finite_norms(
+        "per_sample_grads[...][{0}] (example {0})",
+        norms.norm(dim=0),
+        "a NaN or inf gradient cannot be clipped; refused, not dropped",
+    )
     direction = _canary_direction(per_sample_grads, canary)
     trials = check_int("trials", trials, minimum=1)
     check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
@@ -285,9 +310,12 @@ def _canary_direction(per_sample_grads: Gradients, canary: Gradients) -> dict[st
     if not isinstance(canary, Mapping) or set(canary) != set(per_sample_grads):
         fail("canary", "a dict with the same names as per_sample_grads", canary, ValueError)
     for name, grad in per_sample_grads.items():
+        check_float_tensor(f"canary[{name!r}]", canary[name])
         if tuple(canary[name].shape) != (1, *grad.shape[1:]):
             fail(f"canary[{name!r}]'s shape", f"(1, *{tuple(grad.shape[1:])})", canary[name].shape)
     norm = torch.sqrt(sum(c.double().pow(2).sum() for c in canary.values()))
+    if not torch.isfinite(norm):
+        fail("canary", "finite (a NaN or inf canary cannot be clipped)", float(norm))
     if not norm > 0:
         fail("canary", "a nonzero gradient", float(norm))
     return {
@@ -307,7 +335,8 @@ def _check_gradients(per_sample_grads: Gradients) -> None:
         )
     sizes = set()
     for name, grad in per_sample_grads.items():
-        if not isinstance(grad, torch.Tensor) or grad.ndim < 1:
+        check_float_tensor(f"per_sample_grads[{name!r}]", grad)
+        if grad.ndim < 1:
             fail(f"per_sample_grads[{name!r}]", "a tensor with a batch dimension", grad, TypeError)
         sizes.add(grad.shape[0])
     if len(sizes) != 1 or 0 in sizes:

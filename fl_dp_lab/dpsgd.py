@@ -20,6 +20,26 @@ The per-sample gradients and their norms (``per_sample_gradients``,
 ``per_sample_norms``, ``ghost_norms``) live in ``fl_dp_lab._per_sample`` and
 the layer arithmetic of ghost clipping in ``fl_dp_lab._ghost``; this module
 re-exports the first and builds the step on both.
+
+Bad input never weakens privacy. Every function here refuses, with a
+``ValueError`` or ``TypeError`` that names the argument, rather than clip
+what clipping cannot bound:
+
+- a non-finite contribution: a per-sample gradient with a NaN or inf entry
+  (its norm is then NaN or inf, and min(1, C / norm) would turn the whole sum
+  into NaN, or let the inf through) is refused naming the example's index in
+  the batch; nothing is dropped silently, so the accountant's analysis holds
+  for every run that returns. The check reads the norms clipping computes
+  anyway, so it costs no pass over the data;
+- integer or boolean gradients (their squared norm wraps around) and arrays
+  that are not torch tensors;
+- a model with a layer that mixes the examples of a batch (BatchNorm in train
+  mode, or any trainable layer outside ``PER_EXAMPLE_LAYERS``), in every
+  ``method``: the sensitivity of the clipped sum would not be C.
+
+Gradients in bfloat16 or float16 are clipped with norms and factors in
+float64, shrunk by the dtype's rounding unit so the clipped norm stays at most C
+after the cast back.
 """
 
 from __future__ import annotations
@@ -33,17 +53,23 @@ from tqdm.auto import tqdm
 
 from fl_dp_lab import _ghost
 from fl_dp_lab._per_sample import (
+    PER_EXAMPLE_LAYERS,
     Gradients,
     LossFn,
     _check_batch,
+    _check_gradients,
+    _norms,
     _trainable,
     ghost_norms,
+    norm_dtype,
     per_sample_gradients,
     per_sample_norms,
 )
 from fl_dp_lab._validate import (
     check_bool,
     check_choice,
+    check_finite_norms,
+    check_float_tensor,
     check_generator,
     check_int,
     check_real,
@@ -52,6 +78,7 @@ from fl_dp_lab._validate import (
 from fl_dp_lab.training import History, evaluate
 
 __all__ = [
+    "PER_EXAMPLE_LAYERS",
     "DPHistory",
     "add_noise",
     "clip_per_sample",
@@ -66,21 +93,34 @@ __all__ = [
 
 #: ``method`` values of ``clipped_gradient_sum``, ``dp_sgd_step`` and ``train_dp_sgd``.
 CLIP_METHODS = ("ghost", "vmap", "loop", "hooks")
+#: How a refusal names one example of a batch x, and where a non-finite gradient comes from.
+_EXAMPLE = "the gradient of example {0} (row x[{0}] of the batch)"
+_NON_FINITE_WHY = (
+    "look for NaN or inf in that row of x or y, in the model's weights, or a loss "
+    "that overflows; a contribution that cannot be clipped is refused, never dropped"
+)
 
 
 def clip_per_sample(grads: Gradients, *, max_grad_norm: float) -> Gradients:
     """Scale every example's gradient to norm at most C: v * min(1, C / (||v|| + 1e-6)).
 
     The 1e-6 guards a zero gradient (and matches Opacus), so clipped norms are
-    strictly below C for every example whose norm exceeds C.
+    strictly below C for every example whose norm exceeds C. Norms are taken in
+    float32 at least; bfloat16 and float16 gradients are clipped in float64 to
+    C / (1 + u) (u the dtype's unit roundoff) before the cast back, so their
+    clipped norms, rounded, stay at most C.
+
+    Raises:
+        TypeError: ``grads`` is not a dict of floating-point tensors (B, ...).
+        ValueError: an example's gradient has a NaN or inf entry (named by index).
 
     >>> clip_per_sample({"w": torch.tensor([[3.0, 4.0], [0.3, 0.4]])}, max_grad_norm=1.0)["w"]
     tensor([[0.6000, 0.8000],
             [0.3000, 0.4000]])
     """
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
-    factors = _clip_factors(per_sample_norms(grads), max_grad_norm)
-    return {name: g * factors.view(-1, *[1] * (g.dim() - 1)) for name, g in grads.items()}
+    _check_gradients(grads)
+    return _clip(grads, max_grad_norm, "the gradient of example {0} (row {0} of grads)")
 
 
 def clipped_gradient_sum(
@@ -129,6 +169,11 @@ def add_noise(
     sigma * C gives the privacy the accountant computes for sigma.
     sigma = 0 returns an unchanged copy (no privacy).
 
+    Raises:
+        TypeError: ``grad_sum`` is not a dict of floating-point tensors.
+        ValueError: an entry of ``grad_sum`` is NaN or inf (noise cannot hide it),
+            or sigma * C overflows the tensors' dtype.
+
     >>> g = torch.Generator().manual_seed(0)
     >>> add_noise({"w": torch.zeros(2)}, max_grad_norm=1.0, noise_multiplier=0.0, generator=g)
     {'w': tensor([0., 0.])}
@@ -136,7 +181,14 @@ def add_noise(
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
     check_generator("generator", generator)
+    if not isinstance(grad_sum, dict) or not grad_sum:
+        fail("grad_sum", "a non-empty dict {name: tensor}", grad_sum, TypeError)
+    for name, g in grad_sum.items():
+        check_float_tensor(f"grad_sum[{name!r}]", g)
+        if not bool(torch.isfinite(g).all()):
+            fail(f"grad_sum[{name!r}]", "finite (noise cannot hide a NaN or inf)", g)
     std = noise_multiplier * max_grad_norm
+    _check_fits("noise_multiplier * max_grad_norm (the noise std)", std, grad_sum.values())
     if std == 0.0:
         return {name: g.clone() for name, g in grad_sum.items()}
     return {
@@ -208,6 +260,7 @@ def dp_sgd_step(
     check_generator("generator", generator)
     check_choice("method", method, CLIP_METHODS)
     _check_batch(model, x, y, allow_empty=True)
+    _check_step_scales(model, lr, max_grad_norm, noise_multiplier, size)
     return _step(
         model, loss_fn, x, y, lr, max_grad_norm, noise_multiplier, size, generator, method
     )[0]
@@ -270,6 +323,7 @@ def train_dp_sgd(
     check_choice("method", method, CLIP_METHODS)
     check_bool("progress", progress)
     _check_batch(model, x, y)
+    _check_step_scales(model, lr, max_grad_norm, noise_multiplier, sample_rate * len(x))
     from fl_dp_lab.accounting import epsilon as accountant_epsilon
 
     steps_per_epoch = max(1, round(1 / sample_rate))
@@ -371,34 +425,85 @@ def _add_clipped_sum(
         captured = _ghost.capture(model, loss_fn, x, y, params)
         if captured is not None:
             layers, loss = captured
-            _check_finite_loss(float(loss))  # before anything is summed into ``out``
+            _check_finite_loss(float(loss), model, x)  # before anything is summed into ``out``
             norms = _ghost.squared_norms(layers).sqrt_()
-            _ghost.clipped_sum(layers, _clip_factors(norms, max_grad_norm, scale), out)
-            return float(loss)
+            if bool(torch.isfinite(norms).all()):
+                _ghost.clipped_sum(layers, _clip_factors(norms, max_grad_norm, scale), out)
+                return float(loss)
+            # a NaN or inf gradient, or one whose float32 square overflows: vmap and
+            # clip_per_sample tell the two apart (and refuse the first by its index)
         method = "vmap"
     with torch.no_grad():
-        mean_loss = _check_finite_loss(float(loss_fn(model(x), y)))
+        mean_loss = _check_finite_loss(float(loss_fn(model(x), y)), model, x)
     grads = per_sample_gradients(model, loss_fn, x, y, method)
-    clipped = clip_per_sample(grads, max_grad_norm=max_grad_norm)
+    clipped = _clip(grads, max_grad_norm, _EXAMPLE)
     for name, g in clipped.items():
         out[name].add_(g.sum(0), alpha=scale)
     return mean_loss
 
 
-def _check_finite_loss(loss: float) -> float:
+def _check_finite_loss(loss: float, model: nn.Module, x: torch.Tensor) -> float:
     """A NaN or inf loss would put NaN into every weight: refuse it before any update.
 
     Checking the loss costs nothing (it is computed anyway) and catches a NaN or
     inf anywhere in the batch or the weights; a pass over x would cost a quarter
-    of a step.
+    of a step, so x and the weights are looked at only to name the culprit once
+    the loss is known to be bad.
     """
-    if not math.isfinite(loss):
+    if math.isfinite(loss):
+        return loss
+    bad_weights = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad_weights:
         fail(
-            "x",
-            "a batch with a finite loss (look for NaN or inf in x, or in the model's weights)",
-            f"loss {loss}",
+            "the model's weights",
+            "finite (an earlier step overflowed: lower lr, max_grad_norm or "
+            "noise_multiplier, or look for NaN in the initial weights)",
+            f"NaN or inf in {', '.join(bad_weights)}; loss {loss}",
         )
-    return loss
+    if x.is_floating_point():
+        rows = (~torch.isfinite(x.flatten(1) if x.dim() > 1 else x[:, None])).any(1)
+        if bool(rows.any()):
+            fail(
+                f"x[{int(rows.nonzero()[0, 0])}]", "finite (NaN or inf in the data)", f"loss {loss}"
+            )
+    fail(
+        "loss_fn(model(x), y)",
+        "finite on finite data and weights (the loss overflows: scale the data, or use a "
+        "numerically stable loss such as cross_entropy on logits)",
+        loss,
+    )
+    return loss  # unreachable: fail raises
+
+
+def _check_step_scales(
+    model: nn.Module, lr: float, max_grad_norm: float, noise_multiplier: float, size: float
+) -> None:
+    """Refuse hyperparameters whose step overflows the weights' dtype before it is taken.
+
+    The noise std sigma C / (q N) and the largest move of a weight, lr (sigma C + C) / (q N)
+    per coordinate at about one standard deviation, must be finite numbers of the model's
+    dtype; past that every weight becomes inf or NaN at once.
+    """
+    params = list(_trainable(model).values())
+    std = noise_multiplier * max_grad_norm / size
+    _check_fits(
+        "noise_multiplier * max_grad_norm / expected_batch_size (the noise std)", std, params
+    )
+    _check_fits(
+        "lr * (noise_multiplier + 1) * max_grad_norm / expected_batch_size (one step)",
+        lr * (noise_multiplier + 1.0) * max_grad_norm / size,
+        params,
+    )
+
+
+def _check_fits(name: str, value: float, tensors: object) -> None:
+    """Refuse ``value`` if it overflows the dtype of the first tensor of ``tensors``."""
+    first = next(iter(tensors), None)  # type: ignore[call-overload]
+    if first is None or not first.is_floating_point():
+        return
+    limit = torch.finfo(first.dtype).max
+    if not value <= limit:
+        fail(name, f"at most {limit:.3g} (the largest {first.dtype} number)", value)
 
 
 def _gaussian_like(param: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
@@ -409,6 +514,31 @@ def _gaussian_like(param: torch.Tensor, std: float, generator: torch.Generator) 
     return noise.normal_(0.0, std, generator=generator)
 
 
-def _clip_factors(norms: torch.Tensor, max_grad_norm: float, scale: float = 1.0) -> torch.Tensor:
-    """scale * min(1, C / (norm + 1e-6)) for every example, computed in ``norms``'s memory."""
-    return norms.add_(1e-6).reciprocal_().mul_(max_grad_norm * scale).clamp_(max=scale)
+def _clip(grads: Gradients, max_grad_norm: float, what: str) -> Gradients:
+    """clip_per_sample on checked arguments; ``what`` names example {0} in a refusal."""
+    norms = _norms(grads)
+    check_finite_norms(what, norms, _NON_FINITE_WHY)
+    dtype = next(iter(grads.values())).dtype
+    factors = _clip_factors(norms, max_grad_norm, dtype=dtype)
+    return {
+        name: (g * factors.view(-1, *[1] * (g.dim() - 1))).to(dtype) for name, g in grads.items()
+    }
+
+
+def _clip_factors(
+    norms: torch.Tensor,
+    max_grad_norm: float,
+    scale: float = 1.0,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """scale * min(1, C' / (norm + 1e-6)) for every example, computed in ``norms``'s memory.
+
+    C' = C for gradients of ``dtype`` float32 or float64 (or None); for narrower
+    dtypes C' = C / (1 + u), u = eps / 2 of ``dtype``: the cast back rounds every
+    entry by at most a factor (1 + u), which would otherwise carry a clipped norm
+    up to C (1 + u).
+    """
+    limit = max_grad_norm * scale
+    if dtype is not None and norm_dtype(dtype) != dtype:
+        limit /= 1.0 + torch.finfo(dtype).eps / 2
+    return norms.add_(1e-6).reciprocal_().mul_(limit).clamp_(max=scale)

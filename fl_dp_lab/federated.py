@@ -14,6 +14,16 @@ re-exports the client side, adaptive clipping (``fl_dp_lab.adaptive_clipping``),
 the batched many-client local training (``fl_dp_lab._vectorised``) and the
 secure-aggregation toy (``fl_dp_lab.secure_aggregation``), so notebooks and
 the Flower app import everything from here.
+
+Non-finite updates are refused, never clipped or dropped: an update with a
+NaN or inf entry has a NaN or inf norm, and min(1, C / norm) would either let
+it through (the output is then NaN in that coordinate, so the client's
+presence is certain) or zero it silently. ``clip_update`` and ``dp_aggregate``
+raise a ``ValueError`` naming the row, ``run_dp_fedavg`` names the client id,
+before any noise is drawn, any weight moves or any epsilon is reported.
+Integer updates are refused too (their squared norms wrap around), and
+bfloat16/float16 updates are clipped with float64 norms, to C / (1 + u) (u
+the dtype's unit roundoff), so that the rounded result stays within C.
 """
 
 from __future__ import annotations
@@ -24,8 +34,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from fl_dp_lab._per_sample import norm_dtype
 from fl_dp_lab._simulation import FederatedHistory, _Run
-from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab._validate import (
+    check_bool,
+    check_choice,
+    check_finite_norms,
+    check_float_tensor,
+    check_int,
+    check_real,
+    fail,
+)
 from fl_dp_lab._vectorised import batched_local_updates
 from fl_dp_lab.adaptive_clipping import adaptive_clip_norm, update_noise_multiplier
 from fl_dp_lab.client_updates import (
@@ -66,17 +85,18 @@ def clip_update(update: torch.Tensor, *, clip_norm: float) -> torch.Tensor:
     A zero update stays zero (no division by a zero norm). Works on one
     vector ``(P,)`` or row by row on a matrix ``(num_clients, P)``.
 
+    Raises:
+        TypeError: ``update`` is not a floating-point torch tensor.
+        ValueError: an update has a NaN or inf entry (the row is named).
+
     >>> clip_update(torch.tensor([3.0, 4.0]), clip_norm=1.0).tolist()
     [0.6000000238418579, 0.800000011920929]
     """
     clip_norm = check_real("clip_norm", clip_norm, low=0.0, low_open=True)
-    if not isinstance(update, torch.Tensor):
-        fail("update", "a torch.Tensor", update, TypeError)
+    check_float_tensor("update", update)
     if update.dim() not in (1, 2):
         fail("update", "a vector (P,) or a matrix (num_clients, P)", tuple(update.shape))
-    norms = torch.linalg.vector_norm(update, dim=-1, keepdim=True)
-    scale = torch.clamp(clip_norm / torch.clamp(norms, min=1e-12), max=1.0)
-    return update * scale
+    return _clip_rows(update, clip_norm, "update" if update.dim() == 1 else "update[{0}]")
 
 
 def dp_aggregate(
@@ -111,6 +131,11 @@ def dp_aggregate(
     Returns:
         The noisy average update, shape ``(P,)``.
 
+    Raises:
+        TypeError: ``updates`` is not a floating-point tensor (or list of them).
+        ValueError: a client's update has a NaN or inf entry (``updates[k]`` is
+            named), or sigma*C overflows the updates' dtype.
+
     >>> updates = torch.tensor([[3.0, 4.0], [0.0, 0.5]])
     >>> dp_aggregate(updates, clip_norm=1.0, noise_multiplier=0.0, expected_clients=2,
     ...              generator=torch.Generator().manual_seed(0)).tolist()
@@ -123,14 +148,20 @@ def dp_aggregate(
         if len(updates) == 0:
             fail("updates", "non-empty (pass shape (0, P) for a round with no clients)", updates)
         updates = _stack_updates(updates)
-    if not isinstance(updates, torch.Tensor):
-        fail("updates", "a torch.Tensor of shape (num_clients, num_params)", updates, TypeError)
+    check_float_tensor("updates", updates)
     if updates.dim() != 2 or updates.shape[1] == 0:
         fail("updates", "a matrix of shape (num_clients, num_params >= 1)", tuple(updates.shape))
     if not isinstance(generator, torch.Generator):
         fail("generator", "a torch.Generator", generator, TypeError)
+    limit = torch.finfo(updates.dtype).max
+    if not noise_multiplier * clip_norm <= limit:
+        fail(
+            "noise_multiplier * clip_norm (the noise std)",
+            f"at most {limit:.3g} (the largest {updates.dtype} number)",
+            noise_multiplier * clip_norm,
+        )
     # L2 sensitivity of the sum is C: every row was clipped to norm <= C.
-    total = clip_update(updates, clip_norm=clip_norm).sum(0)
+    total = _clip_rows(updates, clip_norm, "updates[{0}]").sum(0)
     noise = torch.randn(total.shape, generator=generator, dtype=total.dtype)
     return (total + noise_multiplier * clip_norm * noise) / expected_clients
 
@@ -386,6 +417,8 @@ def run_dp_fedavg(
     for r in run.rounds():
         ids = poisson_client_sample(len(clients), sample_rate=sample_rate, generator=generator)
         updates = run.client_updates(ids, record)
+        norms = torch.linalg.vector_norm(updates, dim=1)
+        _check_finite_updates(norms, ids)
         average = dp_aggregate(
             updates,
             clip_norm=clip_norm,
@@ -396,7 +429,7 @@ def run_dp_fedavg(
         run.history.clip_norm.append(clip_norm)
         if adaptive_clipping:
             clip_norm = adaptive_clip_norm(
-                torch.linalg.vector_norm(updates, dim=1),
+                norms,
                 clip_norm=clip_norm,
                 target_quantile=target_quantile,
                 clip_lr=clip_lr,
@@ -416,6 +449,37 @@ def run_dp_fedavg(
             )
         )
     return run.history
+
+
+def _clip_rows(update: torch.Tensor, clip_norm: float, what: str) -> torch.Tensor:
+    """Clip the last axis of a checked float tensor to norm C; refuse non-finite rows by name.
+
+    ``what`` names a row, with ``{0}`` for its index (or none for a single vector).
+    """
+    dtype = update.dtype
+    norms = torch.linalg.vector_norm(update, dim=-1, keepdim=True, dtype=norm_dtype(dtype))
+    if not bool(torch.isfinite(norms).all()):  # finite entries above ~1e19 overflow float32
+        norms = torch.linalg.vector_norm(update, dim=-1, keepdim=True, dtype=torch.float64)
+    check_finite_norms(what, norms.flatten(), "NaN or inf cannot be clipped; refused, not dropped")
+    limit = clip_norm
+    if norm_dtype(dtype) != dtype:  # the cast back rounds each entry by a factor <= 1 + u
+        limit /= 1.0 + torch.finfo(dtype).eps / 2
+    scale = torch.clamp(limit / torch.clamp(norms, min=1e-12), max=1.0)
+    return (update * scale).to(dtype)
+
+
+def _check_finite_updates(norms: torch.Tensor, ids: torch.Tensor) -> None:
+    """Refuse a round whose client update is NaN or inf, naming the client's id."""
+    bad = ~torch.isfinite(norms)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        fail(
+            f"the update of client {int(ids[row])}",
+            "finite (look for NaN or inf in that client's x or y, or lower lr: its local "
+            "training diverged); the round is refused so that no epsilon is reported "
+            "for a NaN model",
+            f"norm {float(norms[row])}",
+        )
 
 
 def _stack_updates(updates: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:

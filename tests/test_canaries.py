@@ -258,3 +258,42 @@ def test_scores_are_reproducible_from_the_seed():
         for _ in range(2)
     ]
     assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
+
+
+# --- Bad input never weakens privacy -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan])
+def test_a_non_finite_gradient_or_canary_is_refused_before_any_trial(bad):
+    # Prepare
+    grads = _batch()
+    canary = dirac_canary(grads, norm=4.0)
+    broken = {name: grad.clone() for name, grad in grads.items()}
+    broken["bias"][3, 0] = bad
+    game = {"trials": 2, "max_grad_norm": 1.0, "noise_multiplier": 1.0}
+    # Execute / Assert: by example index, for the correct mechanism and a planted bug alike
+    for mechanism in (noisy_clipped_sum, buggy_sum_without_clipping):
+        with pytest.raises(ValueError, match=r"example 3\) must be finite"):
+            canary_scores(mechanism, broken, canary, generator=torch.Generator(), **game)
+    bad_canary = {name: c.clone() for name, c in canary.items()}
+    bad_canary["weight"].view(-1)[0] = bad
+    with pytest.raises(ValueError, match="canary must be finite"):
+        canary_scores(noisy_clipped_sum, grads, bad_canary, generator=torch.Generator(), **game)
+    with pytest.raises(ValueError, match="the gradient of example 3 .* must be finite"):
+        noisy_clipped_sum(broken, max_grad_norm=1.0, noise_multiplier=1.0,
+                          generator=torch.Generator())  # fmt: skip
+
+
+def test_integer_gradients_are_refused_by_the_audit():
+    grads = {"weight": torch.ones(4, 3, dtype=torch.long)}
+    with pytest.raises(TypeError, match=r"per_sample_grads\['weight'\] must be a floating-point"):
+        canary_scores(noisy_clipped_sum, grads, {"weight": torch.ones(1, 3)}, trials=2,
+                      max_grad_norm=1.0, noise_multiplier=1.0, generator=torch.Generator())  # fmt: skip
+    with pytest.raises(TypeError, match=r"grads\['weight'\] must be a floating-point"):
+        noisy_clipped_sum(grads, max_grad_norm=1.0, noise_multiplier=1.0,
+                          generator=torch.Generator())  # fmt: skip
+
+
+def test_a_canary_norm_beyond_the_dtype_is_refused_not_stored_as_inf():
+    with pytest.raises(ValueError, match=r"norm must be at most 3.4e\+38"):
+        dirac_canary(_batch(), norm=1e300)

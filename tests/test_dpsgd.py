@@ -520,7 +520,204 @@ def test_a_nan_in_the_batch_is_refused_before_it_reaches_the_weights():
     before = [p.detach().clone() for p in model.parameters()]
     x = torch.zeros(3, 4)
     x[1, 2] = float("nan")
-    with pytest.raises(ValueError, match="x must be a batch with a finite loss"):
+    with pytest.raises(ValueError, match=r"x\[1\] must be finite"):
         dp_sgd_step(model, LOSS, x, torch.tensor([0, 1, 0]), lr=0.1, max_grad_norm=1.0,
                     noise_multiplier=1.0, expected_batch_size=3, generator=_gen(1))  # fmt: skip
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# --- Bad input never weakens privacy -------------------------------------------------------
+
+
+def _batch_norm_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3))
+
+
+def _mixing_call(kind: str, method: str, model: nn.Module, x, y):
+    if kind == "sum":
+        return clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=1.0, method=method)
+    if kind == "step":
+        return dp_sgd_step(model, LOSS, x, y, lr=0.1, max_grad_norm=1.0, noise_multiplier=1.0,
+                           expected_batch_size=4, generator=_gen(), method=method)  # fmt: skip
+    return train_dp_sgd(model, x, y, sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0,
+                        lr=0.1, epochs=1, delta=1e-5, generator=_gen(), method=method,
+                        progress=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["sum", "step", "train"])
+@pytest.mark.parametrize("method", ["ghost", "hooks", "vmap", "loop"])
+def test_batch_norm_in_train_mode_is_refused_by_every_method_with_the_fix(kind, method):
+    # Prepare
+    model = _batch_norm_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(8, 4, generator=_gen(1)), torch.randint(0, 3, (8,), generator=_gen(2))
+    # Execute / Assert: the layer is named, and so are both fixes
+    with pytest.raises(ValueError, match=r"model\.1 \(BatchNorm1d\)") as error:
+        _mixing_call(kind, method, model, x, y)
+    assert "GroupNorm" in str(error.value) and "ModuleValidator.fix" in str(error.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_per_sample_gradients_and_ghost_norms_refuse_batch_norm_too():
+    model = _batch_norm_model()
+    x, y = torch.randn(8, 4, generator=_gen(1)), torch.randint(0, 3, (8,), generator=_gen(2))
+    for method in ("loop", "vmap", "hooks"):
+        with pytest.raises(ValueError, match="BatchNorm1d"):
+            per_sample_gradients(model, LOSS, x, y, method=method)
+    with pytest.raises(ValueError, match="BatchNorm1d"):
+        ghost_norms(model, LOSS, x, y)
+
+
+def test_batch_norm_without_affine_and_instance_norm_with_running_stats_are_refused():
+    for layer in (nn.BatchNorm1d(6, affine=False), nn.InstanceNorm1d(6, track_running_stats=True)):
+        model = nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (6, 1)), layer, nn.Flatten(),
+                              nn.Linear(6, 3))  # fmt: skip
+        with pytest.raises(ValueError, match=type(layer).__name__):
+            clipped_gradient_sum(model, LOSS, torch.randn(4, 4), torch.zeros(4, dtype=torch.long),
+                                 max_grad_norm=1.0)  # fmt: skip
+
+
+class _OwnParameter(nn.Module):
+    """A module holding a trainable parameter of its own: not on the supported list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def test_a_trainable_layer_off_the_supported_list_is_refused_and_frozen_it_is_accepted():
+    model = nn.Sequential(nn.Linear(4, 3), _OwnParameter())
+    x, y = torch.randn(5, 4, generator=_gen(1)), torch.randint(0, 3, (5,), generator=_gen(2))
+    with pytest.raises(ValueError, match=r"model\.1 \(_OwnParameter\).*supported layers"):
+        clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=1.0, method="loop")
+    model[1].scale.requires_grad_(False)
+    assert set(clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=1.0)) == {"0.weight", "0.bias"}
+
+
+def test_batch_norm_in_eval_mode_uses_fixed_statistics_and_is_clipped_per_example():
+    # Prepare: eval mode applies running statistics, the same for every example
+    model = _batch_norm_model().eval()
+    x, y = torch.randn(8, 4, generator=_gen(1)), torch.randint(0, 3, (8,), generator=_gen(2))
+    # Execute
+    sums = {m: clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=0.1, method=m)
+            for m in ("ghost", "vmap", "loop")}  # fmt: skip
+    # Assert
+    for method in ("ghost", "vmap"):
+        for name, value in sums["loop"].items():
+            torch.testing.assert_close(sums[method][name], value, atol=1e-6, rtol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    case=st.sampled_from(CASES),
+    method=st.sampled_from(["ghost", "vmap", "loop", "hooks"]),
+    batch=st.integers(1, 6),
+    max_grad_norm=st.floats(1e-3, 10.0),
+    seed=st.integers(0, 2**16),
+)
+def test_adding_one_example_moves_the_clipped_sum_by_at_most_max_grad_norm(
+    case, method, batch, max_grad_norm, seed
+):
+    """The sensitivity that the noise is calibrated to, measured: ||S(B + z) - S(B)|| <= C.
+
+    Float32 sums of up to 7 terms of norm <= C carry a rounding error far below
+    1e-5 C; a batch-mixing layer breaks the bound by a factor (2.4 C with BatchNorm).
+    """
+    # Prepare
+    model, x, y = _case(case, batch=batch + 1)
+    x = x + 0.1 * torch.randn(x.shape, generator=_gen(seed))  # a fresh batch per example
+    # Execute: the batch with and without its last example
+    with_z = clipped_gradient_sum(model, LOSS, x, y, max_grad_norm=max_grad_norm, method=method)
+    without = clipped_gradient_sum(
+        model, LOSS, x[:-1], y[:-1], max_grad_norm=max_grad_norm, method=method
+    )
+    # Assert
+    moved = math.sqrt(sum(float((with_z[n].double() - without[n]).square().sum()) for n in with_z))
+    assert moved <= max_grad_norm * (1 + 1e-5)
+
+
+def test_integer_gradients_are_refused_not_wrapped_around():
+    # the issue's example: 2**32 squared wraps to 0 in int64, leaving a norm of 4.3e9
+    grads = {"w": torch.tensor([[2**32, 0], [3, 4]])}
+    with pytest.raises(TypeError, match=r"grads\['w'\] must be a floating-point tensor"):
+        clip_per_sample(grads, max_grad_norm=1.0)
+    with pytest.raises(TypeError, match=r"grads\['w'\] must be a floating-point tensor"):
+        clip_per_sample({"w": grads["w"].int()}, max_grad_norm=1.0)
+    with pytest.raises(TypeError, match=r"grad_sum\['w'\] must be a floating-point tensor"):
+        add_noise({"w": torch.tensor([1, 2])}, max_grad_norm=1.0, noise_multiplier=1.0,
+                  generator=_gen())  # fmt: skip
+
+
+def test_numpy_gradients_are_refused_naming_the_parameter():
+    with pytest.raises(TypeError, match=r"grads\['w'\] must be a torch.Tensor"):
+        clip_per_sample({"w": torch.ones(2, 3).numpy()}, max_grad_norm=1.0)
+    with pytest.raises(TypeError, match=r"grad_sum\['w'\] must be a torch.Tensor"):
+        add_noise({"w": torch.ones(3).numpy()}, max_grad_norm=1.0, noise_multiplier=1.0,
+                  generator=_gen())  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_per_sample_gradient_is_refused_naming_the_example(bad):
+    grads = {"w": torch.ones(4, 3), "b": torch.ones(4, 1)}
+    grads["b"][2, 0] = bad
+    with pytest.raises(ValueError, match="the gradient of example 2 .* must be finite"):
+        clip_per_sample(grads, max_grad_norm=1.0)
+    with pytest.raises(ValueError, match=r"grad_sum\['b'\] must be finite"):
+        add_noise({"b": grads["b"][2]}, max_grad_norm=1.0, noise_multiplier=1.0, generator=_gen())
+
+
+def _loss_with_infinite_gradient(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A finite loss (0) whose gradient is inf for the examples labelled 1: d sqrt(z) / dz at 0."""
+    shift = (target != 1).to(output.dtype)  # sqrt(1) for the others: a finite slope
+    z = output[:, 0] - output[:, 0].detach() + shift
+    return (z.sqrt() - shift.sqrt()).mean()
+
+
+@pytest.mark.parametrize("method", ["ghost", "hooks", "vmap", "loop"])
+def test_a_finite_loss_with_an_infinite_gradient_never_reaches_the_weights(method):
+    # Prepare
+    model = MLP(4, 3, 2, generator=_gen(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(3, 4, generator=_gen(1)), torch.tensor([0, 1, 0])
+    # Execute / Assert: example 1 is named, the weights are untouched
+    with pytest.raises(ValueError, match="the gradient of example 1 .* must be finite"):
+        dp_sgd_step(model, _loss_with_infinite_gradient, x, y, lr=0.1, max_grad_norm=1.0,
+                    noise_multiplier=1.0, expected_batch_size=3, generator=_gen(), method=method)  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_non_finite_loss_names_its_cause_weights_data_or_loss():
+    step = {"lr": 0.1, "max_grad_norm": 1.0, "noise_multiplier": 1.0, "expected_batch_size": 3}
+    x, y = torch.randn(3, 4, generator=_gen(1)), torch.tensor([0, 1, 0])
+    broken = MLP(4, 3, 2, generator=_gen(0))
+    with torch.no_grad():
+        broken.fc2.bias[0] = math.nan
+    with pytest.raises(ValueError, match=r"the model's weights must be finite.*fc2\.bias"):
+        dp_sgd_step(broken, LOSS, x, y, generator=_gen(), **step)
+    model = MLP(4, 3, 2, generator=_gen(0))
+    with pytest.raises(ValueError, match="loss_fn.* must be finite on finite data and weights"):
+        dp_sgd_step(model, lambda out, t: out.sum() * math.inf, x, y, generator=_gen(), **step)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"lr": 1e300}, r"lr \* \(noise_multiplier \+ 1\)"),
+        ({"noise_multiplier": 1e300}, r"noise_multiplier \* max_grad_norm / expected_batch_size"),
+        ({"max_grad_norm": 1e300}, r"noise_multiplier \* max_grad_norm / expected_batch_size"),
+    ],
+)
+def test_hyperparameters_that_overflow_the_step_are_refused_by_name(changes, match):
+    step = {"lr": 0.1, "max_grad_norm": 1.0, "noise_multiplier": 1.0, "expected_batch_size": 3}
+    model = MLP(4, 3, 2, generator=_gen(0))
+    x, y = torch.randn(3, 4, generator=_gen(1)), torch.tensor([0, 1, 0])
+    with pytest.raises(ValueError, match=match + ".* must be at most 3.4e"):
+        dp_sgd_step(model, LOSS, x, y, generator=_gen(), **{**step, **changes})
+    train = {k: v for k, v in {**step, **changes}.items() if k != "expected_batch_size"}
+    with pytest.raises(ValueError, match=match):  # train_dp_sgd checks once, before step 1
+        train_dp_sgd(model, x, y, sample_rate=1.0, epochs=1, delta=1e-5, generator=_gen(),
+                     progress=False, **train)  # fmt: skip
