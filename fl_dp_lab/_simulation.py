@@ -17,7 +17,7 @@ from fl_dp_lab.client_updates import (
     flatten_parameters,
     local_update,
 )
-from fl_dp_lab.training import evaluate
+from fl_dp_lab.training import check_data, evaluate
 
 __all__ = ["FederatedHistory"]
 
@@ -70,13 +70,15 @@ class _Run:
             fail("clients", "a list of (x, y) pairs", type(clients).__name__, TypeError)
         if len(clients) == 0:
             fail("clients", "a non-empty list of (x, y) pairs", clients)
-        for x, y in clients:
+        for k, (x, y) in enumerate(clients):
             if (
                 not isinstance(x, torch.Tensor)
                 or not isinstance(y, torch.Tensor)
                 or len(x) != len(y)
             ):
                 fail("clients", "(x, y) pairs of tensors with the same length", (x, y), TypeError)
+            if len(y) > 0:  # checked once here, so no round ever trains on a NaN row
+                check_data(x, y, name=f"client {k}'s x and y")
         if sum(len(y) for _, y in clients) == 0:
             fail("clients", "holding at least one example in all", 0)
         if not isinstance(generator, torch.Generator):

@@ -22,6 +22,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from fl_dp_lab._validate import check_int, check_real, fail
+from fl_dp_lab.training import check_data
+
 __all__ = ["batched_local_updates"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -42,8 +45,19 @@ def batched_local_updates(
 
     Same algorithm and same batches as calling ``local_update`` on each
     client with its generator (clients with no data return a zero update).
-    Arguments are trusted (the public callers validate them).
+    Checks its arguments as ``local_update`` does (it is public through
+    ``fl_dp_lab.federated``).
     """
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    sizes = (len(xs), len(ys), len(generators))
+    if len(set(sizes)) != 1:
+        fail("xs, ys and generators", "sequences of one length", sizes)
+    for k, (x, y) in enumerate(zip(xs, ys)):
+        tensors = isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+        if not (tensors and len(x) == len(y) == 0):  # a client with no data is allowed
+            check_data(x, y, name=f"client {k}'s x and y")
     names = [name for name, _ in model.named_parameters()]
     start = {name: p.detach() for name, p in model.named_parameters()}
     num_clients = len(xs)

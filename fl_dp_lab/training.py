@@ -57,7 +57,7 @@ def shuffled_batches(
 
 @torch.no_grad()
 def check_data(x: object, y: object, name: str = "x and y") -> None:
-    """Refuse data the models cannot take: tensors, float inputs, integer labels, one length.
+    """Refuse data the models cannot take: tensors, finite float inputs, integer labels, one length.
 
     >>> check_data(torch.zeros(2, 3), [0, 1])
     Traceback (most recent call last):
@@ -71,6 +71,9 @@ def check_data(x: object, y: object, name: str = "x and y") -> None:
         fail(name, "a float x and integer labels y", (str(x.dtype), str(y.dtype)), TypeError)
     if x.dim() == 0 or len(x) != len(y) or len(x) == 0:
         fail(name, "non-empty with the same length", (tuple(x.shape), tuple(y.shape)))
+    bad = ~torch.isfinite(x).reshape(len(x), -1).all(dim=1)
+    if bool(bad.any()):  # a NaN row would turn every weight it touches into NaN
+        fail(name, "finite inputs (no NaN or inf in x)", f"x[{int(bad.nonzero()[0])}]")
 
 
 def evaluate(

@@ -641,7 +641,7 @@ def test_run_dp_fedavg_refuses_a_client_with_nan_data_before_any_epsilon(synthet
     clients[4] = (torch.full_like(clients[4][0], math.nan), clients[4][1])
     # Execute / Assert: the client is named and the model never moves
     for vectorised in (True, False):
-        with pytest.raises(ValueError, match="the update of client 4 must be finite"):
+        with pytest.raises(ValueError, match="client 4"):
             model, _ = _dp_run(clients, vectorised=vectorised, sample_rate=1.0)
     model = LogisticRegression(60, 10)
     before = flatten_parameters(model)

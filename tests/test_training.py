@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
 import torch
+from torch import nn
 
 from fl_dp_lab.data import load_digits
 from fl_dp_lab.models import LogisticRegression
@@ -101,3 +103,31 @@ def test_train_rejects_bad_arguments():
         evaluate(model, x, y.float())
     with pytest.raises(TypeError, match="x and y must be a float x and integer labels y"):
         train(model, x.long(), y, epochs=1, batch_size=2, lr=0.1, generator=gen)
+
+
+def test_nan_or_inf_inputs_are_refused_by_row_in_train_evaluate_and_client_updates():
+    # Regression: NaN data used to flow through training and turn every weight into NaN.
+    from fl_dp_lab.federated import batched_local_updates, local_update
+
+    x, y = torch.zeros(6, 4), torch.tensor([0, 1, 0, 1, 0, 1])
+    x[3, 2] = math.inf
+    model = nn.Linear(4, 2)
+    with pytest.raises(ValueError, match=r"x\[3\]"):
+        train(model, x, y, epochs=1, batch_size=2, lr=0.1, generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"finite inputs"):
+        evaluate(model, x, y)
+    with pytest.raises(ValueError, match=r"x\[3\]"):
+        local_update(model, x, y, epochs=1, batch_size=2, lr=0.1, generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"client 1's x and y"):
+        batched_local_updates(model, [x[:3], x], [y[:3], y], epochs=1, batch_size=2, lr=0.1,
+                              generators=[torch.Generator(), torch.Generator()])  # fmt: skip
+
+
+@pytest.mark.parametrize("lr", [-0.1, 0.0, math.nan, math.inf])
+def test_batched_local_updates_refuses_a_bad_learning_rate(lr):
+    from fl_dp_lab.federated import batched_local_updates
+
+    x, y = torch.zeros(4, 3), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="lr"):
+        batched_local_updates(nn.Linear(3, 2), [x], [y], epochs=1, batch_size=2, lr=lr,
+                              generators=[torch.Generator()])  # fmt: skip
