@@ -331,3 +331,54 @@ def test_nb01_gradient_and_jacobian_checks(seed, threads):
     p = torch.softmax(logits, dim=0)
     assert torch.allclose(numeric, autograd, rtol=0, atol=5e-11)
     assert torch.allclose(autograd, torch.diag(p) - torch.outer(p, p), rtol=0, atol=1e-15)
+
+
+# ---------------------------------------------------------------- notebook 04
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_nb04_mechanism_samples_match_their_theory(seed):
+    # the notebook's NumPy draws in the order it makes them, from one rng of the seed
+    # (NumPy only: the torch thread count plays no part)
+    from scipy import stats
+
+    from fl_dp_lab.mechanisms import (
+        delta_from_privacy_loss,
+        gaussian_delta,
+        gaussian_mechanism,
+        gaussian_privacy_loss,
+        gaussian_sigma,
+        laplace_mechanism,
+        randomized_response,
+        randomized_response_estimate,
+    )
+
+    rng = np.random.default_rng(seed)
+    # section 1: randomized response, 300 surveys of 10,000 at each epsilon
+    truth = (np.arange(10_000) < 3_000).astype(int)
+    for eps in (0.5, 1.0, 2.0):
+        reports = [randomized_response(truth, epsilon=eps, rng=rng) for _ in range(300)]
+        estimates = [randomized_response_estimate(r, epsilon=eps) for r in reports]
+        naive = np.mean([r.mean() for r in reports])
+        assert abs(np.mean(estimates) - 0.3) < 0.005 and abs(naive - 0.3) > 0.02
+    # Laplace noise std sqrt(2) b with b = 1 / 0.5
+    releases = laplace_mechanism(np.full(100_000, 5.0), sensitivity=1.0, epsilon=0.5, rng=rng)
+    assert abs(releases.std() / (np.sqrt(2) * 2.0) - 1) < 0.02
+    # Gaussian mechanism: empirical std per coordinate
+    sigma = gaussian_sigma(epsilon=1.0, delta=1e-5, sensitivity=2.0)
+    draws = np.array(
+        [
+            gaussian_mechanism([1.0, -0.5, 2.0], sensitivity=2.0, sigma=sigma, rng=rng)
+            for _ in range(20_000)
+        ]
+    )
+    assert np.all(np.abs(draws.std(axis=0) / sigma - 1) < 0.03)
+    # the privacy loss of the Gaussian mechanism, sigma = 1, and its Monte Carlo delta
+    outputs = gaussian_mechanism(np.zeros(400_000), sensitivity=1.0, sigma=1.0, rng=rng)
+    losses = stats.norm.logpdf(outputs, 0.0, 1.0) - stats.norm.logpdf(outputs, 1.0, 1.0)
+    mean, std = gaussian_privacy_loss(sigma=1.0)
+    assert abs(losses.mean() - mean) < 0.01 and abs(losses.std() / std - 1) < 0.01
+    grid = np.linspace(0.0, 2.5, 11)
+    exact = [gaussian_delta(sigma=1.0, epsilon=e) for e in grid]
+    monte_carlo = [delta_from_privacy_loss(losses, epsilon=e) for e in grid]
+    assert np.allclose(monte_carlo, exact, rtol=0.05)
