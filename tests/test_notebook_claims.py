@@ -382,3 +382,35 @@ def test_nb04_mechanism_samples_match_their_theory(seed):
     exact = [gaussian_delta(sigma=1.0, epsilon=e) for e in grid]
     monte_carlo = [delta_from_privacy_loss(losses, epsilon=e) for e in grid]
     assert np.allclose(monte_carlo, exact, rtol=0.05)
+
+
+# ---------------------------------------------------------------- notebook 10
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_nb10_randomized_response_audit(seed):
+    # sections 1-3: the notebook's NumPy draws in order, from one rng of the seed
+    from fl_dp_lab.auditing import epsilon_lower_bound, membership_counts
+    from fl_dp_lab.mechanisms import randomized_response
+
+    rng = np.random.default_rng(seed)
+    eps, delta, trials = 1.0, 1e-5, 1000
+    counts = membership_counts(
+        randomized_response(np.ones(trials, dtype=int), epsilon=eps, rng=rng),
+        randomized_response(np.zeros(trials, dtype=int), epsilon=eps, rng=rng),
+        threshold=0.5,
+    )
+    fpr, fnr = counts.false_positives / trials, counts.false_negatives / trials
+    assert abs(fpr - 1 / (1 + np.e)) < 0.05 and abs(fnr - 1 / (1 + np.e)) < 0.05
+    plug_in = max(np.log((1 - delta - fpr) / fnr), np.log((1 - delta - fnr) / fpr))
+    assert abs(plug_in - eps) < 0.3
+    assert 0.5 < epsilon_lower_bound(**counts._asdict(), delta=delta) <= eps
+    bounds = []
+    for n in [50, 150, 500, 1500, 5000, 15000, 50000]:
+        c = membership_counts(
+            randomized_response(np.ones(n, dtype=int), epsilon=eps, rng=rng),
+            randomized_response(np.zeros(n, dtype=int), epsilon=eps, rng=rng),
+            threshold=0.5,
+        )
+        bounds.append(epsilon_lower_bound(**c._asdict(), delta=delta))
+    assert sum(b > eps for b in bounds) <= 1 and bounds[-1] > 0.9 * eps
