@@ -73,6 +73,7 @@ __all__ = [
     "secure_sum",
     "split_by_client",
     "unmask_sum",
+    "update_bias",
     "update_noise_multiplier",
 ]
 
@@ -451,6 +452,55 @@ def run_dp_fedavg(
     return run.history
 
 
+def update_bias(
+    updates: torch.Tensor,
+    sizes: torch.Tensor | Sequence[float],
+    reference_updates: torch.Tensor,
+    reference_sizes: torch.Tensor | Sequence[float],
+) -> float:
+    """How far one FedAvg step lands from a reference step: ||avg - avg_ref|| / ||avg_ref||.
+
+    avg = sum_k n_k Delta_k / sum_k n_k is the size-weighted average FedAvg
+    applies (McMahan et al., 2017, Algorithm 1), computed for ``updates``
+    and for ``reference_updates`` (taken from the same global weights). With
+    non-IID clients as ``updates`` and IID clients on the same data as the
+    reference, this is the bias client drift puts into the server's step
+    (Karimireddy et al., 2020, Sec. 3): 0 when the two averages agree, about
+    1 when the non-IID average is as far from the IID one as the IID step is
+    long. Unlike the spread mean_k ||Delta_k - avg|| / ||avg|| it does not
+    shrink when every update grows together (on linearly separable client
+    data the updates grow with every local epoch).
+
+    Args:
+        updates: shape ``(num_clients, P)``, one flattened update per row.
+        sizes: n_k >= 0 for each row, not all zero.
+        reference_updates: shape ``(num_reference_clients, P)``.
+        reference_sizes: n_k >= 0 for each reference row, not all zero.
+
+    Returns:
+        The relative distance, a float >= 0.
+
+    >>> bias = update_bias(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [1, 3],
+    ...                    torch.tensor([[1.0, 1.0]]), [5])
+    >>> round(bias, 4)  # ||(0.25, 0.75) - (1, 1)|| / ||(1, 1)|| = sqrt(0.625 / 2)
+    0.559
+    """
+    average = _weighted_average("updates", updates, "sizes", sizes)
+    reference = _weighted_average(
+        "reference_updates", reference_updates, "reference_sizes", reference_sizes
+    )
+    if average.shape != reference.shape:
+        fail(
+            "updates and reference_updates",
+            "rows of the same length",
+            (average.numel(), reference.numel()),
+        )
+    length = torch.linalg.vector_norm(reference)
+    if float(length) == 0.0:
+        fail("reference_updates", "an average with a non-zero norm", reference.tolist()[:5])
+    return float(torch.linalg.vector_norm(average - reference) / length)
+
+
 def _clip_rows(update: torch.Tensor, clip_norm: float, what: str) -> torch.Tensor:
     """Clip the last axis of a checked float tensor to norm C; refuse non-finite rows by name.
 
@@ -489,3 +539,18 @@ def _stack_updates(updates: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> to
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         fail("updates", "vectors of one shape (P,)", sorted(shapes, key=str))
     return torch.stack(list(updates))
+
+
+def _weighted_average(
+    name: str, updates: torch.Tensor, sizes_name: str, sizes: torch.Tensor | Sequence[float]
+) -> torch.Tensor:
+    if not isinstance(updates, torch.Tensor):
+        fail(name, "a torch.Tensor of shape (num_clients, num_params)", updates, TypeError)
+    if updates.dim() != 2 or updates.shape[0] == 0 or updates.shape[1] == 0:
+        fail(name, "a matrix of shape (num_clients >= 1, num_params >= 1)", tuple(updates.shape))
+    weights = torch.as_tensor(sizes, dtype=torch.float64)
+    if weights.shape != (updates.shape[0],):
+        fail(sizes_name, f"one size per row of {name} ({updates.shape[0]})", tuple(weights.shape))
+    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()) or weights.sum() <= 0:
+        fail(sizes_name, "finite sizes >= 0, not all zero", weights.tolist()[:5])
+    return (weights / weights.sum()) @ updates.to(torch.float64)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fl_dp_lab import data
 from fl_dp_lab.data import (
     DataIntegrityError,
+    dirichlet_client_partition,
     dirichlet_partition,
     iid_partition,
     load_digits,
@@ -208,3 +209,57 @@ def test_synthetic_alpha_beta_control_heterogeneity():
 def test_bad_input_names_parameter_value_and_allowed_range(call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    labels=st.lists(st.integers(0, 9), min_size=1, max_size=300),
+    k=st.integers(1, 30),
+    alpha=st.floats(0.001, 1000.0),
+    seed=st.integers(0, 2**16),
+)
+def test_dirichlet_client_partition_uses_every_index_once_in_equal_sizes(labels, k, alpha, seed):
+    labels = np.array(labels)
+    k = min(k, len(labels))
+    parts = dirichlet_client_partition(labels, k, alpha, seed)
+    assert len(parts) == k
+    _assert_partition(parts, len(labels))
+    sizes = [len(p) for p in parts]
+    assert max(sizes) - min(sizes) <= 1
+    again = dirichlet_client_partition(labels, k, alpha, seed)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+
+
+def test_dirichlet_client_partition_skews_labels_but_not_sizes():
+    # Prepare: the digits labels over 10 clients, as in notebook 08
+    _, labels, _, _ = load_digits()
+    # Execute
+    concentrated = dirichlet_client_partition(labels, 10, 0.05, seed=0)
+    near_prior = dirichlet_client_partition(labels, 10, 1000.0, seed=0)
+    # Assert: small alpha -> one class holds about half of a client (more would be, but two
+    # clients that want the same digit share its 144 examples and spill over to others);
+    # large alpha -> every client close to the overall 10 % per digit, as IID (about 0.14)
+    assert _mean_label_share_of_top_class(labels, concentrated) > 0.4
+    assert _mean_label_share_of_top_class(labels, near_prior) < 0.2
+    for parts in (concentrated, near_prior):
+        assert {len(p) for p in parts} == {143, 144}
+
+
+def test_per_class_dirichlet_split_skews_client_sizes_too():
+    # the numbers data.dirichlet_partition's docstring and notebook 08 quote: 8 to 362 of the
+    # 1,437 training digits over 10 clients at alpha = 0.1, seed 0 (IID: 143 or 144 each)
+    _, labels, _, _ = load_digits()
+    sizes = [len(p) for p in dirichlet_partition(labels, 10, 0.1, seed=0)]
+    assert (min(sizes), max(sizes)) == (8, 362)
+    for seed in range(8):  # over seeds the largest client always holds > 5x the smallest
+        sizes = [len(p) for p in dirichlet_partition(labels, 10, 0.1, seed=seed)]
+        assert max(sizes) > 5 * min(sizes)
+
+
+def test_dirichlet_client_partition_rejects_bad_input():
+    with pytest.raises(ValueError, match="num_clients must be an integer <= 3, got 4"):
+        dirichlet_client_partition(np.array([0, 1, 1]), 4, 1.0, seed=0)
+    with pytest.raises(ValueError, match="alpha must be > 0, got 0.0"):
+        dirichlet_client_partition(np.array([0, 1, 1]), 2, 0.0, seed=0)
+    with pytest.raises(TypeError, match="labels must be a non-empty 1-D integer array"):
+        dirichlet_client_partition(np.array([0.5, 1.0]), 2, 1.0, seed=0)

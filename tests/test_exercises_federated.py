@@ -134,3 +134,51 @@ def test_user_level_epsilon_catches_per_round_and_no_sampling(capsys):
     assert check_user_level_epsilon([right]) is True  # a one-element list is a number
     with pytest.raises(TypeError, match="answer must be a real number"):
         check_user_level_epsilon([right, right])
+
+
+def _weighted(shift=0.0, divide_by="total", power=1):
+    """A FedAvg average with one slip: weights n_k + shift, n_k**power, another denominator."""
+
+    def average(updates, sizes):
+        weights = torch.as_tensor(sizes, dtype=updates.dtype) ** power + shift
+        total = (weights[:, None] * updates).sum(0)
+        if divide_by == "total":
+            return total / weights.sum()
+        return total / len(weights) if divide_by == "clients" else total
+
+    return average
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        # the hand-checkable case's answer, copied: (1*[1,0] + 2*[0,1] + 7*[2,2]) / 10
+        (lambda updates, sizes: torch.tensor([1.5, 1.6]), "same vector for different updates"),
+        (lambda updates, sizes: torch.zeros(updates.shape[1]), "same vector for different"),
+        (lambda updates, sizes: updates.mean(0), "plain mean"),
+        (_weighted(shift=1.0), "off by one (n_k + 1)"),
+        (_weighted(shift=-1.0), "off by one (n_k - 1)"),
+        (_weighted(divide_by="nothing"), "divide it by sum_k n_k"),
+        (_weighted(divide_by="clients"), "not by the number of clients"),
+        (_weighted(power=2), "compute sum_k n_k * Delta_k, then divide"),
+        (lambda updates, sizes: updates[0], "compute sum_k n_k * Delta_k, then divide"),
+    ],
+)
+def test_fedavg_average_rejects_wrong_answers_with_their_hint(answer, hint, capsys):
+    assert check_fedavg_average(answer) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ Exercise 08.1: not yet. Hint: ") and hint in out
+
+
+def test_fedavg_average_accepts_right_answers_written_differently(capsys):
+    def with_numpy(updates, sizes):
+        u, n = updates.numpy().astype("float64"), sizes.numpy().astype("float64")
+        return (n @ u) / n.sum()
+
+    for right in (_weighted(), with_numpy, lambda u, s: (s / s.sum()) @ u):
+        assert check_fedavg_average(right) is True
+        assert "✓" in capsys.readouterr().out
+    # the constant that the one hand-checkable case alone would have accepted
+    assert _weighted()(
+        torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]), torch.tensor([1.0, 2.0, 7.0])
+    ).tolist() == pytest.approx([1.5, 1.6])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -25,6 +26,7 @@ from fl_dp_lab.federated import (
     run_dp_fedavg,
     run_fedavg,
     split_by_client,
+    update_bias,
     update_noise_multiplier,
 )
 from fl_dp_lab.models import MLP, LogisticRegression
@@ -670,3 +672,121 @@ def test_clipped_update_norms_stay_within_c_in_low_precision(dtype, clip_norm, l
     clipped = clip_update(updates, clip_norm=clip_norm)
     assert clipped.dtype == dtype
     assert float(clipped.double().norm(dim=1).max()) <= clip_norm * (1 + 1e-5)
+
+
+# ---------------------------------------------------------------- update bias (client drift)
+
+
+def test_update_bias_matches_a_hand_computed_weighted_example():
+    # Prepare: averages by hand, weighted by size:
+    #   (1*[2,0,0] + 1*[0,2,0] + 2*[0,0,2]) / 4 = [0.5, 0.5, 1]
+    #   (3*[1,0,0] + 1*[1,2,2]) / 4           = [1, 0.5, 0.5]
+    # difference [-0.5, 0, 0.5], norm sqrt(0.5); reference norm sqrt(1.5): bias sqrt(1/3)
+    updates = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    reference = torch.tensor([[1.0, 0.0, 0.0], [1.0, 2.0, 2.0]])
+    # Execute
+    bias = update_bias(updates, [1, 1, 2], reference, torch.tensor([3, 1]))
+    # Assert: sqrt(1/3); the unweighted means ([2/3]*3 vs [1]*3) would give 1/3 instead
+    assert bias == pytest.approx(math.sqrt(1 / 3), rel=1e-12)
+    assert update_bias(updates, [1, 1, 1], reference, [1, 1]) == pytest.approx(1 / 3, rel=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    clients=st.integers(1, 6),
+    reference_clients=st.integers(1, 6),
+    params=st.integers(1, 8),
+    scale=st.floats(0.01, 100.0),
+    seed=st.integers(0, 2**16),
+)
+def test_update_bias_equals_a_naive_loop_and_ignores_common_scale(
+    clients, reference_clients, params, scale, seed
+):
+    # Prepare: random updates and sizes (one size may be zero)
+    rng = np.random.default_rng(seed)
+    updates = rng.normal(size=(clients, params))
+    reference = rng.normal(size=(reference_clients, params)) + 0.1
+    sizes = rng.integers(0, 50, clients) + np.eye(clients, dtype=int)[0]
+    reference_sizes = rng.integers(1, 50, reference_clients)
+
+    def naive_average(rows, weights):
+        total = [0.0] * params
+        for row, w in zip(rows, weights, strict=True):
+            for j in range(params):
+                total[j] += w * row[j]
+        return np.array(total) / sum(weights)
+
+    a, b = naive_average(updates, sizes), naive_average(reference, reference_sizes)
+    expected = np.linalg.norm(a - b) / np.linalg.norm(b)
+    # Execute
+    got = update_bias(torch.tensor(updates), sizes, torch.tensor(reference), reference_sizes)
+    scaled = update_bias(
+        torch.tensor(scale * updates),
+        scale * sizes,
+        torch.tensor(scale * reference),
+        reference_sizes,
+    )
+    # Assert: the loop's value; scaling every update (and the sizes) changes nothing
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert scaled == pytest.approx(got, rel=1e-9, abs=1e-12)
+    assert update_bias(torch.tensor(reference), reference_sizes, torch.tensor(reference),
+                       reference_sizes) == pytest.approx(0.0, abs=1e-12)  # fmt: skip
+
+
+def test_update_bias_is_the_gap_between_two_fedavg_rounds(synthetic_clients):
+    # Prepare: one round from the same weights on two groupings of the same data; full-batch
+    # local steps make every client's update independent of its batch order
+    start = LogisticRegression(60, 10, generator=_gen(2))
+    theta = flatten_parameters(start)
+    x = torch.cat([c[0] for c in synthetic_clients])
+    y = torch.cat([c[1] for c in synthetic_clients])
+    by_label = [(x[y == c], y[y == c]) for c in y.unique() if (y == c).sum() > 0]
+    mixed = [(x[k::6], y[k::6]) for k in range(6)]
+    after = {}
+    for name, clients in (("by_label", by_label), ("mixed", mixed)):
+        model = copy.deepcopy(start)
+        run_fedavg(
+            model,
+            clients,
+            rounds=1,
+            clients_per_round=len(clients),
+            local_epochs=3,
+            batch_size=len(y),
+            lr=0.5,
+            generator=_gen(0),
+            progress=False,
+        )
+        after[name] = flatten_parameters(model)
+
+    def updates(clients):
+        return torch.stack(
+            [
+                local_update(start, xk, yk, epochs=3, batch_size=len(y), lr=0.5, generator=_gen(9))
+                for xk, yk in clients
+            ]
+        )
+
+    # Execute
+    bias = update_bias(
+        updates(by_label), [len(c[1]) for c in by_label], updates(mixed), [len(c[1]) for c in mixed]
+    )
+    # Assert: the distance between where the two rounds land, over the mixed round's step
+    expected = (after["by_label"] - after["mixed"]).norm() / (after["mixed"] - theta).norm()
+    assert 0.1 < bias == pytest.approx(float(expected), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((torch.ones(2, 3), [1, 1], torch.ones(2, 4), [1, 1]), ValueError, "same length"),
+        ((torch.ones(2, 3), [1], torch.ones(2, 3), [1, 1]), ValueError, "sizes must be one size"),
+        ((torch.ones(2, 3), [1, -1], torch.ones(2, 3), [1, 1]), ValueError, "sizes must be finite"),
+        ((torch.ones(2, 3), [0, 0], torch.ones(2, 3), [1, 1]), ValueError, "not all zero"),
+        ((torch.ones(2, 3), [1, 1], torch.zeros(2, 3), [1, 1]), ValueError, "non-zero norm"),
+        ((torch.ones(3), [1], torch.ones(1, 3), [1]), ValueError, r"updates must be a matrix"),
+        (([[1.0]], [1], torch.ones(1, 1), [1]), TypeError, "updates must be a torch.Tensor"),
+    ],
+)
+def test_update_bias_rejects_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        update_bias(*args)

@@ -51,3 +51,50 @@ def test_figure_png_is_the_whole_figure_at_its_own_size_and_dpi():
 def test_figure_png_refuses_what_is_not_a_figure():
     with pytest.raises(TypeError, match="fig must be a matplotlib Figure, got str"):
         figure_png("figure")
+
+
+def test_client_drift_figure_draws_each_measure_against_local_epochs():
+    import matplotlib.pyplot as plt
+
+    from fl_dp_lab.plots.federated import client_drift_figure
+
+    # Prepare
+    epochs = [1, 3, 10, 30]
+    spread = {"IID": [0.5, 0.4, 0.4, 0.5], "2 shards each": [3.9, 3.2, 2.8, 2.6]}
+    bias = [0.65, 0.77, 0.82, 0.84]
+    # Execute
+    fig, artists = client_drift_figure(epochs, spread, bias)
+    # Assert: one line per split on the left, the bias on the right, both over E on a log axis
+    for name, values in spread.items():
+        assert list(artists["spread"][name].get_xdata()) == epochs
+        assert list(artists["spread"][name].get_ydata()) == values
+    assert list(artists["bias"].get_ydata()) == bias
+    for ax in (artists["spread_ax"], artists["bias_ax"]):
+        assert ax.get_xscale() == "log" and ax.get_xlabel() == "local epochs E"
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "3", "10", "30"]
+    assert artists["bias_ax"].get_ylim() == (0.0, 1.0)
+    assert "grows" in artists["bias_ax"].get_title() and "falls" in artists["spread_ax"].get_title()
+    plt.close(fig)
+
+
+def test_fedavg_curves_styles_replace_the_default_look_of_a_run():
+    import matplotlib.pyplot as plt
+
+    from fl_dp_lab._simulation import FederatedHistory
+    from fl_dp_lab.plots import PALETTE
+    from fl_dp_lab.plots.federated import fedavg_curves
+
+    # Prepare
+    run = FederatedHistory(round=[1, 2], loss=[1.0, 0.5], accuracy=[0.5, 0.8], clients=[2, 2])
+    # Execute
+    fig, ax = fedavg_curves(
+        {"IID, E = 1": run, "IID, E = 10": run},
+        title="t",
+        styles={"IID, E = 10": {"color": PALETTE["blue"], "ls": "--"}},
+    )
+    # Assert: the styled run takes its settings, the other keeps the default cycle
+    default, styled = ax.lines
+    assert styled.get_linestyle() == "--" and styled.get_color() == PALETTE["blue"]
+    assert default.get_linestyle() == "-" and default.get_color() == PALETTE["blue"]
+    assert list(styled.get_ydata()) == [50.0, 80.0]
+    plt.close(fig)

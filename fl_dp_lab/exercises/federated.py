@@ -24,42 +24,73 @@ __all__ = [
     "check_user_level_epsilon",
 ]
 
+_PLAIN_MEAN = (
+    "that is the plain mean: a client with 7 examples should count 7 times as much as one "
+    "with 1. Weight each row by its size n_k."
+)
+
 
 @graded("Exercise 08.1")
 def check_fedavg_average(average: Any) -> bool:
     """Exercise 08.1: ``average(updates, sizes)``, the FedAvg average sum_k n_k Delta_k / sum_k n_k.
 
-    Tested on three clients of sizes 1, 2 and 7, so an unweighted mean or
-    a sum divided by the number of clients is caught.
+    Tested on four cases: three clients of sizes 1, 2 and 7 (small enough to
+    check by hand), then random updates and random sizes (seeded, float32
+    tensors as in the notebook) with 5, 4 and 8 clients and 2, 6 and 3
+    parameters. A function that ignores its input (a vector copied from one
+    case), the plain mean, the weighted sum without the division, a division
+    by the number of clients, and weights off by one (n_k + 1 or n_k - 1)
+    each get their own hint.
     """
     name = "Exercise 08.1"
     if is_unanswered(average):
         return report_unanswered(name)
     if not callable(average):
         raise TypeError(f"average must be a function average(updates, sizes), got {average!r}")
-    updates = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
-    sizes = torch.tensor([1.0, 2.0, 7.0])
-    expected = (sizes[:, None] * updates).sum(0) / sizes.sum()
-    got = as_array(
-        "average(updates, sizes)",
-        average(updates, sizes),
-        shape=(2,),
-        why="one averaged update, shaped like a single client's update (average over axis 0)",
-    )
-    if torch.allclose(torch.as_tensor(got, dtype=torch.float32), updates.mean(0)):
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="that is the plain mean: a client with 7 examples should count "
-            "7 times as much as one with 1. Weight each row by its size n_k.",
-        )
+    why = "one averaged update, shaped like a single client's update (average over axis 0)"
+    cases = [(torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]), torch.tensor([1.0, 2.0, 7.0]))]
+    generator = torch.Generator().manual_seed(8)
+    for clients, params in ((5, 2), (4, 6), (8, 3)):
+        updates = torch.randn(clients, params, generator=generator)
+        sizes = torch.randint(1, 40, (clients,), generator=generator).float()
+        sizes[0] = 1.0  # a tiny client, so weights off by one change the result
+        cases.append((updates, sizes))
+    answers = []
+    for updates, sizes in cases:
+        got = average(updates.clone(), sizes.clone())
+        answers.append(as_array("average(updates, sizes)", got, shape=(updates.shape[1],), why=why))
+        if len(answers) == 2 and np.allclose(answers[0], answers[1]):  # two cases of one shape
+            return feedback(
+                name,
+                False,
+                success="",
+                hint="your function returns the same vector for different updates and sizes: "
+                "compute the result from its arguments, not from numbers copied from one case.",
+            )
+    for (updates, sizes), got in zip(cases, answers, strict=True):
+        u, n = updates.double(), sizes.double()
+        if _close(got, (n[:, None] * u).sum(0) / n.sum()):
+            continue
+        hint = "compute sum_k n_k * Delta_k, then divide by the total number of examples sum_k n_k."
+        for weights, divisor, words in (
+            (torch.ones_like(n), len(n), _PLAIN_MEAN),
+            (n, 1.0, "that is the weighted sum sum_k n_k Delta_k; divide it by sum_k n_k."),
+            (n, len(n), "divide by the total number of examples sum_k n_k, not by the number "
+             "of clients."),
+            (n + 1, (n + 1).sum(), "the weights are off by one (n_k + 1): use n_k itself."),
+            (n - 1, (n - 1).sum(), "the weights are off by one (n_k - 1): use n_k itself."),
+        ):  # fmt: skip
+            if _close(got, (weights[:, None] * u).sum(0) / divisor):
+                hint = words
+                break
+        shape = tuple(updates.shape)
+        return feedback(name, False, success="", hint=f"on updates of shape {shape}, {hint}")
     return feedback(
         name,
-        bool(torch.allclose(torch.as_tensor(got, dtype=torch.float32), expected, atol=1e-6)),
+        True,
         success="each client counts in proportion to its data, so FedAvg with full "
         "participation and one full-batch step is exactly gradient descent on the pooled data.",
-        hint="compute sum_k n_k * Delta_k, then divide by the total number of examples sum_k n_k.",
+        hint="",
     )
 
 
@@ -223,3 +254,7 @@ def check_user_level_epsilon(answer: Any) -> bool:
         hint="call fl_dp_lab.accounting.epsilon with noise_multiplier, sample_rate = q, "
         "steps = rounds and delta.",
     )
+
+
+def _close(got: np.ndarray, expected: torch.Tensor) -> bool:
+    return bool(np.allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6))

@@ -1,4 +1,4 @@
-"""Figures of notebooks 08-09: client label histograms, FedAvg curves, DP-FedAvg readouts.
+"""Figures of notebooks 08-09: label histograms, FedAvg curves, client drift, DP-FedAvg readouts.
 
 Each builder returns ``(fig, artists)``; the ``update_*`` functions change
 those artists in place, so the dashboards of ``fl_dp_lab.widgets.federated``
@@ -19,6 +19,7 @@ from fl_dp_lab._simulation import FederatedHistory
 from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, sticky_limit
 
 __all__ = [
+    "client_drift_figure",
     "client_label_counts",
     "dirichlet_figure",
     "dp_fedavg_figure",
@@ -53,16 +54,23 @@ def fedavg_curves(
     metric: str = "accuracy",
     reference: float | None = None,
     reference_label: str = "centralised",
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[Any, Any]:
-    """Test accuracy (or loss) against the round for several runs, one line each."""
+    """Test accuracy (or loss) against the round for several runs, one line each.
+
+    ``styles`` maps a run's label to line settings (``color``, ``ls``, ``marker``, ...)
+    that replace the default colour cycle for that run, e.g. one colour per data split
+    and one line style per number of local epochs.
+    """
     fig, ax = new_figure(width=7.0, height=4.0)
+    styles = styles or {}
     for (label, history), colour in zip(histories.items(), _CLASS_COLOURS, strict=False):
         values = np.asarray(getattr(history, metric))
         ax.plot(
             history.round,
             100 * values if metric == "accuracy" else values,
             label=label,
-            color=colour,
+            **{"color": colour, **styles.get(label, {})},
         )
     if reference is not None:
         ax.axhline(100 * reference, color=PALETTE["black"], ls="--", lw=1.2, label=reference_label)
@@ -72,6 +80,50 @@ def fedavg_curves(
     ax.set_title(title)
     ax.legend(loc="best")
     return fig, ax
+
+
+def client_drift_figure(
+    local_epochs: Sequence[int],
+    spread: Mapping[str, Sequence[float]],
+    bias: Sequence[float],
+    *,
+    bias_label: str = "non-IID average vs IID average",
+) -> tuple[Any, dict[str, Any]]:
+    """Two measures of client drift against the number of local epochs E (log axis).
+
+    Left: the spread of the client updates around their average,
+    mean_k ||Delta_k - avg|| / ||avg||, one line per split in ``spread``. Right:
+    the bias of the averaged update, ||avg - avg_IID|| / ||avg_IID||
+    (``fl_dp_lab.federated.update_bias``), from ``bias``. Returns ``(fig, artists)``
+    with the axes ``"spread_ax"``, ``"bias_ax"`` and the lines ``"spread"`` (by
+    split name) and ``"bias"``.
+    """
+    epochs = list(local_epochs)
+    fig, (left, right) = new_figure(1, 2, width=4.6, height=3.8)
+    colours = [PALETTE["blue"], PALETTE["vermillion"], PALETTE["green"], PALETTE["purple"]]
+    lines = {}
+    for (name, values), colour in zip(spread.items(), colours, strict=False):
+        (lines[name],) = left.plot(epochs, list(values), marker="o", color=colour, label=name)
+    left.set_ylabel(r"spread  mean$_k\,\|\Delta_k - \bar{\Delta}\| \,/\, \|\bar{\Delta}\|$")
+    left.set_title("Spread over the mean: falls with E")
+    left.legend()
+    (bias_line,) = right.plot(
+        epochs, list(bias), marker="s", color=PALETTE["vermillion"], label=bias_label
+    )
+    right.set_ylabel(
+        r"bias  $\|\bar{\Delta} - \bar{\Delta}_{\mathrm{IID}}\| \,/\, "
+        r"\|\bar{\Delta}_{\mathrm{IID}}\|$"
+    )
+    right.set_title("Bias of the average: grows with E")
+    right.set_ylim(0, max(1.0, 1.1 * max(bias)))
+    right.legend(loc="lower right")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xticks(epochs, [str(e) for e in epochs])
+        ax.minorticks_off()
+        ax.set_xlabel("local epochs E")
+    artists = {"fig": fig, "spread_ax": left, "bias_ax": right, "spread": lines, "bias": bias_line}
+    return fig, artists
 
 
 def dirichlet_figure(
