@@ -142,15 +142,15 @@ def gradient_inversion(
     probabilities as targets (``nn.functional.cross_entropy`` does).
 
     What it can and cannot do. This plain squared-distance matching works on
-    the gradients of an untrained or barely trained network, where one
-    example's gradient is large and its layers' gradients point the input's
-    way; even there some random starts diverge, hence ``restarts`` (the
-    attacker sees the matching loss, so keeping the lowest is fair). On a
-    trained network (notebook 03: the 64-32-10 MLP at 96 % test accuracy)
-    a well-classified example's gradient is tiny and nearly flat in x, and
-    this attack ends no closer to the image than its random start, with
-    Adam or L-BFGS, more steps or the true label. It does not invert "any
-    differentiable model's gradient". Stronger attacks exist: Zhu et al.
+    the gradients of an untrained or barely trained network (notebook 03:
+    over 25 dB PSNR on 8x8 digits with the 64-32-10 MLP untrained, over
+    18 dB after one epoch); even there some random starts diverge, hence
+    ``restarts`` (the attacker sees the matching loss, so keeping the lowest
+    is fair). On the same MLP trained to 96 % test accuracy, where a
+    well-classified example's loss and gradient are tiny, it ends no closer
+    to the image than its random start (below 10 dB), and neither 1,000
+    Adam steps, L-BFGS nor the true label rescued it. It does not invert
+    "any differentiable model's gradient". Stronger attacks exist: Zhu et al.
     used L-BFGS; iDLG (Zhao, Mopuri & Bilen, 2020) reads the label off the
     last layer's bias gradient first; Geiping et al. (2020) match the
     gradient's direction (cosine similarity) with a total-variation prior,
