@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 from torch import nn
 
 from fl_dp_lab import _membership, attacks
@@ -292,3 +293,97 @@ def test_figures_of_notebook_03_draw_what_they_are_given():
     assert [t.get_text() for t in by_batch.axes[0].get_xticklabels()] == ["1", "8"]
     for fig in (grid, inversion, by_batch):
         plt.close(fig)
+
+
+def _matching_loss(model, x, soft_labels, target):
+    # an independent re-statement of DLG's objective, for the restarts test
+    grads = torch.autograd.grad(CE(model(x), soft_labels), list(model.parameters()))
+    return float(sum(((g - t) ** 2).sum() for g, t in zip(grads, target.values(), strict=True)))
+
+
+def test_restarts_keep_the_start_with_the_lowest_matching_loss():
+    # Prepare: untrained 64-32-10 MLP, one digit; this (model, start) pair diverges
+    digits, labels, _, _ = (torch.tensor(a) for a in load_digits())
+    model = MLP(64, 32, 10, generator=torch.Generator().manual_seed(1))
+    x, y = digits[:1], labels[:1]
+    leaked = dict(zip([n for n, _ in model.named_parameters()],
+                      torch.autograd.grad(CE(model(x), y), list(model.parameters()))))  # fmt: skip
+    kwargs = dict(input_shape=(8, 8), num_classes=10, steps=200)
+    # Execute: two single runs drawn one after the other from one generator, and restarts=2
+    shared = torch.Generator().manual_seed(2)
+    first = gradient_inversion(model, CE, leaked, generator=shared, **kwargs)
+    second = gradient_inversion(model, CE, leaked, generator=shared, **kwargs)
+    both = gradient_inversion(
+        model, CE, leaked, generator=torch.Generator().manual_seed(2), restarts=2, **kwargs
+    )
+    # Assert: restarts=2 returns the single run whose objective is lower, here the second
+    losses = [_matching_loss(model, r.inputs, r.labels, leaked) for r in (first, second)]
+    better = (first, second)[int(np.argmin(losses))]
+    torch.testing.assert_close(both.inputs, better.inputs)
+    assert float(psnr(x, first.inputs)) < 0 < 25 < float(psnr(x, both.inputs))
+    with pytest.raises(ValueError, match="restarts must be"):
+        gradient_inversion(model, CE, leaked, generator=shared, restarts=0, **kwargs)
+
+
+def test_dlg_fails_on_a_trained_network():
+    # Prepare: notebook 02's recipe (20 epochs, batches of 32, lr 0.5) vs the same net untrained
+    digits, labels, _, _ = (torch.tensor(a) for a in load_digits())
+    untrained = MLP(64, 32, 10, generator=torch.Generator().manual_seed(0))
+    trained = MLP(64, 32, 10, generator=torch.Generator().manual_seed(0))
+    train(trained, digits.flatten(1), labels, epochs=20, batch_size=32, lr=0.5,
+          generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+    # Execute
+    scores = {}
+    for name, model in (("untrained", untrained), ("trained", trained)):
+        names = [n for n, _ in model.named_parameters()]
+        scores[name] = []
+        for i in range(3):
+            x, y = digits[i : i + 1], labels[i : i + 1]
+            leaked = dict(
+                zip(names, torch.autograd.grad(CE(model(x), y), list(model.parameters())))
+            )
+            out = gradient_inversion(model, CE, leaked, input_shape=(8, 8), num_classes=10,
+                                     steps=200, restarts=2,
+                                     generator=torch.Generator().manual_seed(i))  # fmt: skip
+            scores[name].append(float(psnr(x, out.inputs)))
+    # Assert: > 25 dB untrained (hard to tell apart), < 10 dB trained (no better than noise)
+    assert np.median(scores["untrained"]) > 25 and np.median(scores["trained"]) < 10, scores
+
+
+def test_bootstrap_auc_interval_matches_scipy_bootstrap():
+    # Prepare: overlapping normal scores, 200 members shifted by 0.3
+    rng = np.random.default_rng(0)
+    members, others = rng.normal(0.3, 1.0, 200), rng.normal(0.0, 1.0, 200)
+
+    def mann_whitney(m, n, axis=-1):
+        return (m[..., :, None] > n[..., None, :]).mean((-2, -1)) + 0.5 * (
+            m[..., :, None] == n[..., None, :]
+        ).mean((-2, -1))
+
+    # Execute: ours, and scipy's percentile bootstrap (independent resampling of each group)
+    ours = _membership.bootstrap_auc_interval(members, others, rng=np.random.default_rng(1))
+    reference = stats.bootstrap((members, others), mann_whitney, paired=False, vectorized=True,
+                                n_resamples=2000, method="percentile", batch=200,
+                                random_state=np.random.default_rng(2))  # fmt: skip
+    # Assert: two Monte Carlo estimates of the same quantiles agree to about 0.01;
+    # the interval holds the point AUC and has the width of 2 x 1.96 standard errors
+    low, high = reference.confidence_interval
+    np.testing.assert_allclose(ours, (low, high), atol=0.012)
+    point = auc(*roc_curve(np.r_[members, others], np.r_[np.ones(200), np.zeros(200)]))
+    assert ours[0] < point < ours[1] and 0.08 < ours[1] - ours[0] < 0.14
+
+
+def test_bootstrap_auc_interval_extremes_ties_and_validation():
+    rng = np.random.default_rng(0)
+    assert attacks.bootstrap_auc_interval(np.arange(5.0) + 10, np.arange(5.0), rng=rng) == (
+        1.0,
+        1.0,
+    )
+    # every score tied: every resample's AUC is exactly one half (ties count 1/2)
+    assert attacks.bootstrap_auc_interval(np.ones(4), np.ones(6), rng=rng) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="member_scores must be"):
+        attacks.bootstrap_auc_interval(np.ones(1), np.ones(6), rng=rng)
+    with pytest.raises(TypeError, match="rng must be"):
+        attacks.bootstrap_auc_interval(np.ones(3), np.ones(3), rng=0)
+    with pytest.raises(ValueError, match="confidence must be"):
+        attacks.bootstrap_auc_interval(np.ones(3), np.ones(3), rng=rng, confidence=1.0)

@@ -8,7 +8,7 @@ import torch
 
 from fl_dp_lab.exercises import (
     check_numerical_gradient,
-    check_optimal_step_float32,
+    check_optimal_step,
     check_per_example_norms,
     check_softmax_regression_gradient,
 )
@@ -72,23 +72,40 @@ def test_numerical_gradient(capsys):
     assert "not answered yet" in capsys.readouterr().out
 
 
-def test_optimal_step_float32(capsys):
-    eps32 = float(np.finfo(np.float32).eps)
-    assert check_optimal_step_float32(eps32 ** (1 / 3)) is True
-    assert check_optimal_step_float32(np.float32(5e-3)) is True
-    assert check_optimal_step_float32(eps32**0.5) is False
-    assert "forward difference" in capsys.readouterr().out
-    assert check_optimal_step_float32(np.finfo(np.float64).eps ** (1 / 3)) is False
+def test_optimal_step_accepts_eps_to_the_third_and_names_each_wrong_answer(capsys):
+    # right: eps^(1/3) and (3 eps)^(1/3), as a function of eps (checked at float32 and float64)
+    assert check_optimal_step(lambda eps: eps ** (1 / 3)) is True
     assert "float64" in capsys.readouterr().out
-    assert check_optimal_step_float32(eps32 ** (2 / 3)) is False  # the best error, not step
-    assert "best error" in capsys.readouterr().out
-    assert check_optimal_step_float32((3 * eps32) ** (1 / 3)) is True
-    assert check_optimal_step_float32(1e-3) is False  # a round guess, just too small
+    assert check_optimal_step(lambda eps: (3 * eps) ** (1 / 3)) is True
+    assert check_optimal_step(lambda eps: np.cbrt(np.float32(eps))) is True
+    capsys.readouterr()
+    # wrong: each one within the old float32-only band (best/4 to 4 best), each named
+    wrong = {
+        "eps^(1/4)": (lambda eps: eps**0.25, "eps^(1/4)"),
+        "10 sqrt(eps)": (lambda eps: 10 * eps**0.5, "forward difference"),
+        "1e-2 hard-coded": (lambda eps: 1e-2, "hard-coded"),
+        "8e-3 from the table": (lambda eps: 8e-3, "does not change with eps"),
+        "eps^(2/3)": (lambda eps: eps ** (2 / 3), "best error"),
+        "constant off": (lambda eps: 20 * eps ** (1 / 3), "constant in front"),
+        "float32 eps baked in": (lambda eps: np.finfo(np.float32).eps ** (1 / 3), "hard-coded"),
+    }
+    for label, (answer, hint) in wrong.items():
+        assert check_optimal_step(answer) is False, label
+        out = capsys.readouterr().out
+        assert "✗" in out and hint in out, (label, out)
+    # plain numbers copied from the text or the table: wrong, and named
+    assert check_optimal_step(1e-2) is False
+    assert "the text's 1e-2" in capsys.readouterr().out
+    assert check_optimal_step(8e-3) is False
+    assert "the table's 8e-3" in capsys.readouterr().out
+    assert check_optimal_step(np.float32(5e-3)) is False
+    assert "function of eps" in capsys.readouterr().out
+    assert check_optimal_step(lambda eps: -eps) is False
+    assert "positive" in capsys.readouterr().out
+    assert check_optimal_step(lambda eps: eps) is False  # a power no hint names
     assert "minimise" in capsys.readouterr().out
-    assert check_optimal_step_float32(0.5) is False
-    assert "minimise" in capsys.readouterr().out
-    assert check_optimal_step_float32(-1.0) is False
-    assert check_optimal_step_float32(...) is False
+    assert check_optimal_step(...) is False
+    assert "not answered yet" in capsys.readouterr().out
 
 
 def _softmax_gradient(weight, bias, x, y):
@@ -167,8 +184,10 @@ def test_malformed_answers_raise_and_wrong_shapes_are_graded(capsys):
     assert "norms has shape (3,), but it must have shape (7,)" in capsys.readouterr().out
     with pytest.raises(TypeError, match="numerical_gradient must be a function"):
         check_numerical_gradient(3)
-    with pytest.raises(TypeError, match="answer must be a real number"):
-        check_optimal_step_float32("5e-3")
+    with pytest.raises(TypeError, match="h_best must be a function"):
+        check_optimal_step("5e-3")
+    with pytest.raises(TypeError, match=r"h_best\(float32 eps\) must be a real number"):
+        check_optimal_step(lambda eps: "small")
     with pytest.raises(TypeError, match="must be a pair"):
         check_softmax_regression_gradient(lambda w, b, x, y: w)
     assert check_softmax_regression_gradient(lambda w, b, x, y: (w.T, b)) is False

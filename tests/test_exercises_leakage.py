@@ -9,58 +9,79 @@ import torch
 from fl_dp_lab.exercises import check_auc_by_pairs, check_row_ratio
 
 
-@pytest.fixture
-def linear_gradients():
-    x = torch.tensor([0.0, 0.5, 1.0, 0.25])
-    g = torch.tensor([0.3, -1.2, 0.0])  # row 2 carries no signal
-    return x, torch.outer(g, x), g
+def _one_row(grad_weight, grad_bias):
+    row = int(grad_bias.abs().argmax())
+    return grad_weight[row] / grad_bias[row]
 
 
-def test_row_ratio_right_and_wrong(linear_gradients, capsys):
-    x, grad_weight, grad_bias = linear_gradients
-    assert check_row_ratio(grad_weight[1] / grad_bias[1], grad_weight, grad_bias) is True
+def test_row_ratio_accepts_one_row_for_images_it_has_never_seen(capsys):
+    assert check_row_ratio(_one_row) is True
     assert "✓" in capsys.readouterr().out
-    assert check_row_ratio(grad_bias[1] / grad_weight[1], grad_weight, grad_bias) is False
+    # any row with a non-zero bias gradient works; a 2-D view of the image is the same answer
+    assert check_row_ratio(lambda w, b: w[1] / b[1]) is True
+    assert check_row_ratio(lambda w, b: _one_row(w, b).reshape(-1, 1)) is True
+    assert check_row_ratio(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+
+
+def test_row_ratio_rejects_the_secret_image_and_the_usual_slips(capsys):
+    # the notebook's secret image, in scope in the notebook: the check uses other images
+    secret = torch.rand(784, generator=torch.Generator().manual_seed(42))
+    assert check_row_ratio(lambda w, b: secret) is False
+    assert "same image for two different gradients" in capsys.readouterr().out
+    assert check_row_ratio(lambda w, b: w[0] / b[0]) is False  # row 0 carries nothing
+    assert "inf or nan" in capsys.readouterr().out
+    row = lambda b: int(b.abs().argmax())  # noqa: E731
+    assert check_row_ratio(lambda w, b: b[row(b)] / w[row(b)]) is False
     assert "upside down" in capsys.readouterr().out
-    assert check_row_ratio(grad_weight[1], grad_weight, grad_bias) is False
-    assert "Hint" in capsys.readouterr().out
-    assert check_row_ratio(..., grad_weight, grad_bias) is False
-    assert "not answered yet" in capsys.readouterr().out
-
-
-def test_row_ratio_shapes_and_malformed_answers(linear_gradients, capsys):
-    _, grad_weight, grad_bias = linear_gradients
-    assert check_row_ratio(torch.zeros(3), grad_weight, grad_bias) is False
-    assert "has shape (3,), but it must have shape" in capsys.readouterr().out
-    # every row's ratio at once: the right idea, one step short
-    every_row = grad_weight / grad_bias[:, None]
-    assert check_row_ratio(every_row, grad_weight, grad_bias) is False
+    assert check_row_ratio(lambda w, b: w / b[:, None]) is False
     assert "every row at once" in capsys.readouterr().out
-    # the image viewed as a square is the same answer
-    square = (grad_weight[1] / grad_bias[1]).reshape(2, 2)
-    assert check_row_ratio(square, grad_weight, grad_bias) is True
-    with pytest.raises(TypeError, match="answer must be an array of numbers"):
-        check_row_ratio(["a", "b", "c", "d"], grad_weight, grad_bias)
+    assert check_row_ratio(lambda w, b: w[row(b)]) is False  # forgot to divide
+    assert "divide grad_weight[i] by grad_bias[i]" in capsys.readouterr().out
+    assert check_row_ratio(lambda w, b: torch.zeros(3)) is False
+    assert "has shape (3,), but it must have shape (784,)" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="image_from_gradient must be a function"):
+        check_row_ratio(secret)
+    with pytest.raises(TypeError, match="must be an array of numbers"):
+        check_row_ratio(lambda w, b: ["a", "b"])
 
 
-def test_auc_by_pairs_right_and_typical_wrong(capsys):
-    members = np.array([3.0, 2.0, 2.0, 0.5])
-    others = np.array([2.0, 1.0, 0.0])
-    # by hand: 3 beats all 3; each 2 beats 2 and ties 1; 0.5 beats 1 -> (3 + 2.5 + 2.5 + 1) / 12
-    right = 9.0 / 12.0
-    assert check_auc_by_pairs(right, members, others) is True
+def _pairs(m, n):
+    m, n = np.asarray(m)[:, None], np.asarray(n)[None, :]
+    return float(np.mean((m > n) + 0.5 * (m == n)))
+
+
+def test_auc_by_pairs_right_answers(capsys):
+    assert check_auc_by_pairs(_pairs) is True
     assert "✓" in capsys.readouterr().out
-    assert check_auc_by_pairs(1 - right, members, others) is False
-    assert "1 - AUC" in capsys.readouterr().out
-    assert check_auc_by_pairs(8.0 / 12.0, members, others) is False  # ties counted as 0
-    assert "coin flip" in capsys.readouterr().out
-    assert check_auc_by_pairs(0.9, members, others) is False
-    assert check_auc_by_pairs(0.7503, members, others) is True  # printed to 3 decimals
-    assert check_auc_by_pairs(75.0, members, others) is False
-    assert "not a percentage" in capsys.readouterr().out
-    assert check_auc_by_pairs(9.0, members, others) is False  # pairs ranked right, not divided
-    assert "divide by the number of pairs, 12" in capsys.readouterr().out
-    assert check_auc_by_pairs(..., members, others) is False
+    members, others = np.array([3.0, 2.0, 2.0]), np.array([2.0, 1.0])
+    assert check_auc_by_pairs(_pairs, members, others) is True  # the notebook's scores added
+    # a sort-based count with midranks is right too
+    from scipy import stats
+
+    def by_ranks(m, n):
+        ranks = stats.rankdata(np.r_[m, n])
+        return (ranks[: len(m)].sum() - len(m) * (len(m) + 1) / 2) / (len(m) * len(n))
+
+    assert check_auc_by_pairs(by_ranks) is True
+
+
+def test_auc_by_pairs_rejects_tie_rules_flips_and_scales(capsys):
+    wrong = {
+        "m >= n (ties as 1)": (lambda m, n: np.mean(m[:, None] >= n[None, :]), "coin flip"),
+        "m > n (ties as 0)": (lambda m, n: np.mean(m[:, None] > n[None, :]), "coin flip"),
+        "1 - AUC": (lambda m, n: 1 - _pairs(m, n), "1 - AUC"),
+        "percentage": (lambda m, n: 100 * _pairs(m, n), "not a percentage"),
+        "count": (lambda m, n: _pairs(m, n) * len(m) * len(n), "divide by the number of pairs"),
+        "constant": (lambda m, n: 0.75, "compare every member score"),
+    }
+    for label, (answer, hint) in wrong.items():
+        assert check_auc_by_pairs(answer) is False, label
+        out = capsys.readouterr().out
+        assert "✗" in out and hint in out, (label, out)
+    assert check_auc_by_pairs(...) is False
     assert "not answered yet" in capsys.readouterr().out
-    with pytest.raises(TypeError, match="answer must be a real number"):
-        check_auc_by_pairs("0.75", members, others)
+    with pytest.raises(TypeError, match="auc_by_pairs must be a function"):
+        check_auc_by_pairs(0.75)
+    with pytest.raises(TypeError, match="must be a real number"):
+        check_auc_by_pairs(lambda m, n: "0.75")

@@ -20,6 +20,7 @@ from fl_dp_lab.numdiff import (
     forward_difference,
     gradient_check,
     jacobian,
+    normwise_relative_error,
     richardson,
 )
 
@@ -342,3 +343,31 @@ def test_jacobian_refuses_bad_steps_and_complex_outputs():
         jacobian(lambda v: v + 1j, np.ones(2))
     with pytest.raises(ValueError, match="h must be > 0, got -1.0"):
         gradient_check(np.sin, np.cos, 1.0, h=-1.0)
+
+
+def test_normwise_relative_error_against_its_definition_and_in_float32():
+    # Prepare: the 2-norm by hand, and a float32 gradient check of sum(sin(v) * v)
+    a, n = np.array([3.0, -4.0, 0.0]), np.array([3.0, -3.0, 1e-9])
+    by_hand = math.sqrt(1.0 + 1e-18) / 5.0
+    v = np.linspace(-2.0, 2.0, 40).astype(np.float32)
+
+    def f(z):
+        return np.sum(np.sin(z) * z)
+
+    def grad(z, scale=1.0):
+        return (np.sin(z) + z * np.cos(z)) * scale
+
+    # Execute
+    right = gradient_check(f, grad, v)
+    buggy = gradient_check(f, lambda z: grad(z, 0.995), v)
+    # Assert: the definition; a uniform 0.5 % bug reads 5e-3 norm-wise in float32,
+    # 30x above the right gradient's round-off (1.5e-4), though both pass the per-coordinate check
+    assert normwise_relative_error(a, n) == pytest.approx(by_hand, rel=1e-12)
+    assert normwise_relative_error(torch.tensor(a), n) == pytest.approx(by_hand, rel=1e-12)
+    assert normwise_relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert right.normwise_relative_error < 5e-4 and right.passed
+    assert buggy.normwise_relative_error == pytest.approx(5e-3, rel=0.02) and buggy.passed
+    with pytest.raises(ValueError, match="numeric's shape must be"):
+        normwise_relative_error(a, n[:2])
+    with pytest.raises(ValueError, match="analytic and numeric must be finite"):
+        normwise_relative_error(a, np.array([np.nan, 0.0, 0.0]))

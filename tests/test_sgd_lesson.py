@@ -89,3 +89,37 @@ def test_train_refuses_a_bad_batch_size_and_half_an_evaluation_set():
         train(model, x, y, epochs=1, batch_size=2.0, lr=0.1, generator=gen)
     with pytest.raises(ValueError, match="x_test and y_test must be both given or both None"):
         train(model, x, y, epochs=1, batch_size=2, lr=0.1, generator=gen, x_test=x)
+
+
+@pytest.mark.parametrize("seed", [0, 4])  # 0: none of the 300 misclassified; 4: three are
+def test_largest_per_example_gradients_belong_to_unsure_examples(digits, seed):
+    # Prepare: notebook 02's MLP and its 300 per-example gradients, by a loop
+    x_train, y_train, _, _ = digits
+    mlp = MLP(64, 32, 10, generator=torch.Generator().manual_seed(seed))
+    sgd_from_scratch(mlp, x_train, y_train, epochs=20, batch_size=32, lr=0.5, seed=seed)
+    params = list(mlp.parameters())
+    # Execute
+    norms = []
+    for i in range(300):
+        loss = nn.functional.cross_entropy(mlp(x_train[i : i + 1]), y_train[i : i + 1])
+        norms.append(torch.sqrt(sum(g.pow(2).sum() for g in torch.autograd.grad(loss, params))))
+    norms = torch.stack(norms)
+    with torch.no_grad():
+        p_true = torch.softmax(mlp(x_train[:300]), dim=1)[torch.arange(300), y_train[:300]]
+    largest = norms.argsort(descending=True)[:5]
+    # Assert: hundreds of times the median, and on examples the model is unsure of
+    # (true-class probability < 0.9; measured 0.26-0.80 over seeds 0-7) while the
+    # typical example is confident (median > 0.99; measured 0.998)
+    assert norms.max() > 100 * norms.median()
+    assert p_true[largest].max() < 0.9 and p_true.median() > 0.99
+
+
+def test_learning_rate_10_has_not_settled_after_5_epochs(digits):
+    x_train, y_train, _, _ = digits
+    runs = {}
+    for lr in (1.0, 10.0):
+        runs[lr] = train(LogisticRegression(64, 10), x_train, y_train, epochs=5, batch_size=16,
+                         lr=lr, generator=torch.Generator().manual_seed(SEED), progress=False)  # fmt: skip
+    wild, fast = runs[10.0].train_loss, runs[1.0].train_loss
+    # first epoch several times higher, last epoch still above lr 1 (ratio >= 1.25 over seeds 0-7)
+    assert wild[0] > 3 * fast[0] and wild[-1] > fast[-1]

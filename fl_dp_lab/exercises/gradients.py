@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from fl_dp_lab.exercises._core import (
 
 __all__ = [
     "check_numerical_gradient",
-    "check_optimal_step_float32",
+    "check_optimal_step",
     "check_per_example_norms",
     "check_softmax_regression_gradient",
 ]
@@ -103,53 +104,71 @@ def check_numerical_gradient(numerical_gradient: Any) -> bool:
     )
 
 
-def check_optimal_step_float32(answer: Any) -> bool:
-    """Exercise 01.2: the best step for a central difference in float32, near x = 1.
+def check_optimal_step(answer: Any) -> bool:
+    """Exercise 01.2: the best central-difference step as a function of machine epsilon.
 
-    Balancing truncation h^2/6 |f'''| with round-off eps/h gives
-    h* ~ eps^(1/3) = (1.19e-7)^(1/3) = 4.9e-3. Accepted within a factor 4
-    (the constants depend on f; (3 eps)^(1/3) = 7.1e-3 is in). Hints, each
-    within a factor 2, for eps^(2/3) (the best error, not the step), eps^(1/2)
-    (forward difference) and for float64's eps.
+    Balancing truncation h^2/6 |f'''| with round-off eps |f| / h (|f| and
+    |f'''| of order 1) gives h*(eps) = (3 eps)^(1/3) ~ eps^(1/3). The answer
+    is a function ``h_best(eps)``; it is called with float32's eps (1.2e-7,
+    h* = 4.9e-3) and float64's (2.2e-16, h* = 6.1e-6) and must land within a
+    factor 4 of eps^(1/3) at both, so a number that happens to fit one
+    precision does not pass. Wrong powers of eps are named from the slope
+    log(h64 / h32) / log(eps64 / eps32): 0 (a hard-coded number such as the
+    text's 1e-2 or the table's 8e-3), 1/4, 1/2 (forward difference, e.g.
+    10 sqrt(eps)) and 2/3 (the best error, not the step). A plain number is
+    a wrong answer with its own hint.
     """
     name = "Exercise 01.2"
     if is_unanswered(answer):
         return report_unanswered(name)
-    value = as_number("answer", answer)
+    if isinstance(answer, numbers.Real | np.ndarray) and not callable(answer):
+        value = as_number("h_best", answer)
+        copied = {1e-2: "the text's 1e-2", 8e-3: "the table's 8e-3"}
+        source = next((v for k, v in copied.items() if abs(value / k - 1) < 0.05), "a number")
+        return feedback(
+            name,
+            False,
+            success="",
+            hint=f"{source} is one precision's step, hard-coded: write h as a function of eps, "
+            "def h_best(eps): return ..., so that it also gives float64's step.",
+        )
+    if not callable(answer):
+        fail("h_best", "a function h_best(eps)", answer, TypeError)
     eps32, eps64 = float(np.finfo(np.float32).eps), float(np.finfo(np.float64).eps)
-    best = eps32 ** (1 / 3)
-    if value <= 0:
+    h32 = as_number("h_best(float32 eps)", answer(eps32))
+    h64 = as_number("h_best(float64 eps)", answer(eps64))
+    if not (h32 > 0 and h64 > 0 and np.isfinite(h32) and np.isfinite(h64)):
         return feedback(name, False, success="", hint="a step size is a positive number.")
-    if best / 4 <= value <= best * 4:
+    best32, best64 = eps32 ** (1 / 3), eps64 ** (1 / 3)
+    if best32 / 4 <= h32 <= 4 * best32 and best64 / 4 <= h64 <= 4 * best64:
         return feedback(
             name,
             True,
-            success=f"h* ≈ eps^(1/3) = {best:.1e} in float32, 800x the float64 value: "
-            "this is why float32 gradient checks need a big h and still stay noisy.",
+            success=f"h* ~ eps^(1/3): {h32:.1e} in float32, {h64:.1e} in float64 ({h32 / h64:.0f}x "
+            "larger). This is why float32 gradient checks need a big h and stay noisy.",
             hint="",
         )
-    for wrong, hint in (
-        (
-            eps32 ** (2 / 3),
-            "that is the size of the best error, eps^(2/3), not the step that reaches it; "
-            "the step balances h^2/6 against eps/h.",
-        ),
-        (
-            eps32 ** (1 / 2),
-            "eps^(1/2) is the best step of the forward difference; the central "
-            "difference's truncation error is O(h^2), so the balance moves.",
-        ),
-        (eps64 ** (1 / 3), "that is float64's eps^(1/3); float32's machine epsilon is 1.19e-7."),
-        (eps64 ** (1 / 2), "that is the forward difference's step in float64."),
-    ):
-        if wrong / 2 <= value <= wrong * 2:  # bands a factor 4 wide: neighbours only touch
+    power = float(np.log(h64 / h32) / np.log(eps64 / eps32))  # h ~ c eps^power
+    named = (
+        (0.0, "your h does not change with eps: a hard-coded number (like the text's 1e-2 or "
+              "the table's 8e-3) is right for one precision only. Make h a power of eps."),
+        (1 / 4, "that is eps^(1/4): it shrinks too slowly with eps (in float64 it is 20x too "
+                "large). Set the derivative of h^2/6 + eps/h to zero: h^3 ~ eps."),
+        (1 / 2, "that scales as eps^(1/2) (10 sqrt(eps) too), the forward difference's step; "
+                "the central difference's truncation error is O(h^2), so the balance moves."),
+        (2 / 3, "eps^(2/3) is the size of the best error, not the step that reaches it; the "
+                "step balances h^2/6 against eps/h."),
+        (1 / 3, "the right power of eps, eps^(1/3), but the constant in front is off by more "
+                "than 4x: with |f| and |f'''| of order 1, h = (3 eps)^(1/3)."),
+    )  # fmt: skip
+    for exponent, hint in named:
+        if abs(power - exponent) < 0.04:
             return feedback(name, False, success="", hint=hint)
     return feedback(
         name,
         False,
         success="",
-        hint="minimise h^2/6 + eps/h: set its derivative to zero, with eps = "
-        "np.finfo(np.float32).eps.",
+        hint="minimise h^2/6 + eps/h: set its derivative to zero and solve for h in terms of eps.",
     )
 
 

@@ -114,7 +114,7 @@ def step_size_explorer(
 def _readout(method: str, dtype: str, h: float, slope: float, exact: float) -> str:
     if np.isnan(slope):
         return (
-            f"<b>{method} difference, {dtype}</b>: h = {h:.1e} is below the spacing of "
+            f"<b>{method} difference, {dtype}</b>: h = {h:.1e} is at most half the spacing of "
             f"{dtype} numbers near x, so x + h rounds to x and the difference is 0/0: "
             "no estimate. Grow h."
         )
