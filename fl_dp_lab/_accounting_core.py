@@ -18,6 +18,7 @@ from fl_dp_lab._validate import check_int, check_real, fail
 __all__ = [
     "ACCOUNTANTS",
     "DEFAULT_ORDERS",
+    "MAX_STEPS",
     "check_mechanism",
     "check_orders",
     "composed_pld",
@@ -33,6 +34,11 @@ ACCOUNTANTS = ("rdp", "pld")
 #: Below this noise multiplier one step's privacy loss overflows float64 (RDP's terms
 #: reach exp(1 / sigma^2)): epsilon is reported as inf, the bound it is in effect.
 NEGLIGIBLE_NOISE = 1e-20
+#: The most steps the accountants take: more than any training run, and where the PLD
+#: accountant already needs seconds (its FFT window is coarsened so far that epsilon is
+#: loose by orders of magnitude; 1e15 steps took minutes). RDP would be instant, but one
+#: bound for both keeps "what steps may be" the same everywhere.
+MAX_STEPS = 10**9
 
 
 def epsilon_checked(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
@@ -74,7 +80,7 @@ def rdp_cached(q: float, sigma: float, orders: tuple[float, ...]) -> np.ndarray:
 def check_mechanism(sigma, q, steps, delta) -> tuple[float, float, int, float]:
     sigma = check_real("noise_multiplier", sigma, low=0.0)
     q = check_real("sample_rate", q, low=0.0, high=1.0, low_open=True)
-    steps = check_int("steps", steps, minimum=0)
+    steps = check_int("steps", steps, minimum=0, maximum=MAX_STEPS)
     delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     return sigma, q, steps, delta
 
