@@ -34,6 +34,7 @@ import torch
 from fl_dp_lab._validate import check_generator, check_int, fail
 
 __all__ = [
+    "MAX_CLIENTS",
     "MODULUS",
     "decode",
     "encode",
@@ -45,22 +46,26 @@ __all__ = [
 
 MODULUS = 2**32
 _SCALE = 2**16
+#: The most clients the toy takes: the seed matrix has K^2 entries.
+MAX_CLIENTS = 10_000
 
 
 def encode(update: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
     """Fixed point: round(x * scale) as int64 modulo M (negatives wrap around).
 
-    Every entry must be finite and within [-M/2, M/2) / scale (±32,768 at the
-    default scale): anything else would come back as a different number.
+    Every entry must be finite and, once rounded, within [-M/2, M/2) / scale
+    (±32,768 at the default scale): anything else would come back as a
+    different number (32767.999995 rounds to 32768, which would wrap to -32768).
+    ``scale`` is at most M/2 (a larger one could not hold even 1).
 
     >>> encode(torch.tensor([1.5, -1.0])).tolist()
     [98304, 4294901760]
     """
     if not isinstance(update, torch.Tensor) or not update.is_floating_point():
         fail("update", "a floating-point torch.Tensor", update, TypeError)
-    scale = check_int("scale", scale, minimum=1)
-    _check_representable("update", update.double(), scale)
-    return torch.round(update.double() * scale).long() % MODULUS
+    scale = check_int("scale", scale, minimum=1, maximum=MODULUS // 2)
+    rounded = _check_representable("update", update.double(), scale)
+    return rounded.long() % MODULUS
 
 
 def decode(encoded: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
@@ -71,7 +76,7 @@ def decode(encoded: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
     """
     if not isinstance(encoded, torch.Tensor) or encoded.is_floating_point():
         fail("encoded", "an integer torch.Tensor (from encode)", encoded, TypeError)
-    scale = check_int("scale", scale, minimum=1)
+    scale = check_int("scale", scale, minimum=1, maximum=MODULUS // 2)
     signed = torch.where(encoded >= MODULUS // 2, encoded - MODULUS, encoded)
     return signed.double() / scale
 
@@ -80,15 +85,20 @@ def pairwise_seeds(num_clients: int, *, generator: torch.Generator) -> torch.Ten
     """A symmetric matrix of shared seeds: entry (i, j) is the secret s_ij of clients i and j.
 
     Stands in for the key agreement of the real protocol. The diagonal is unused (0).
+    At most ``MAX_CLIENTS`` clients (the matrix has K^2 entries). The seeds of
+    different pairs are distinct (a repeat is redrawn): two equal seeds give
+    equal masks, which could cancel inside one client's upload.
 
     >>> seeds = pairwise_seeds(3, generator=torch.Generator().manual_seed(0))
     >>> bool((seeds == seeds.T).all()), seeds.diagonal().tolist()
     (True, [0, 0, 0])
     """
-    num_clients = check_int("num_clients", num_clients, minimum=2)
+    num_clients = check_int("num_clients", num_clients, minimum=2, maximum=MAX_CLIENTS)
     generator = check_generator("generator", generator)
-    upper = torch.randint(1, 2**62, (num_clients, num_clients), generator=generator).triu(1)
-    return upper + upper.T
+    while True:  # a repeat among K^2 / 2 draws from 2^62 values has probability < K^4 / 2^63
+        upper = torch.randint(1, 2**62, (num_clients, num_clients), generator=generator).triu(1)
+        if _distinct_pairs(upper):
+            return upper + upper.T
 
 
 def mask_update(encoded: torch.Tensor, client: int, seeds: torch.Tensor) -> torch.Tensor:
@@ -127,17 +137,19 @@ def unmask_sum(
         masked: int64 rows ``mask_update(...)``, shape ``(num_clients, P)``.
         survivors: ids of the clients whose rows arrived (at least one).
         seeds: the pairwise seed matrix (only the survivors' seeds with
-            dropped clients are used, as they would be revealed).
+            dropped clients are used, as they would be revealed); checked as
+            in ``mask_update``: integer, symmetric, zero diagonal, distinct pairs.
 
     Returns:
         sum over survivors of x_i modulo M, int64 shape ``(P,)`` (``decode`` it).
     """
     num_clients = _check_seeds(seeds)
-    alive = sorted(
-        {check_int("survivor", int(i), minimum=0, maximum=num_clients - 1) for i in survivors}
-    )
+    survivors = _check_ids("survivors", survivors, num_clients)
+    alive = sorted(set(survivors))
     if not alive:
-        fail("survivors", "at least one client id", list(survivors))
+        fail("survivors", "at least one client id", survivors)
+    if not isinstance(masked, torch.Tensor) or masked.dtype != torch.long or masked.dim() != 2:
+        fail("masked", "a 2-D int64 tensor of mask_update() rows", masked, TypeError)
     if masked.shape[0] != num_clients:
         fail("masked", f"one row per client ({num_clients})", tuple(masked.shape))
     dropped = sorted(set(range(num_clients)) - set(alive))
@@ -161,31 +173,50 @@ def secure_sum(
     >>> secure_sum(updates, generator=torch.Generator().manual_seed(0), dropped=[1]).tolist()
     [1.5, 0.0]
     """
-    if not isinstance(updates, torch.Tensor) or updates.dim() != 2 or updates.shape[0] < 2:
-        fail("updates", "a float tensor (num_clients >= 2, P)", updates, ValueError)
-    # the sum must fit the modulus too, not only each update: bound it by the absolute sum
-    _check_representable("the sum of updates", updates.double().abs().sum(0), _SCALE)
-    seeds = pairwise_seeds(updates.shape[0], generator=generator)
+    if not isinstance(updates, torch.Tensor) or not updates.is_floating_point():
+        fail("updates", "a floating-point torch.Tensor (num_clients, P)", updates, TypeError)
+    if updates.dim() != 2 or not 2 <= updates.shape[0] <= MAX_CLIENTS:
+        fail(
+            "updates",
+            f"of shape (num_clients, P) with 2 <= num_clients <= {MAX_CLIENTS}",
+            tuple(updates.shape),
+        )
+    check_generator("generator", generator)
+    num_clients = updates.shape[0]
+    gone = set(_check_ids("dropped", dropped, num_clients))
+    if len(gone) == num_clients:
+        fail("dropped", "a list leaving at least one client to sum", sorted(gone))
+    # each update must fit the fixed point, and so must the sum: bound it by the sum of
+    # the rounded magnitudes (what the encoded values add up to at most)
+    rounded = _check_representable("updates", updates.double(), _SCALE)
+    _check_representable("the sum of updates", rounded.abs().sum(0) / _SCALE, _SCALE)
+    seeds = pairwise_seeds(num_clients, generator=generator)
     masked = torch.stack([mask_update(encode(u), i, seeds) for i, u in enumerate(updates)])
-    gone = set(dropped)
-    survivors = [i for i in range(updates.shape[0]) if i not in gone]
+    survivors = [i for i in range(num_clients) if i not in gone]
     return decode(unmask_sum(masked, survivors, seeds)).to(updates.dtype)
 
 
-def _check_representable(name: str, values: torch.Tensor, scale: int) -> None:
-    """Refuse non-finite values and values outside the fixed-point range [-M/2, M/2) / scale."""
+def _check_representable(name: str, values: torch.Tensor, scale: int) -> torch.Tensor:
+    """round(values * scale) (float64), refusing non-finite values and any outside [-M/2, M/2).
+
+    The range is checked after rounding: 32767.999995 * 2^16 rounds up to 2^31 = M/2,
+    which would wrap to -32768.
+    """
     if not torch.isfinite(values).all():
         bad = int((~torch.isfinite(values)).sum())
         fail(name, "finite (no NaN or inf)", f"{bad} non-finite entries", ValueError)
-    limit = MODULUS // 2 / scale
-    if values.numel() and float(values.abs().max()) >= limit:
+    rounded = torch.round(values * scale)
+    half = MODULUS // 2
+    if rounded.numel() and (float(rounded.max()) >= half or float(rounded.min()) < -half):
         fail(
             name,
-            f"within ±{limit:g} to fit the {MODULUS.bit_length() - 1}-bit fixed point at scale "
-            f"{scale} (clip the updates first)",
+            f"within ±{half / scale:g} once rounded to a multiple of 1/{scale}, to fit the "
+            f"{MODULUS.bit_length() - 1}-bit fixed point at scale {scale} (clip the updates "
+            "first)",
             float(values.abs().max()),
             ValueError,
         )
+    return rounded
 
 
 def _mask(seed: int, size: int) -> torch.Tensor:
@@ -194,6 +225,50 @@ def _mask(seed: int, size: int) -> torch.Tensor:
 
 
 def _check_seeds(seeds: object) -> int:
-    if not isinstance(seeds, torch.Tensor) or seeds.dim() != 2 or seeds.shape[0] != seeds.shape[1]:
-        fail("seeds", "a square matrix from pairwise_seeds()", seeds, TypeError)
+    """The number of clients, after checking ``seeds`` can mask every client's upload.
+
+    A bool or float matrix, an asymmetric one (the two clients of a pair would
+    expand different masks, which do not cancel in the sum), a nonzero diagonal
+    or two pairs sharing a seed (equal masks can cancel inside one upload: with
+    all seeds equal, client 1 of 3 uploads its update in the clear) are refused.
+    """
+    if not isinstance(seeds, torch.Tensor):
+        fail("seeds", "a square integer torch.Tensor from pairwise_seeds()", seeds, TypeError)
+    if seeds.dtype == torch.bool or seeds.is_floating_point() or seeds.is_complex():
+        fail("seeds", "an integer tensor (pairwise_seeds() gives int64)", seeds.dtype, TypeError)
+    if seeds.dim() != 2 or seeds.shape[0] != seeds.shape[1] or seeds.shape[0] < 2:
+        fail("seeds", "a square matrix, one row per client (at least 2)", tuple(seeds.shape))
+    if not torch.equal(seeds, seeds.T):
+        fail(
+            "seeds", "symmetric (clients i and j expand the same seed s_ij)", "an asymmetric matrix"
+        )
+    if bool((seeds.diagonal() != 0).any()):
+        fail(
+            "seeds",
+            "zero on the diagonal (a client shares no seed with itself)",
+            seeds.diagonal().tolist(),
+        )
+    if not _distinct_pairs(seeds.triu(1)):
+        fail(
+            "seeds",
+            "distinct for every pair of clients (equal seeds give equal masks, which "
+            "can cancel inside one client's upload)",
+            "a repeated seed",
+        )
     return int(seeds.shape[0])
+
+
+def _distinct_pairs(upper: torch.Tensor) -> bool:
+    """Whether the seeds above the diagonal of ``upper`` are all different."""
+    rows, cols = torch.triu_indices(upper.shape[0], upper.shape[1], offset=1)
+    pairs = upper[rows, cols]
+    return int(torch.unique(pairs).numel()) == int(pairs.numel())
+
+
+def _check_ids(name: str, ids: object, num_clients: int) -> list[int]:
+    """``ids`` as a list of client ids in [0, num_clients), each checked by name."""
+    if isinstance(ids, torch.Tensor) and not (ids.is_floating_point() or ids.dtype == torch.bool):
+        ids = ids.flatten().tolist()
+    if isinstance(ids, torch.Tensor | str) or not isinstance(ids, Iterable):
+        fail(name, "a list of client ids", ids, TypeError)
+    return [check_int(name, i, minimum=0, maximum=num_clients - 1) for i in ids]
