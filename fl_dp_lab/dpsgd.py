@@ -46,6 +46,7 @@ from fl_dp_lab._validate import (
     check_choice,
     check_generator,
     check_int,
+    check_noise_survives_rounding,
     check_real,
     fail,
 )
@@ -142,6 +143,7 @@ def add_noise(
     noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
     check_generator("generator", generator)
     std = noise_multiplier * max_grad_norm
+    _check_noise_survives(grad_sum, std)
     if std == 0.0:
         return {name: g.clone() for name, g in grad_sum.items()}
     return {
@@ -407,6 +409,23 @@ def _check_finite_loss(loss: float) -> float:
             f"loss {loss}",
         )
     return loss
+
+
+def _check_noise_survives(grad_sum: Gradients, std: float) -> None:
+    """Refuse noise of std ``std`` that would overflow, or vanish by rounding into a sum entry.
+
+    ``add_noise`` on entries of 3e38 returned them unchanged in float32; the limit,
+    per tensor at its own precision, is ``_validate.check_noise_survives_rounding``'s.
+    """
+    for name, g in grad_sum.items():
+        if isinstance(g, torch.Tensor) and g.is_floating_point() and g.numel():
+            largest = float(torch.finfo(g.dtype).max) / 64.0  # noise rarely exceeds 40 std
+            if std > largest:
+                fail("noise_multiplier * max_grad_norm", f"<= {largest:.3g} for {g.dtype}", std)
+            magnitude = float(g.detach().abs().max())
+            if math.isfinite(magnitude):  # non-finite entries are refused elsewhere
+                eps = torch.finfo(g.dtype).eps
+                check_noise_survives_rounding(f"grad_sum[{name!r}]", magnitude, std, eps)
 
 
 def _poisson_indices(n: int, q: float, generator: torch.Generator) -> torch.Tensor:
