@@ -116,7 +116,7 @@ NOISE_RESOLUTION = 2.0**-6
 
 
 def check_noise_survives_rounding(
-    name: str, magnitude: float, noise_std: float, machine_epsilon: float
+    name: str, magnitude: float, noise_std: float, machine_epsilon: float, noise_from: str = ""
 ) -> None:
     """Refuse a value so large that adding noise of std ``noise_std`` is lost to rounding.
 
@@ -127,14 +127,17 @@ def check_noise_survives_rounding(
     no privacy at all); before that it is coarsely quantised. We require the
     gap to be at most ``NOISE_RESOLUTION`` = 1/64 of the noise std, that is
     |v| <= noise_std / (64 eps): 7e13 noise stds in float64, 1.3e5 in float32.
-    ``magnitude`` is the largest |v| (finite); ``noise_std`` 0 (no noise) passes.
+    ``magnitude`` is the largest |v| (finite); ``noise_std`` 0 (no noise) passes;
+    ``noise_from`` names the arguments that set the noise, for the message.
     """
     if noise_std > 0.0 and magnitude * machine_epsilon > NOISE_RESOLUTION * noise_std:
         limit = NOISE_RESOLUTION * noise_std / machine_epsilon
+        source = f" (from {noise_from})" if noise_from else ""
+        gap = magnitude * machine_epsilon
         fail(
             name,
-            f"at most {limit:.3g} in magnitude, so that noise of std {noise_std:.3g} survives "
-            f"rounding (floats near {magnitude:.3g} are {magnitude * machine_epsilon:.3g} apart; "
-            "the limit keeps that gap below 1/64 of the noise std)",
+            f"at most {limit:.3g} in magnitude, so that noise of std {noise_std:.3g}{source} "
+            f"survives rounding (floats near {magnitude:.3g} are {gap:.3g} apart; the limit "
+            "keeps that gap below 1/64 of the noise std)",
             f"a largest magnitude of {magnitude:.3g}",
         )

@@ -69,6 +69,9 @@ __all__ = [
 #: steps already take hours here, and the batch list is held in memory (a rate of
 #: 1e-9 would otherwise ask for a billion batches an epoch).
 MAX_STEPS = 1_000_000
+#: The most examples (or clients) one Poisson draw covers: 10^8 draws take 400 MB;
+#: 10^10 asked torch for 40 GB and failed with a raw allocation error.
+MAX_EXAMPLES = 100_000_000
 
 #: ``method`` values of ``clipped_gradient_sum``, ``dp_sgd_step`` and ``train_dp_sgd``.
 CLIP_METHODS = ("ghost", "vmap", "loop", "hooks")
@@ -161,13 +164,14 @@ def poisson_batches(
     an empty batch is still a step (noise only), as the subsampled-Gaussian
     analysis assumes (Abadi et al., 2016; Mironov et al., 2019). Each index
     joins with probability exactly q, however small (see ``_poisson_indices``).
-    At most ``MAX_STEPS`` batches (the list is built in memory).
+    At most ``MAX_STEPS`` batches (the list is built in memory) of at most
+    ``MAX_EXAMPLES`` examples.
 
     >>> [b.tolist() for b in poisson_batches(6, sample_rate=0.5, steps=2,
     ...                                       generator=torch.Generator().manual_seed(0))]
     [[0, 2, 3, 4], [0, 2, 4, 5]]
     """
-    num_examples = check_int("num_examples", num_examples, minimum=1)
+    num_examples = check_int("num_examples", num_examples, minimum=1, maximum=MAX_EXAMPLES)
     sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
     steps = check_int("steps", steps, minimum=0, maximum=MAX_STEPS)
     check_generator("generator", generator)
@@ -425,7 +429,9 @@ def _check_noise_survives(grad_sum: Gradients, std: float) -> None:
             magnitude = float(g.detach().abs().max())
             if math.isfinite(magnitude):  # non-finite entries are refused elsewhere
                 eps = torch.finfo(g.dtype).eps
-                check_noise_survives_rounding(f"grad_sum[{name!r}]", magnitude, std, eps)
+                check_noise_survives_rounding(
+                    f"grad_sum[{name!r}]", magnitude, std, eps, "noise_multiplier * max_grad_norm"
+                )
 
 
 def _poisson_indices(n: int, q: float, generator: torch.Generator) -> torch.Tensor:
@@ -442,11 +448,12 @@ def _poisson_indices(n: int, q: float, generator: torch.Generator) -> torch.Tens
     (2^-24 per draw): the indices equal those of u < q except at a tie, and for
     q a multiple of 2^-24 (1, 0.5, 0.25, ...) always.
     """
-    draws = torch.rand(n, generator=generator).double() * 2.0**24  # the integers k
+    draws = torch.rand(n, generator=generator)  # k / 2^24
     scaled = q * 2.0**24
     whole = math.floor(scaled)
-    keep = draws < whole
-    tied = torch.nonzero(draws == whole).flatten()
+    threshold = whole / 2.0**24  # K / 2^24 (K <= 2^24): exact in float32, so compared exactly
+    keep = draws < threshold
+    tied = torch.nonzero(draws == threshold).flatten()
     fraction = scaled - whole
     while len(tied) and fraction > 0.0:
         draws = torch.rand(len(tied), generator=generator, dtype=torch.float64) * 2.0**53

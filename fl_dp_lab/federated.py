@@ -34,7 +34,7 @@ from fl_dp_lab.client_updates import (
     flatten_parameters,
     local_update,
 )
-from fl_dp_lab.dpsgd import poisson_batches
+from fl_dp_lab.dpsgd import MAX_EXAMPLES, poisson_batches
 from fl_dp_lab.secure_aggregation import mask_update, pairwise_seeds, secure_sum, unmask_sum
 
 __all__ = [
@@ -148,7 +148,7 @@ def poisson_client_sample(
     >>> poisson_client_sample(10, sample_rate=1.0, generator=torch.Generator()).tolist()
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     """
-    num_clients = check_int("num_clients", num_clients, minimum=1)
+    num_clients = check_int("num_clients", num_clients, minimum=1, maximum=MAX_EXAMPLES)
     sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
     if not isinstance(generator, torch.Generator):
         fail("generator", "a torch.Generator", generator, TypeError)

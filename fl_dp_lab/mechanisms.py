@@ -236,7 +236,8 @@ def _check_noise_fits(value: np.ndarray, std: float, scale_name: str, scale: flo
     magnitude = float(np.max(np.abs(value))) if value.size else 0.0
     if not math.isfinite(magnitude + 64.0 * std):
         fail(scale_name, "small enough that value + noise stays finite in float64", scale)
-    check_noise_survives_rounding("value", magnitude, std, float(np.finfo(np.float64).eps))
+    eps = float(np.finfo(np.float64).eps)
+    check_noise_survives_rounding("value", magnitude, std, eps, noise_from=scale_name)
 
 
 def _check_rng(rng: Any) -> None:

@@ -267,8 +267,9 @@ def _distinct_pairs(upper: torch.Tensor) -> bool:
 
 def _check_ids(name: str, ids: object, num_clients: int) -> list[int]:
     """``ids`` as a list of client ids in [0, num_clients), each checked by name."""
-    if isinstance(ids, torch.Tensor) and not (ids.is_floating_point() or ids.dtype == torch.bool):
-        ids = ids.flatten().tolist()
+    if isinstance(ids, torch.Tensor) and ids.dim() == 1 and not ids.is_floating_point():
+        if ids.dtype != torch.bool:
+            ids = ids.tolist()
     if isinstance(ids, torch.Tensor | str) or not isinstance(ids, Iterable):
         fail(name, "a list of client ids", ids, TypeError)
     return [check_int(name, i, minimum=0, maximum=num_clients - 1) for i in ids]
