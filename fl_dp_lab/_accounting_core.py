@@ -31,9 +31,11 @@ __all__ = [
 #: Rényi orders used by default: dp_accounting's (1.1 ... 10.9, 11 ... 63, 128 ... 1024).
 DEFAULT_ORDERS: tuple[float, ...] = _rdp.DEFAULT_ORDERS
 ACCOUNTANTS = ("rdp", "pld")
-#: Below this noise multiplier one step's privacy loss overflows float64 (RDP's terms
-#: reach exp(1 / sigma^2)): epsilon is reported as inf, the bound it is in effect.
-NEGLIGIBLE_NOISE = 1e-20
+#: Below this noise multiplier epsilon is reported as inf, the bound it is in effect: one
+#: step's privacy loss reaches 1 / (2 sigma^2) >= 5e17 nats, past what the PLD grid holds
+#: (between 1e-20 and 1e-9, sigma with q = 1e-300, or composed with other steps, failed
+#: inside numpy), and further down RDP's terms exp(1 / sigma^2) overflow float64.
+NEGLIGIBLE_NOISE = 1e-9
 #: The most steps the accountants take: more than any training run, and where the PLD
 #: accountant already needs seconds (its FFT window is coarsened so far that epsilon is
 #: loose by orders of magnitude; 1e15 steps took minutes). RDP would be instant, but one

@@ -509,8 +509,9 @@ def test_accountant_history_with_a_weak_noise_phase_is_not_under_reported():
 
 
 def test_a_vanishing_noise_multiplier_reads_as_no_privacy_never_nan():
-    # below 1e-20 one step's loss overflows float64: epsilon is inf (the honest bound)
-    for sigma in (1e-21, 1e-200, 1e-300):
+    # below 1e-9 one step's loss passes 5e17 nats (and below 1e-20 overflows float64):
+    # epsilon is inf (the honest bound); between them the PLD grid failed inside numpy
+    for sigma in (1e-10, 1e-19, 1e-21, 1e-200, 1e-300):
         assert epsilon(noise_multiplier=sigma, sample_rate=0.5, steps=2, delta=1e-5) == math.inf
         assert math.isinf(
             epsilon(noise_multiplier=sigma, sample_rate=0.5, steps=2, delta=1e-5, accountant="rdp")
@@ -518,7 +519,7 @@ def test_a_vanishing_noise_multiplier_reads_as_no_privacy_never_nan():
         assert np.all(
             np.isinf(rdp_subsampled_gaussian(sample_rate=0.5, noise_multiplier=sigma, orders=[2.0]))
         )
-    with pytest.raises(ValueError, match=r"noise_multiplier must be >= 1e-20"):
+    with pytest.raises(ValueError, match=r"noise_multiplier must be >= 1e-09"):
         privacy_loss_distribution(noise_multiplier=1e-200, sample_rate=0.5, steps=2)
 
 
@@ -633,3 +634,17 @@ def test_more_steps_than_max_steps_are_refused_before_any_work():
                 delta=1e-5,
                 accountant=accountant,
             )
+
+
+@pytest.mark.parametrize("weak", [1e-10, 1e-19])
+@pytest.mark.parametrize("q", [1e-300, 0.5, 1.0])
+def test_a_negligible_noise_phase_composed_with_ordinary_steps_reads_as_infinite(weak, q):
+    # sigma = 1e-19 steps composed with sigma = 1 steps failed inside numpy ("zero-size
+    # array", "Target length must be positive"); no privacy is what they give
+    for kind in ("pld", "rdp"):
+        acc = PrivacyAccountant(accountant=kind)
+        acc.step(noise_multiplier=weak, sample_rate=q, steps=7)
+        acc.step(noise_multiplier=1.0, sample_rate=0.5, steps=100)
+        assert acc.get_epsilon(1e-5) == math.inf
+        assert epsilon(noise_multiplier=weak, sample_rate=q, steps=7, delta=1e-5,
+                       accountant=kind) == math.inf  # fmt: skip
