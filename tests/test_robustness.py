@@ -368,6 +368,34 @@ def test_add_noise_refuses_entries_the_noise_would_vanish_into():
     assert float((noisy - 1e12).std()) == pytest.approx(1.0, rel=0.1)
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]),
+    magnitude=st.one_of(st.floats(0.0, 1e6), st.sampled_from([3e38, 1e300, 1e20])),
+    sigma=st.one_of(st.floats(0.0, 10.0), st.sampled_from([1e-6, 1e300])),
+    clip=st.floats(1e-3, 10.0),
+)
+def test_add_noise_refuses_by_name_or_adds_noise_of_std_sigma_c(dtype, magnitude, sigma, clip):
+    # 4,000 entries of one magnitude: an accepted call's noise has sample std within 15 %
+    # of sigma C (standard error 1.1 %); noise rounded away would show std 0
+    value = torch.full((4000,), magnitude, dtype=torch.float64).to(dtype)
+    if not torch.isfinite(value).all():
+        return  # not representable in this dtype: non-finite input is another check's job
+    ok, noisy = outcome(
+        lambda: add_noise(
+            {"w": value},
+            max_grad_norm=clip,
+            noise_multiplier=sigma,
+            generator=torch.Generator().manual_seed(0),
+        ),  # fmt: skip
+        "grad_sum['w']",
+        "noise_multiplier",
+    )
+    if ok and sigma * clip > 0:
+        spread = float((noisy["w"].double() - value.double()).std())
+        assert spread == pytest.approx(sigma * clip, rel=0.15)
+
+
 # ---------------------------------------------------------------- secure aggregation
 
 
