@@ -42,6 +42,11 @@ from fl_dp_lab.secure_aggregation import (
 )
 from fl_dp_lab.widgets.mechanisms import privacy_readout
 
+# values at the edge of the Rényi grid are expected here (epsilon is still a bound)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:the best Rényi order .* is at the edge:RuntimeWarning"
+)
+
 #: One of each bad family (values that are valid for some parameters are kept: the
 #: property then checks the result instead of the error)
 BAD = [
@@ -219,7 +224,8 @@ def test_a_sampled_rate_never_exceeds_q(q, seed):
 def test_at_q_1e9_the_selection_count_matches_the_binomial_not_2_to_the_minus_24(sampler):
     # Prepare: 2e8 coin flips at q = 1e-9 (seed 0). The Binomial expects 0.2 selections:
     # P(count >= 5) = 2.5e-6. The float32 draw kept each with probability 2^-24 = 6e-8,
-    # 11.9 expected, and would pass this test with probability 0.006
+    # 11.9 expected, and would pass this test with probability 0.006. Here q 2^24 = 0.0168:
+    # every selection comes from the tie-break at k = 0, so this tests that path too
     generator = torch.Generator().manual_seed(0)
     # Execute
     if sampler == "poisson_batches":
@@ -242,24 +248,6 @@ def test_rates_on_the_float32_grid_draw_exactly_what_they_drew_before():
         reference = torch.Generator()
         before = [(torch.rand(1000, generator=reference) < q).nonzero().flatten() for _ in range(3)]
         assert all(torch.equal(a, b) for a, b in zip(ours, before, strict=True))
-
-
-def test_a_tie_on_the_float32_grid_is_broken_with_the_remaining_probability():
-    # q = 2.5 * 2^-24: float32 draws k < 2 always keep, k = 2 keeps with probability 1/2.
-    # 4e7 draws (seed 3): Binomial mean 5.96, sd 2.44; the float32 test u < q kept k = 2
-    # always (mean 7.15). Counted over 20 seeds of 2e6 draws the means separate:
-    q = 2.5 * 2.0**-24
-    counts = [
-        sum(
-            len(b)
-            for b in poisson_batches(
-                10**6, sample_rate=q, steps=2, generator=torch.Generator().manual_seed(s)
-            )
-        )
-        for s in range(20)
-    ]
-    mean = 2e6 * q * 20  # 5.96
-    assert abs(sum(counts) - mean) <= 5 * math.sqrt(mean)  # 5 sd of the Poisson total
 
 
 #: bad values that a sampler can take without drawing for minutes: counts either small
@@ -392,8 +380,8 @@ def test_add_noise_refuses_by_name_or_adds_noise_of_std_sigma_c(dtype, magnitude
         "noise_multiplier",
     )
     if ok and sigma * clip > 0:
-        spread = float((noisy["w"].double() - value.double()).std())
-        assert spread == pytest.approx(sigma * clip, rel=0.15)
+        spread = float(((noisy["w"].double() - value.double()) / (sigma * clip)).std())
+        assert spread == pytest.approx(1.0, rel=0.15)  # in units of sigma C: no overflow
 
 
 # ---------------------------------------------------------------- secure aggregation
