@@ -426,6 +426,9 @@ def _check_noise_survives(grad_sum: Gradients, std: float) -> None:
             largest = float(torch.finfo(g.dtype).max) / 64.0  # noise rarely exceeds 40 std
             if std > largest:
                 fail("noise_multiplier * max_grad_norm", f"<= {largest:.3g} for {g.dtype}", std)
+            tiny = float(torch.finfo(g.dtype).tiny)  # below, the noise underflows towards 0
+            if 0.0 < std < tiny:
+                fail("noise_multiplier * max_grad_norm", f"0 or >= {tiny:.3g} for {g.dtype}", std)
             magnitude = float(g.detach().abs().max())
             if math.isfinite(magnitude):  # non-finite entries are refused elsewhere
                 eps = torch.finfo(g.dtype).eps

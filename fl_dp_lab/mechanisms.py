@@ -228,14 +228,18 @@ def _check_value(value: Any) -> np.ndarray:
 
 
 def _check_noise_fits(value: np.ndarray, std: float, scale_name: str, scale: float) -> None:
-    """Refuse a noise scale that overflows float64, or a value the noise would vanish into.
+    """Refuse a noise scale that overflows or underflows float64, or a value it vanishes into.
 
-    The output must stay finite (the noise rarely exceeds 40 std; 64 leaves room), and
+    The output must stay finite (the noise rarely exceeds 40 std; 64 leaves room), the
+    noise std must be a normal float64 (>= 2.2e-308; below it underflows towards 0), and
     the noise must survive rounding at |value| (``_validate.check_noise_survives_rounding``).
     """
     magnitude = float(np.max(np.abs(value))) if value.size else 0.0
     if not math.isfinite(magnitude + 64.0 * std):
         fail(scale_name, "small enough that value + noise stays finite in float64", scale)
+    tiny = float(np.finfo(np.float64).tiny)
+    if 0.0 < std < tiny:  # subnormal noise loses its precision, then rounds to 0
+        fail(scale_name, f"large enough for noise of std >= {tiny:.3g} (float64)", scale)
     eps = float(np.finfo(np.float64).eps)
     check_noise_survives_rounding("value", magnitude, std, eps, noise_from=scale_name)
 

@@ -46,8 +46,11 @@ __all__ = [
 
 MODULUS = 2**32
 _SCALE = 2**16
-#: The most clients the toy takes: the seed matrix has K^2 entries.
-MAX_CLIENTS = 10_000
+#: The most clients the toy takes. torch seeds its generator with the low 32 bits of a
+#: seed only, so the K (K - 1) / 2 pairs need distinct 32-bit seeds: at K = 200 a draw has
+#: them with probability 0.95 (birthday bound), at K = 1000 practically never.
+MAX_CLIENTS = 200
+_SEED_BITS = 32
 
 
 def encode(update: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
@@ -85,9 +88,10 @@ def pairwise_seeds(num_clients: int, *, generator: torch.Generator) -> torch.Ten
     """A symmetric matrix of shared seeds: entry (i, j) is the secret s_ij of clients i and j.
 
     Stands in for the key agreement of the real protocol. The diagonal is unused (0).
-    At most ``MAX_CLIENTS`` clients (the matrix has K^2 entries). The seeds of
-    different pairs are distinct (a repeat is redrawn): two equal seeds give
-    equal masks, which could cancel inside one client's upload.
+    At most ``MAX_CLIENTS`` clients. The seeds of different pairs are distinct
+    in their low 32 bits, all that ``torch.Generator.manual_seed`` uses (a repeat
+    is redrawn): two such seeds give equal masks, which could cancel inside one
+    client's upload.
 
     >>> seeds = pairwise_seeds(3, generator=torch.Generator().manual_seed(0))
     >>> bool((seeds == seeds.T).all()), seeds.diagonal().tolist()
@@ -95,7 +99,7 @@ def pairwise_seeds(num_clients: int, *, generator: torch.Generator) -> torch.Ten
     """
     num_clients = check_int("num_clients", num_clients, minimum=2, maximum=MAX_CLIENTS)
     generator = check_generator("generator", generator)
-    while True:  # a repeat among K^2 / 2 draws from 2^62 values has probability < K^4 / 2^63
+    while True:  # a repeat has probability below K^4 / 2^35 (0.05 at K = MAX_CLIENTS)
         upper = torch.randint(1, 2**62, (num_clients, num_clients), generator=generator).triu(1)
         if _distinct_pairs(upper):
             return upper + upper.T
@@ -251,17 +255,22 @@ def _check_seeds(seeds: object) -> int:
     if not _distinct_pairs(seeds.triu(1)):
         fail(
             "seeds",
-            "distinct for every pair of clients (equal seeds give equal masks, which "
-            "can cancel inside one client's upload)",
+            "distinct for every pair of clients, modulo 2^32 (torch uses the low 32 bits "
+            "of a seed; equal seeds give equal masks, which can cancel inside one "
+            "client's upload)",
             "a repeated seed",
         )
     return int(seeds.shape[0])
 
 
 def _distinct_pairs(upper: torch.Tensor) -> bool:
-    """Whether the seeds above the diagonal of ``upper`` are all different."""
+    """Whether the seeds above the diagonal of ``upper`` differ in their low 32 bits.
+
+    ``torch.Generator().manual_seed(s)`` uses s mod 2^32 only (seeds 0 and 2^40 give
+    the same mask), so that is what must differ.
+    """
     rows, cols = torch.triu_indices(upper.shape[0], upper.shape[1], offset=1)
-    pairs = upper[rows, cols]
+    pairs = torch.remainder(upper[rows, cols].long(), 2**_SEED_BITS)
     return int(torch.unique(pairs).numel()) == int(pairs.numel())
 
 

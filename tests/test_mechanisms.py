@@ -239,5 +239,8 @@ def test_noise_scales_that_overflow_float64_are_refused_by_name():
         mechanisms.laplace_mechanism(1.0, sensitivity=1e300, epsilon=1e-300, rng=rng)
     with pytest.raises(ValueError, match="sigma must be small enough"):
         mechanisms.gaussian_mechanism(1.0, sensitivity=1.0, sigma=1e308, rng=rng)
+    # subnormal noise rounds to 0: 5e-324 * N(0, 1) is 0 for every |N| < 0.5
+    with pytest.raises(ValueError, match="sigma must be large enough"):
+        mechanisms.gaussian_mechanism(0.0, sensitivity=1.0, sigma=5e-324, rng=rng)
     with pytest.raises(ValueError, match="sensitivity must be a finite number"):
         mechanisms.gaussian_mechanism(1.0, sensitivity=math.inf, sigma=1.0, rng=rng)

@@ -350,6 +350,10 @@ def test_add_noise_refuses_entries_the_noise_would_vanish_into():
     with pytest.raises(ValueError, match=r"noise_multiplier \* max_grad_norm must be <="):
         add_noise({"w": torch.zeros(3)}, max_grad_norm=1.0, noise_multiplier=1e300,
                   generator=generator)  # fmt: skip
+    # noise of std 1e-204 underflows to exactly 0 in float32 (found by the property below)
+    with pytest.raises(ValueError, match=r"noise_multiplier \* max_grad_norm must be 0 or >="):
+        add_noise({"w": torch.zeros(3)}, max_grad_norm=1.0, noise_multiplier=1e-204,
+                  generator=generator)  # fmt: skip
     # float64 sums hold far larger entries: the limit is the dtype's
     noisy = add_noise({"w": torch.full((2000,), 1e12, dtype=torch.float64)}, max_grad_norm=1.0,
                       noise_multiplier=1.0, generator=generator)["w"]  # fmt: skip
