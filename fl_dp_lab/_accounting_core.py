@@ -18,6 +18,7 @@ from fl_dp_lab._validate import check_int, check_real, fail
 __all__ = [
     "ACCOUNTANTS",
     "DEFAULT_ORDERS",
+    "MAX_STEPS",
     "check_mechanism",
     "check_orders",
     "composed_pld",
@@ -30,9 +31,16 @@ __all__ = [
 #: Rényi orders used by default: dp_accounting's (1.1 ... 10.9, 11 ... 63, 128 ... 1024).
 DEFAULT_ORDERS: tuple[float, ...] = _rdp.DEFAULT_ORDERS
 ACCOUNTANTS = ("rdp", "pld")
-#: Below this noise multiplier one step's privacy loss overflows float64 (RDP's terms
-#: reach exp(1 / sigma^2)): epsilon is reported as inf, the bound it is in effect.
-NEGLIGIBLE_NOISE = 1e-20
+#: Below this noise multiplier epsilon is reported as inf, the bound it is in effect: one
+#: step's privacy loss reaches 1 / (2 sigma^2) >= 5e17 nats, past what the PLD grid holds
+#: (between 1e-20 and 1e-9, sigma with q = 1e-300, or composed with other steps, failed
+#: inside numpy), and further down RDP's terms exp(1 / sigma^2) overflow float64.
+NEGLIGIBLE_NOISE = 1e-9
+#: The most steps the accountants take: more than any training run, and where the PLD
+#: accountant already needs seconds (its FFT window is coarsened so far that epsilon is
+#: loose by orders of magnitude; 1e15 steps took minutes). RDP would be instant, but one
+#: bound for both keeps "what steps may be" the same everywhere.
+MAX_STEPS = 10**9
 
 
 def epsilon_checked(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
@@ -74,7 +82,7 @@ def rdp_cached(q: float, sigma: float, orders: tuple[float, ...]) -> np.ndarray:
 def check_mechanism(sigma, q, steps, delta) -> tuple[float, float, int, float]:
     sigma = check_real("noise_multiplier", sigma, low=0.0)
     q = check_real("sample_rate", q, low=0.0, high=1.0, low_open=True)
-    steps = check_int("steps", steps, minimum=0)
+    steps = check_int("steps", steps, minimum=0, maximum=MAX_STEPS)
     delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     return sigma, q, steps, delta
 

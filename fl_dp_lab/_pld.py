@@ -44,6 +44,7 @@ from scipy.special import ndtr
 from fl_dp_lab._validate import fail
 
 __all__ = [
+    "LARGE_NOISE",
     "MIN_COMPOSED_DELTA",
     "GridPLD",
     "compose",
@@ -63,6 +64,10 @@ MIN_COMPOSED_DELTA = 1e-10
 #: The smallest delta for one step: the grid cuts each tail at _TAIL_Z, and below about
 #: 1e-21 the cut-off mass (counted as an infinite loss, pessimistically) would read as eps = inf
 MIN_ONE_STEP_DELTA = 1e-20
+#: Noise multipliers above this are treated as this one: epsilon falls as sigma grows, so
+#: the result is still an upper bound (0 at every delta the accountants accept), and sigma^2
+#: no longer overflows float64 (sigma = 1e300 raised OverflowError).
+LARGE_NOISE = 1e100
 _MAX_ONE_STEP = 2**18  # grid points of one step's PLD, at most
 _MAX_WINDOW = 2**21  # grid points of a composed PLD (the FFT length), at most
 
@@ -150,6 +155,8 @@ def composed(parts: list[tuple[float, float, int]], direction: str) -> GridPLD:
     grid, so a coarser grid only loosens epsilon, never lowers it, and its
     effect is tiny next to an epsilon that large.
     """
+    # epsilon only falls as sigma grows, so a capped sigma still gives an upper bound
+    parts = [(min(sigma, LARGE_NOISE), q, count) for sigma, q, count in parts]
     h = min(grid_interval(sigma, q) for sigma, q, _ in parts)
     h = max([h] + [_loss_span(sigma, q) / _MAX_ONE_STEP for sigma, q, _ in parts])
     window = None
@@ -264,6 +271,8 @@ def _inverse_loss(losses: np.ndarray, sigma: float, q: float, sign: float) -> np
     v = sign * losses
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         near = np.log((np.expm1(v) + q) / q)
+        # the ratio overflows for a tiny q (1e-300) at v > 18: take the difference of logs
+        near = np.where(np.isposinf(near), np.log(np.expm1(v) + q) - math.log(q), near)
         far = v + np.log1p(-(1.0 - q) * np.exp(-np.maximum(v, 30.0))) - math.log(q)
         x = sigma**2 * np.where(v > 30.0, far, near) + 0.5
     return np.where(np.isnan(x), -np.inf, x)

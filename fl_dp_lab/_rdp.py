@@ -20,9 +20,11 @@ import math
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-__all__ = ["DEFAULT_ORDERS", "rdp_per_step", "rdp_to_eps"]
+__all__ = ["DEFAULT_ORDERS", "LARGE_NOISE", "rdp_per_step", "rdp_to_eps"]
 
-_MAX_POINTS = 20_000  # quadrature nodes per order, at most
+_MAX_POINTS = 20_000
+#: Noise multipliers above this count as this one (see ``rdp_per_step``); as in ``_pld``.
+LARGE_NOISE = 1e100  # quadrature nodes per order, at most
 
 #: dp_accounting's default orders: 1.1 ... 10.9 in steps of 0.1, 11 ... 63, 128 ... 1024.
 DEFAULT_ORDERS: tuple[float, ...] = tuple(
@@ -31,8 +33,13 @@ DEFAULT_ORDERS: tuple[float, ...] = tuple(
 
 
 def rdp_per_step(q: float, sigma: float, orders: np.ndarray) -> np.ndarray:
-    """RDP of one step of the Poisson-subsampled Gaussian at each order (sigma > 0)."""
+    """RDP of one step of the Poisson-subsampled Gaussian at each order (sigma > 0).
+
+    Sigma above ``LARGE_NOISE`` is treated as ``LARGE_NOISE``: the RDP only falls
+    as sigma grows, so this is an upper bound, and sigma^2 cannot overflow.
+    """
     orders = np.asarray(orders, dtype=np.float64)
+    sigma = min(sigma, LARGE_NOISE)
     if q == 1.0:
         return orders / (2.0 * sigma**2)
     log_a = np.empty(len(orders))

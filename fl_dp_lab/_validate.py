@@ -156,3 +156,35 @@ def _short(value: Any) -> str:
     """A type name and at most 60 characters of ``value``'s repr, for messages."""
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+#: How finely the working precision must resolve the noise (``check_noise_survives_rounding``).
+NOISE_RESOLUTION = 2.0**-6
+
+
+def check_noise_survives_rounding(
+    name: str, magnitude: float, noise_std: float, machine_epsilon: float, noise_from: str = ""
+) -> None:
+    """Refuse a value so large that adding noise of std ``noise_std`` is lost to rounding.
+
+    Where the limit comes from: near a value v, consecutive floats are about
+    |v| * eps apart (eps = 2^-52 in float64, 2^-23 in float32), and v + noise
+    is rounded to that grid. Once the gap passes 2 * noise_std the noise rounds
+    away entirely (``gaussian_mechanism(1e300, ...)`` returned 1e300 exactly,
+    no privacy at all); before that it is coarsely quantised. We require the
+    gap to be at most ``NOISE_RESOLUTION`` = 1/64 of the noise std, that is
+    |v| <= noise_std / (64 eps): 7e13 noise stds in float64, 1.3e5 in float32.
+    ``magnitude`` is the largest |v| (finite); ``noise_std`` 0 (no noise) passes;
+    ``noise_from`` names the arguments that set the noise, for the message.
+    """
+    if noise_std > 0.0 and magnitude * machine_epsilon > NOISE_RESOLUTION * noise_std:
+        limit = NOISE_RESOLUTION * noise_std / machine_epsilon
+        source = f" (from {noise_from})" if noise_from else ""
+        gap = magnitude * machine_epsilon
+        fail(
+            name,
+            f"at most {limit:.3g} in magnitude, so that noise of std {noise_std:.3g}{source} "
+            f"survives rounding (floats near {magnitude:.3g} are {gap:.3g} apart; the limit "
+            "keeps that gap below 1/64 of the noise std)",
+            f"a largest magnitude of {magnitude:.3g}",
+        )

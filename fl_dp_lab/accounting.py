@@ -42,6 +42,7 @@ from fl_dp_lab import _pld
 from fl_dp_lab._accounting_core import (
     ACCOUNTANTS,
     DEFAULT_ORDERS,
+    MAX_STEPS,
     NEGLIGIBLE_NOISE,
     check_mechanism,
     check_orders,
@@ -62,6 +63,7 @@ from fl_dp_lab._validate import check_choice, check_real, fail
 __all__ = [
     "DEFAULT_ORDERS",
     "COMPOSITIONS",
+    "MAX_STEPS",
     "PrivacyAccountant",
     "advanced_composition",
     "composed_epsilon",
@@ -101,7 +103,7 @@ def epsilon(
         noise_multiplier: sigma >= 0, noise std over the clipping norm. 0 means no
             noise: the result is ``math.inf``.
         sample_rate: q in (0, 1], the probability each record joins a step.
-        steps: T >= 0, the number of steps (0 spends nothing).
+        steps: T in [0, MAX_STEPS = 10^9], the number of steps (0 spends nothing).
         delta: target delta in (0, 1); at least 1e-10 for "pld" over more than
             one step, whose FFT round-off swamps smaller tails.
         accountant: "pld" (the default), "rdp", or "best": min(PLD, RDP). Both are
@@ -301,30 +303,51 @@ class PrivacyAccountant:
     >>> acc.step(noise_multiplier=4.0, sample_rate=0.01, steps=5_000)
     >>> acc.step(noise_multiplier=4.0, sample_rate=0.01, steps=5_000)
     >>> acc.history
-    [(4.0, 0.01, 10000)]
+    ((4.0, 0.01, 10000),)
     >>> round(acc.get_epsilon(1e-5), 3)
     1.035
     """
 
     def __init__(self, accountant: str = "pld") -> None:
         self.accountant = check_choice("accountant", accountant, ACCOUNTANTS)
-        self.history: list[tuple[float, float, int]] = []
+        self._history: list[tuple[float, float, int]] = []
+
+    @property
+    def history(self) -> tuple[tuple[float, float, int], ...]:
+        """The recorded ``(noise_multiplier, sample_rate, steps)`` entries, read-only.
+
+        A tuple: only ``step`` adds to it, after checking the entry (an entry
+        appended by hand with negative steps would have lowered epsilon).
+        """
+        return tuple(self._history)
 
     def step(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
-        """Record ``steps`` steps at noise ``noise_multiplier`` and rate ``sample_rate``."""
+        """Record ``steps`` (a positive integer) steps at ``noise_multiplier`` and ``sample_rate``.
+
+        The steps recorded at one (noise_multiplier, sample_rate) may total at
+        most ``MAX_STEPS``, so that ``get_epsilon`` can always answer.
+        """
         sigma, q, steps, _ = check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
         if steps == 0:
-            return
-        if self.history and self.history[-1][:2] == (sigma, q):
-            self.history[-1] = (sigma, q, self.history[-1][2] + steps)
+            fail("steps", "an integer >= 1", steps)
+        recorded = sum(t for s, r, t in self._history if (s, r) == (sigma, q))
+        if recorded + steps > MAX_STEPS:
+            fail(
+                "steps",
+                f"at most {MAX_STEPS - recorded:,} more at this noise_multiplier and sample_rate "
+                f"(MAX_STEPS = {MAX_STEPS:,} in all)",
+                steps,
+            )
+        if self._history and self._history[-1][:2] == (sigma, q):
+            self._history[-1] = (sigma, q, self._history[-1][2] + steps)
         else:
-            self.history.append((sigma, q, steps))
+            self._history.append((sigma, q, steps))
 
     def get_epsilon(self, delta: float) -> float:
         """Epsilon of everything recorded so far, at ``delta`` in (0, 1)."""
         delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
         totals: dict[tuple[float, float], int] = {}
-        for sigma, q, steps in self.history:
+        for sigma, q, steps in self._history:
             totals[(sigma, q)] = totals.get((sigma, q), 0) + steps
         if not totals:
             return 0.0

@@ -26,7 +26,11 @@ import torch
 
 from fl_dp_lab._validate import check_generator, check_real, fail
 
-__all__ = ["adaptive_clip_norm", "update_noise_multiplier"]
+__all__ = ["MAX_CLIP_LR", "adaptive_clip_norm", "update_noise_multiplier"]
+
+#: The largest step size of log C that ``adaptive_clip_norm`` takes.
+MAX_CLIP_LR = 10.0
+_LOG_CLIP_RANGE = math.log(1e300)
 
 
 def update_noise_multiplier(*, noise_multiplier: float, clip_count_stddev: float) -> float:
@@ -82,13 +86,20 @@ def adaptive_clip_norm(
         update_norms: L2 norms of this round's client updates, shape ``(m,)`` (m may be 0).
         clip_norm: the current C > 0.
         target_quantile: gamma in [0, 1], e.g. 0.5 for the median norm.
-        clip_lr: eta > 0, the step size of log C.
+        clip_lr: eta in (0, 10], the step size of log C (Andrew et al. use 0.2; a
+            step of e^10 per unit of miss no longer tracks anything, and eta = 1e300
+            sent C to 0 though C_next > 0 is promised).
         clip_count_stddev: sigma_b >= 0, std of the noise on the count of unclipped clients.
         expected_clients: q*K > 0, the fixed denominator.
         generator: draws the count's noise.
 
     Returns:
         The new clip norm C_next > 0.
+
+    Raises:
+        ValueError: also when C_next would leave [1e-300, 1e300] (a noise std
+            sigma_b far above the client count can push it there): it would
+            round to 0 or inf.
 
     >>> norms = torch.tensor([0.5, 0.5, 2.0, 2.0])
     >>> adaptive_clip_norm(norms, clip_norm=1.0, target_quantile=0.5, clip_lr=0.2,
@@ -98,7 +109,7 @@ def adaptive_clip_norm(
     """
     clip_norm = check_real("clip_norm", clip_norm, low=0.0, low_open=True)
     target_quantile = check_real("target_quantile", target_quantile, low=0.0, high=1.0)
-    clip_lr = check_real("clip_lr", clip_lr, low=0.0, low_open=True)
+    clip_lr = check_real("clip_lr", clip_lr, low=0.0, high=MAX_CLIP_LR, low_open=True)
     clip_count_stddev = check_real("clip_count_stddev", clip_count_stddev, low=0.0)
     expected_clients = check_real("expected_clients", expected_clients, low=0.0, low_open=True)
     if not isinstance(update_norms, torch.Tensor) or update_norms.dim() != 1:
@@ -107,4 +118,12 @@ def adaptive_clip_norm(
     generator = check_generator("generator", generator)
     noise = float(torch.randn((), generator=generator, dtype=torch.float64))
     unclipped_fraction = (centred_count + clip_count_stddev * noise) / expected_clients + 0.5
-    return clip_norm * math.exp(-clip_lr * (unclipped_fraction - target_quantile))
+    exponent = -clip_lr * (unclipped_fraction - target_quantile)
+    log_next = math.log(clip_norm) + exponent
+    if not abs(log_next) <= _LOG_CLIP_RANGE:  # also NaN; exp would give 0 or overflow
+        fail(
+            "the next clip norm",
+            "within [1e-300, 1e300] (lower clip_lr or clip_count_stddev)",
+            f"exp({log_next:.4g})",
+        )
+    return clip_norm * math.exp(exponent)

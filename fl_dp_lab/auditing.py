@@ -51,6 +51,11 @@ __all__ = [
 ]
 
 
+#: The largest count of trials (and of each cell of a confusion table) the bounds take:
+#: scipy's Beta quantiles need counts that fit a C long, and no audit runs 10^15 trials.
+MAX_TRIALS = 10**15
+
+
 class MembershipCounts(NamedTuple):
     """The confusion table of a membership game ("positive" = the canary was in)."""
 
@@ -107,7 +112,7 @@ def clopper_pearson(
     >>> low, round(high, 4), round(1 - 0.025 ** (1 / 10), 4)
     (0.0, 0.3085, 0.3085)
     """
-    trials = check_int("trials", trials, minimum=1)
+    trials = check_int("trials", trials, minimum=1, maximum=MAX_TRIALS)
     successes = check_int("successes", successes, minimum=0, maximum=trials)
     alpha = 1.0 - _check_confidence(confidence)
     low = 0.0 if successes == 0 else stats.beta.ppf(alpha / 2, successes, trials - successes + 1)
@@ -161,7 +166,7 @@ def epsilon_lower_bound(
     5.601
     """
     tp, fp, tn, fn = (
-        check_int(name, value, minimum=0)
+        check_int(name, value, minimum=0, maximum=MAX_TRIALS)
         for name, value in (
             ("true_positives", true_positives),
             ("false_positives", false_positives),

@@ -35,6 +35,7 @@ trial runs, and integer gradients a ``TypeError``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -285,6 +286,7 @@ def audit_gradient_sum(
     True
     """
     check_int("trials", trials, minimum=2)
+    _check_canary_fits(per_sample_grads, canary)
     scores_in, scores_out = canary_scores(
         mechanism,
         per_sample_grads,
@@ -341,3 +343,33 @@ def _check_gradients(per_sample_grads: Gradients) -> None:
         sizes.add(grad.shape[0])
     if len(sizes) != 1 or 0 in sizes:
         fail("per_sample_grads", "tensors with one common batch size >= 1", sorted(sizes))
+
+
+def _check_canary_fits(per_sample_grads: Gradients, canary: Gradients) -> None:
+    """Refuse a canary whose squared norm overflows the gradients' dtype.
+
+    Clipping computes a norm from squares: a canary of norm 1e20 in float32
+    (squares to inf) was clipped to zero and the audit reported epsilon = 0, a
+    clean bill of health for a canary that never took part. A canary above C
+    is clipped to C anyway, so nothing is lost by keeping it representable.
+    Malformed inputs are left to ``canary_scores``'s own checks.
+    """
+    if not isinstance(canary, Mapping) or not isinstance(per_sample_grads, Mapping):
+        return
+    total = 0.0
+    largest = math.inf
+    for name, c in canary.items():
+        grad = per_sample_grads.get(name)
+        if not isinstance(c, torch.Tensor) or not isinstance(grad, torch.Tensor):
+            return
+        if grad.is_floating_point():
+            largest = min(largest, float(torch.finfo(grad.dtype).max))
+        norm = float(torch.linalg.vector_norm(c.double()))
+        total += norm * norm  # inf, not OverflowError, past 1.8e308
+    if not total < largest:  # also NaN or inf entries
+        fail(
+            "canary",
+            f"of norm below {math.sqrt(largest):.3g}, whose square the gradients' dtype can "
+            "hold (a larger one overflows in clipping and is clipped to nothing)",
+            f"norm {math.sqrt(total):.3g}",
+        )

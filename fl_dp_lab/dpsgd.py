@@ -72,6 +72,7 @@ from fl_dp_lab._validate import (
     check_float_tensor,
     check_generator,
     check_int,
+    check_noise_survives_rounding,
     check_real,
     fail,
 )
@@ -90,6 +91,14 @@ __all__ = [
     "poisson_batches",
     "train_dp_sgd",
 ]
+
+#: The most steps ``poisson_batches`` draws and ``train_dp_sgd`` runs: a million
+#: steps already take hours here, and the batch list is held in memory (a rate of
+#: 1e-9 would otherwise ask for a billion batches an epoch).
+MAX_STEPS = 1_000_000
+#: The most examples (or clients) one Poisson draw covers: 10^8 draws take 400 MB;
+#: 10^10 asked torch for 40 GB and failed with a raw allocation error.
+MAX_EXAMPLES = 100_000_000
 
 #: ``method`` values of ``clipped_gradient_sum``, ``dp_sgd_step`` and ``train_dp_sgd``.
 CLIP_METHODS = ("ghost", "vmap", "loop", "hooks")
@@ -188,7 +197,7 @@ def add_noise(
         if not bool(torch.isfinite(g).all()):
             fail(f"grad_sum[{name!r}]", "finite (noise cannot hide a NaN or inf)", g)
     std = noise_multiplier * max_grad_norm
-    _check_fits("noise_multiplier * max_grad_norm (the noise std)", std, grad_sum.values())
+    _check_noise_survives(grad_sum, std)
     if std == 0.0:
         return {name: g.clone() for name, g in grad_sum.items()}
     return {
@@ -204,20 +213,20 @@ def poisson_batches(
 
     Batch sizes vary (Binomial(N, q), mean q N) and a batch may be empty;
     an empty batch is still a step (noise only), as the subsampled-Gaussian
-    analysis assumes (Abadi et al., 2016; Mironov et al., 2019).
+    analysis assumes (Abadi et al., 2016; Mironov et al., 2019). Each index
+    joins with probability exactly q, however small (see ``_poisson_indices``).
+    At most ``MAX_STEPS`` batches (the list is built in memory) of at most
+    ``MAX_EXAMPLES`` examples.
 
     >>> [b.tolist() for b in poisson_batches(6, sample_rate=0.5, steps=2,
     ...                                       generator=torch.Generator().manual_seed(0))]
     [[0, 2, 3, 4], [0, 2, 4, 5]]
     """
-    num_examples = check_int("num_examples", num_examples, minimum=1)
+    num_examples = check_int("num_examples", num_examples, minimum=1, maximum=MAX_EXAMPLES)
     sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
-    steps = check_int("steps", steps, minimum=0)
+    steps = check_int("steps", steps, minimum=0, maximum=MAX_STEPS)
     check_generator("generator", generator)
-    return [
-        (torch.rand(num_examples, generator=generator) < sample_rate).nonzero().flatten()
-        for _ in range(steps)
-    ]
+    return [_poisson_indices(num_examples, sample_rate, generator) for _ in range(steps)]
 
 
 def dp_sgd_step(
@@ -327,6 +336,12 @@ def train_dp_sgd(
     from fl_dp_lab.accounting import epsilon as accountant_epsilon
 
     steps_per_epoch = max(1, round(1 / sample_rate))
+    if epochs * steps_per_epoch > MAX_STEPS:
+        fail(
+            "sample_rate and epochs",
+            f"at most MAX_STEPS = {MAX_STEPS:,} steps in all (epochs * round(1 / sample_rate))",
+            f"{epochs * steps_per_epoch:,} steps (sample_rate={sample_rate!r}, epochs={epochs})",
+        )
     history = DPHistory()
     bar = tqdm(total=epochs * steps_per_epoch, desc="DP-SGD steps", disable=not progress)
     for epoch in range(1, epochs + 1):
@@ -504,6 +519,59 @@ def _check_fits(name: str, value: float, tensors: object) -> None:
     limit = torch.finfo(first.dtype).max
     if not value <= limit:
         fail(name, f"at most {limit:.3g} (the largest {first.dtype} number)", value)
+
+
+def _check_noise_survives(grad_sum: Gradients, std: float) -> None:
+    """Refuse noise of std ``std`` that would overflow, or vanish by rounding into a sum entry.
+
+    ``add_noise`` on entries of 3e38 returned them unchanged in float32; the limit,
+    per tensor at its own precision, is ``_validate.check_noise_survives_rounding``'s.
+    """
+    for name, g in grad_sum.items():
+        if isinstance(g, torch.Tensor) and g.is_floating_point() and g.numel():
+            largest = float(torch.finfo(g.dtype).max) / 64.0  # noise rarely exceeds 40 std
+            if std > largest:
+                fail("noise_multiplier * max_grad_norm", f"<= {largest:.3g} for {g.dtype}", std)
+            tiny = float(torch.finfo(g.dtype).tiny)  # below, the noise underflows towards 0
+            if 0.0 < std < tiny:
+                fail("noise_multiplier * max_grad_norm", f"0 or >= {tiny:.3g} for {g.dtype}", std)
+            magnitude = float(g.detach().abs().max())
+            if math.isfinite(magnitude):  # non-finite entries are refused elsewhere
+                eps = torch.finfo(g.dtype).eps
+                check_noise_survives_rounding(
+                    f"grad_sum[{name!r}]", magnitude, std, eps, "noise_multiplier * max_grad_norm"
+                )
+
+
+def _poisson_indices(n: int, q: float, generator: torch.Generator) -> torch.Tensor:
+    """The indices of range(n) kept by n independent coin flips of probability exactly q.
+
+    ``torch.rand`` in float32 is k / 2^24 with k uniform on {0, ..., 2^24 - 1}, so
+    the usual test u < q keeps an index with probability ceil(q 2^24) / 2^24: q
+    rounded up to a multiple of 2^-24 = 6e-8 (60 times q at q = 1e-9), while the
+    accountant is told q. Here q 2^24 = K + f (K whole, 0 <= f < 1, both exact in
+    float64): k < K keeps the index, and a tie k = K keeps it with probability f,
+    decided the same way by a 53-bit float64 draw (f 2^53 = K' + f', and so on
+    while ties remain; a float64 q has finitely many binary digits, so this ends).
+    The probability is then exactly K / 2^24 + f / 2^24 = q. Ties are rare
+    (2^-24 per draw): the indices equal those of u < q except at a tie, and for
+    q a multiple of 2^-24 (1, 0.5, 0.25, ...) always.
+    """
+    draws = torch.rand(n, generator=generator)  # k / 2^24
+    scaled = q * 2.0**24
+    whole = math.floor(scaled)
+    threshold = whole / 2.0**24  # K / 2^24 (K <= 2^24): exact in float32, so compared exactly
+    keep = draws < threshold
+    tied = torch.nonzero(draws == threshold).flatten()
+    fraction = scaled - whole
+    while len(tied) and fraction > 0.0:
+        draws = torch.rand(len(tied), generator=generator, dtype=torch.float64) * 2.0**53
+        scaled = fraction * 2.0**53
+        whole = math.floor(scaled)
+        keep[tied[draws < whole]] = True
+        tied = tied[draws == whole]
+        fraction = scaled - whole
+    return torch.nonzero(keep).flatten()
 
 
 def _gaussian_like(param: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:

@@ -53,6 +53,7 @@ from fl_dp_lab.client_updates import (
     flatten_parameters,
     local_update,
 )
+from fl_dp_lab.dpsgd import MAX_EXAMPLES, poisson_batches
 from fl_dp_lab.secure_aggregation import mask_update, pairwise_seeds, secure_sum, unmask_sum
 
 __all__ = [
@@ -173,17 +174,17 @@ def poisson_client_sample(
     """Client ids of one round: each client joins independently with probability q.
 
     Poisson sampling is what the subsampled-Gaussian accountant assumes; the
-    number of clients per round is Binomial(K, q), not fixed.
+    number of clients per round is Binomial(K, q), not fixed. The draw is
+    ``fl_dp_lab.dpsgd.poisson_batches``'s: probability exactly q, however small.
 
     >>> poisson_client_sample(10, sample_rate=1.0, generator=torch.Generator()).tolist()
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     """
-    num_clients = check_int("num_clients", num_clients, minimum=1)
+    num_clients = check_int("num_clients", num_clients, minimum=1, maximum=MAX_EXAMPLES)
     sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
     if not isinstance(generator, torch.Generator):
         fail("generator", "a torch.Generator", generator, TypeError)
-    draws = torch.rand(num_clients, generator=generator)
-    return torch.nonzero(draws < sample_rate).flatten()
+    return poisson_batches(num_clients, sample_rate=sample_rate, steps=1, generator=generator)[0]
 
 
 def split_by_client(

@@ -30,7 +30,7 @@ Message protocol (message type -> content):
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,8 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from torch import nn
 
-from fl_dp_lab._validate import check_int, fail
+from fl_dp_lab._validate import check_int, check_real, fail
+from fl_dp_lab.accounting import MAX_STEPS
 from fl_dp_lab.data import iid_partition, load_digits
 from fl_dp_lab.federated import assign_flat_parameters, flatten_parameters, local_update
 from fl_dp_lab.flower_simulation import captured_flower_log
@@ -49,6 +50,7 @@ from fl_dp_lab.training import evaluate
 __all__ = [
     "DEFAULT_RUN_CONFIG",
     "arrays_to_flat",
+    "check_run_config",
     "client_app",
     "deliver",
     "digits_clients",
@@ -75,6 +77,80 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "timeout": 600.0,
     "history-path": "",
 }
+
+
+#: The largest learning rate, clip norm or noise multiplier a run config may hold. The
+#: weights travel as float32 (largest 3.4e38): at 1e300 they overflow to inf while epsilon
+#: is still reported; anything above 1e6 is a typo here (the course's values are below 10).
+MAX_HYPERPARAMETER = 1e6
+#: The most local epochs a client may be asked for (each is a full pass over its data).
+MAX_LOCAL_EPOCHS = 10_000
+
+
+def check_run_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run config with every value checked, as ``run_dp_fedavg`` checks its arguments.
+
+    Checked once, when an app is built and again when its run starts (with the
+    context's values), so a bad value fails before any round: ``num-rounds`` 0
+    ran nothing, a ``sample-rate`` above 1 made Flower's DP server wait forever
+    for more clients than exist, NaN or 1e300 learning rates gave non-finite
+    weights with epsilon still reported, and a float ``local-epochs`` or
+    ``num-rounds`` of 1e300 looped for ever.
+
+    Ranges: ``num-rounds`` an integer in [1, ``accounting.MAX_STEPS``]
+    (epsilon is accounted after every round); ``sample-rate`` in (0, 1];
+    ``noise-multiplier`` in [0, 1e6]; ``clip-norm``, ``lr``, ``server-lr`` in
+    (0, 1e6] (``MAX_HYPERPARAMETER``); ``delta`` in (0, 1); ``local-epochs``
+    an integer in [1, 10,000]; ``batch-size`` an integer >= 1; ``seed`` and
+    ``data-seed`` integers in [0, 2^63); ``timeout`` in (0, 1e6] seconds;
+    ``history-path`` a string. Every key of ``DEFAULT_RUN_CONFIG`` must be
+    there and no other.
+
+    Returns:
+        A new dict of the checked values (ints as int, reals as float).
+
+    Raises:
+        ValueError, TypeError: naming the key, e.g. "num-rounds must be an integer >= 1, got 0".
+
+    >>> check_run_config(DEFAULT_RUN_CONFIG)["sample-rate"]
+    0.5
+    """
+    if not isinstance(config, Mapping):
+        fail("the run config", "a mapping of keys to values", config, TypeError)
+    unknown = sorted(set(config) - set(DEFAULT_RUN_CONFIG))
+    if unknown:
+        fail("a run config key", "one of " + ", ".join(DEFAULT_RUN_CONFIG), unknown[0])
+    missing = sorted(set(DEFAULT_RUN_CONFIG) - set(config))
+    if missing:
+        fail("the run config", "holding every key of DEFAULT_RUN_CONFIG", f"no {missing[0]!r}")
+    big = MAX_HYPERPARAMETER
+    seed_max = 2**63 - 1
+    checked: dict[str, Any] = {
+        "num-rounds": check_int("num-rounds", config["num-rounds"], minimum=1, maximum=MAX_STEPS),
+        "sample-rate": check_real(
+            "sample-rate", config["sample-rate"], low=0.0, high=1.0, low_open=True
+        ),
+        "noise-multiplier": check_real(
+            "noise-multiplier", config["noise-multiplier"], low=0.0, high=big
+        ),
+        "clip-norm": check_real("clip-norm", config["clip-norm"], low=0.0, high=big, low_open=True),
+        "delta": check_real(
+            "delta", config["delta"], low=0.0, high=1.0, low_open=True, high_open=True
+        ),
+        "local-epochs": check_int(
+            "local-epochs", config["local-epochs"], minimum=1, maximum=MAX_LOCAL_EPOCHS
+        ),
+        "batch-size": check_int("batch-size", config["batch-size"], minimum=1),
+        "lr": check_real("lr", config["lr"], low=0.0, high=big, low_open=True),
+        "server-lr": check_real("server-lr", config["server-lr"], low=0.0, high=big, low_open=True),
+        "seed": check_int("seed", config["seed"], minimum=0, maximum=seed_max),
+        "data-seed": check_int("data-seed", config["data-seed"], minimum=0, maximum=seed_max),
+        "timeout": check_real("timeout", config["timeout"], low=0.0, high=big, low_open=True),
+    }
+    if not isinstance(config["history-path"], str):
+        fail("history-path", "a path (str; empty for none)", config["history-path"], TypeError)
+    checked["history-path"] = config["history-path"]
+    return checked
 
 
 def make_model() -> nn.Module:
@@ -179,10 +255,15 @@ def make_client_app(train_mods: Sequence[Any] = (), app_mods: Sequence[Any] = ()
             model,
             x,
             y,
-            epochs=int(config["local-epochs"]),
-            batch_size=int(config["batch-size"]),
-            lr=float(config["lr"]),
-            generator=torch.Generator().manual_seed(int(config["seed"])),
+            # the server checked its run config; a client checks what reaches it too
+            epochs=check_int(
+                "local-epochs", config["local-epochs"], minimum=1, maximum=MAX_LOCAL_EPOCHS
+            ),
+            batch_size=check_int("batch-size", config["batch-size"], minimum=1),
+            lr=check_real("lr", config["lr"], low=0.0, high=MAX_HYPERPARAMETER, low_open=True),
+            generator=torch.Generator().manual_seed(
+                check_int("seed", config["seed"], minimum=0, maximum=2**63 - 1)
+            ),
         )
         content = RecordDict(
             {
@@ -273,7 +354,9 @@ def _partition(context: Context) -> tuple[int, int]:
 
 def _node_data(context: Context) -> tuple[torch.Tensor, torch.Tensor]:
     partition_id, num_partitions = _partition(context)
-    data_seed = int(context.run_config.get("data-seed", DEFAULT_RUN_CONFIG["data-seed"]))
+    data_seed = check_int(
+        "data-seed", context.run_config.get("data-seed", DEFAULT_RUN_CONFIG["data-seed"]), minimum=0
+    )
     clients, _, _ = _digits_clients(num_partitions, data_seed)
     return clients[partition_id]
 

@@ -70,6 +70,7 @@ from fl_dp_lab.federated import (
 from fl_dp_lab.flower_app import (
     DEFAULT_RUN_CONFIG,
     arrays_to_flat,
+    check_run_config,
     digits_clients,
     flat_to_arrays,
     make_model,
@@ -105,7 +106,10 @@ class FlowerResult:
 
 
 def run_config(context: Context | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
-    """``DEFAULT_RUN_CONFIG``, then the context's run config, then ``overrides``.
+    """``DEFAULT_RUN_CONFIG``, then the context's run config, then ``overrides``, checked.
+
+    Every value is checked by ``fl_dp_lab.flower_app.check_run_config``
+    (a ValueError or TypeError naming the key).
 
     >>> run_config(overrides={"num-rounds": 2})["num-rounds"]
     2
@@ -117,7 +121,7 @@ def run_config(context: Context | None = None, overrides: Mapping[str, Any] | No
         if key not in DEFAULT_RUN_CONFIG:
             fail("a run config key", "one of " + ", ".join(DEFAULT_RUN_CONFIG), key)
         config[key] = value
-    return config
+    return check_run_config(config)
 
 
 def make_server_app(
@@ -135,7 +139,7 @@ def make_server_app(
         A ``flwr.serverapp.ServerApp``; with ``history-path`` set, it also
         writes its result as JSON there (how ``flwr run`` hands it back).
     """
-    run_config(None, overrides)  # validate the keys now, not inside Flower's thread
+    run_config(None, overrides)  # validate the config now, not inside Flower's thread
     app = ServerApp()
 
     @app.main()

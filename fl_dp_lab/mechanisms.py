@@ -56,7 +56,7 @@ from fl_dp_lab._gaussian_privacy import (
     gaussian_privacy_loss,
     gaussian_sigma,
 )
-from fl_dp_lab._validate import check_real, fail
+from fl_dp_lab._validate import check_noise_survives_rounding, check_real, fail
 
 __all__ = [
     "delta_from_privacy_loss",
@@ -154,7 +154,9 @@ def laplace_mechanism(
     epsilon = check_real("epsilon", epsilon, low=0.0, low_open=True)
     _check_rng(rng)
     value_array = _check_value(value)
-    noisy = value_array + rng.laplace(0.0, sensitivity / epsilon, value_array.shape)
+    scale = sensitivity / epsilon
+    _check_noise_fits(value_array, math.sqrt(2.0) * scale, "sensitivity / epsilon", scale)
+    noisy = value_array + rng.laplace(0.0, scale, value_array.shape)
     return float(noisy) if noisy.ndim == 0 else noisy
 
 
@@ -185,6 +187,7 @@ def gaussian_mechanism(
     sigma = check_real("sigma", sigma, low=0.0)
     _check_rng(rng)
     value_array = _check_value(value)
+    _check_noise_fits(value_array, sigma, "sigma", sigma)
     noisy = value_array + sigma * rng.standard_normal(value_array.shape)
     return float(noisy) if noisy.ndim == 0 else noisy
 
@@ -247,6 +250,23 @@ def _check_value(value: Any) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         fail("value", "finite", value)
     return array
+
+
+def _check_noise_fits(value: np.ndarray, std: float, scale_name: str, scale: float) -> None:
+    """Refuse a noise scale that overflows or underflows float64, or a value it vanishes into.
+
+    The output must stay finite (the noise rarely exceeds 40 std; 64 leaves room), the
+    noise std must be a normal float64 (>= 2.2e-308; below it underflows towards 0), and
+    the noise must survive rounding at |value| (``_validate.check_noise_survives_rounding``).
+    """
+    magnitude = float(np.max(np.abs(value))) if value.size else 0.0
+    if not math.isfinite(magnitude + 64.0 * std):
+        fail(scale_name, "small enough that value + noise stays finite in float64", scale)
+    tiny = float(np.finfo(np.float64).tiny)
+    if 0.0 < std < tiny:  # subnormal noise loses its precision, then rounds to 0
+        fail(scale_name, f"large enough for noise of std >= {tiny:.3g} (float64)", scale)
+    eps = float(np.finfo(np.float64).eps)
+    check_noise_survives_rounding("value", magnitude, std, eps, noise_from=scale_name)
 
 
 def _check_rng(rng: Any) -> None:

@@ -138,6 +138,10 @@ class SweepResult:
     steps: int
 
 
+#: The largest target_epsilon make_private hands to Opacus's sigma search (see its docstring).
+_MAX_TARGET_EPSILON = 100.0
+
+
 def make_private(
     model: nn.Module,
     x: torch.Tensor,
@@ -172,7 +176,9 @@ def make_private(
         max_grad_norm: C, the per-sample clipping norm, > 0.
         generator: drives Poisson sampling and the noise.
         noise_multiplier: sigma >= 0, or None when ``target_epsilon`` is given.
-        target_epsilon, epochs: the budget to calibrate sigma for.
+        target_epsilon, epochs: the budget to calibrate sigma for; epsilon at most 100
+            (beyond, the guarantee means nothing, e^100 = 2.7e43, and Opacus's search,
+            to 0.01 absolute, slows: 150 s for 100 with "prv"; 1e300 never returned).
         delta: the delta of the budget (and of ``target_epsilon``).
         grad_sample_mode: one of ``GRAD_SAMPLE_MODES``.
         accountant: Opacus accountant, ``"rdp"`` or ``"prv"``.
@@ -213,7 +219,9 @@ def make_private(
             sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
             out = engine.make_private(noise_multiplier=sigma, **common)
         else:
-            target_epsilon = check_real("target_epsilon", target_epsilon, low=0.0, low_open=True)
+            target_epsilon = check_real(
+                "target_epsilon", target_epsilon, low=0.0, high=_MAX_TARGET_EPSILON, low_open=True
+            )
             epochs = check_int("epochs", epochs, minimum=1)
             out = engine.make_private_with_epsilon(
                 target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, **common

@@ -51,6 +51,7 @@ import torch
 from fl_dp_lab._validate import check_generator, check_int, check_real, fail
 
 __all__ = [
+    "MAX_CLIENTS",
     "MODULUS",
     "decode",
     "encode",
@@ -63,22 +64,29 @@ __all__ = [
 
 MODULUS = 2**32
 _SCALE = 2**16
+#: The most clients the toy takes. torch seeds its generator with the low 32 bits of a
+#: seed only, so the K (K - 1) / 2 pairs need distinct 32-bit seeds: at K = 200 a draw has
+#: them with probability 0.95 (birthday bound), at K = 1000 practically never.
+MAX_CLIENTS = 200
+_SEED_BITS = 32
 
 
 def encode(update: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
     """Fixed point: round(x * scale) as int64 modulo M (negatives wrap around).
 
-    Every entry must be finite and within [-M/2, M/2) / scale (±32,768 at the
-    default scale): anything else would come back as a different number.
+    Every entry must be finite and, once rounded, within [-M/2, M/2) / scale
+    (±32,768 at the default scale): anything else would come back as a
+    different number (32767.999995 rounds to 32768, which would wrap to -32768).
+    ``scale`` is at most M/2 (a larger one could not hold even 1).
 
     >>> encode(torch.tensor([1.5, -1.0])).tolist()
     [98304, 4294901760]
     """
     if not isinstance(update, torch.Tensor) or not update.is_floating_point():
         fail("update", "a floating-point torch.Tensor", update, TypeError)
-    scale = check_int("scale", scale, minimum=1)
-    _check_representable("update", update.double(), scale)
-    return torch.round(update.double() * scale).long() % MODULUS
+    scale = check_int("scale", scale, minimum=1, maximum=MODULUS // 2)
+    rounded = _check_representable("update", update.double(), scale)
+    return rounded.long() % MODULUS
 
 
 def decode(encoded: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
@@ -89,7 +97,7 @@ def decode(encoded: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
     """
     if not isinstance(encoded, torch.Tensor) or encoded.is_floating_point():
         fail("encoded", "an integer torch.Tensor (from encode)", encoded, TypeError)
-    scale = check_int("scale", scale, minimum=1)
+    scale = check_int("scale", scale, minimum=1, maximum=MODULUS // 2)
     signed = torch.where(encoded >= MODULUS // 2, encoded - MODULUS, encoded)
     return signed.double() / scale
 
@@ -98,15 +106,21 @@ def pairwise_seeds(num_clients: int, *, generator: torch.Generator) -> torch.Ten
     """A symmetric matrix of shared seeds: entry (i, j) is the secret s_ij of clients i and j.
 
     Stands in for the key agreement of the real protocol. The diagonal is unused (0).
+    At most ``MAX_CLIENTS`` clients. The seeds of different pairs are distinct
+    in their low 32 bits, all that ``torch.Generator.manual_seed`` uses (a repeat
+    is redrawn): two such seeds give equal masks, which could cancel inside one
+    client's upload.
 
     >>> seeds = pairwise_seeds(3, generator=torch.Generator().manual_seed(0))
     >>> bool((seeds == seeds.T).all()), seeds.diagonal().tolist()
     (True, [0, 0, 0])
     """
-    num_clients = check_int("num_clients", num_clients, minimum=2)
+    num_clients = check_int("num_clients", num_clients, minimum=2, maximum=MAX_CLIENTS)
     generator = check_generator("generator", generator)
-    upper = torch.randint(1, 2**62, (num_clients, num_clients), generator=generator).triu(1)
-    return upper + upper.T
+    while True:  # a repeat has probability below K^4 / 2^35 (0.05 at K = MAX_CLIENTS)
+        upper = torch.randint(1, 2**62, (num_clients, num_clients), generator=generator).triu(1)
+        if _distinct_pairs(upper):
+            return upper + upper.T
 
 
 def mask_update(encoded: torch.Tensor, client: int, seeds: torch.Tensor) -> torch.Tensor:
@@ -145,17 +159,19 @@ def unmask_sum(
         masked: int64 rows ``mask_update(...)``, shape ``(num_clients, P)``.
         survivors: ids of the clients whose rows arrived (at least one).
         seeds: the pairwise seed matrix (only the survivors' seeds with
-            dropped clients are used, as they would be revealed).
+            dropped clients are used, as they would be revealed); checked as
+            in ``mask_update``: integer, symmetric, zero diagonal, distinct pairs.
 
     Returns:
         sum over survivors of x_i modulo M, int64 shape ``(P,)`` (``decode`` it).
     """
     num_clients = _check_seeds(seeds)
-    alive = sorted(
-        {check_int("survivor", int(i), minimum=0, maximum=num_clients - 1) for i in survivors}
-    )
+    survivors = _check_ids("survivors", survivors, num_clients)
+    alive = sorted(set(survivors))
     if not alive:
-        fail("survivors", "at least one client id", list(survivors))
+        fail("survivors", "at least one client id", survivors)
+    if not isinstance(masked, torch.Tensor) or masked.dtype != torch.long or masked.dim() != 2:
+        fail("masked", "a 2-D int64 tensor of mask_update() rows", masked, TypeError)
     if masked.shape[0] != num_clients:
         fail("masked", f"one row per client ({num_clients})", tuple(masked.shape))
     dropped = sorted(set(range(num_clients)) - set(alive))
@@ -179,42 +195,27 @@ def secure_sum(
     >>> secure_sum(updates, generator=torch.Generator().manual_seed(0), dropped=[1]).tolist()
     [1.5, 0.0]
     """
-    if not isinstance(updates, torch.Tensor) or updates.dim() != 2 or updates.shape[0] < 2:
-        fail("updates", "a float tensor (num_clients >= 2, P)", updates, ValueError)
-    # the sum must fit the modulus too, not only each update: bound it by the absolute sum
-    _check_representable("the sum of updates", updates.double().abs().sum(0), _SCALE)
-    seeds = pairwise_seeds(updates.shape[0], generator=generator)
-    masked = torch.stack([mask_update(encode(u), i, seeds) for i, u in enumerate(updates)])
-    gone = set(dropped)
-    survivors = [i for i in range(updates.shape[0]) if i not in gone]
-    return decode(unmask_sum(masked, survivors, seeds)).to(updates.dtype)
-
-
-def _check_representable(name: str, values: torch.Tensor, scale: int) -> None:
-    """Refuse non-finite values and values outside the fixed-point range [-M/2, M/2) / scale."""
-    if not torch.isfinite(values).all():
-        bad = int((~torch.isfinite(values)).sum())
-        fail(name, "finite (no NaN or inf)", f"{bad} non-finite entries", ValueError)
-    limit = MODULUS // 2 / scale
-    if values.numel() and float(values.abs().max()) >= limit:
+    if not isinstance(updates, torch.Tensor) or not updates.is_floating_point():
+        fail("updates", "a floating-point torch.Tensor (num_clients, P)", updates, TypeError)
+    if updates.dim() != 2 or not 2 <= updates.shape[0] <= MAX_CLIENTS:
         fail(
-            name,
-            f"within ±{limit:g} to fit the {MODULUS.bit_length() - 1}-bit fixed point at scale "
-            f"{scale} (clip the updates first)",
-            float(values.abs().max()),
-            ValueError,
+            "updates",
+            f"of shape (num_clients, P) with 2 <= num_clients <= {MAX_CLIENTS}",
+            tuple(updates.shape),
         )
-
-
-def _mask(seed: int, size: int) -> torch.Tensor:
-    """The pseudo-random mask of one pair: ``size`` integers uniform on [0, M)."""
-    return torch.randint(0, MODULUS, (size,), generator=torch.Generator().manual_seed(seed))
-
-
-def _check_seeds(seeds: object) -> int:
-    if not isinstance(seeds, torch.Tensor) or seeds.dim() != 2 or seeds.shape[0] != seeds.shape[1]:
-        fail("seeds", "a square matrix from pairwise_seeds()", seeds, TypeError)
-    return int(seeds.shape[0])
+    check_generator("generator", generator)
+    num_clients = updates.shape[0]
+    gone = set(_check_ids("dropped", dropped, num_clients))
+    if len(gone) == num_clients:
+        fail("dropped", "a list leaving at least one client to sum", sorted(gone))
+    # each update must fit the fixed point, and so must the sum: bound it by the sum of
+    # the rounded magnitudes (what the encoded values add up to at most)
+    rounded = _check_representable("updates", updates.double(), _SCALE)
+    _check_representable("the sum of updates", rounded.abs().sum(0) / _SCALE, _SCALE)
+    seeds = pairwise_seeds(num_clients, generator=generator)
+    masked = torch.stack([mask_update(encode(u), i, seeds) for i, u in enumerate(updates)])
+    survivors = [i for i in range(num_clients) if i not in gone]
+    return decode(unmask_sum(masked, survivors, seeds)).to(updates.dtype)
 
 
 def noisy_encode(
@@ -269,3 +270,87 @@ def noisy_encode(
     noise = torch.randn(encoded.shape, generator=generator, dtype=torch.float64) * std
     _check_representable("the noise share", noise, scale)
     return (encoded + torch.round(noise * scale).long()) % MODULUS
+
+
+def _check_representable(name: str, values: torch.Tensor, scale: int) -> torch.Tensor:
+    """round(values * scale) (float64), refusing non-finite values and any outside [-M/2, M/2).
+
+    The range is checked after rounding: 32767.999995 * 2^16 rounds up to 2^31 = M/2,
+    which would wrap to -32768.
+    """
+    if not torch.isfinite(values).all():
+        bad = int((~torch.isfinite(values)).sum())
+        fail(name, "finite (no NaN or inf)", f"{bad} non-finite entries", ValueError)
+    rounded = torch.round(values * scale)
+    half = MODULUS // 2
+    if rounded.numel() and (float(rounded.max()) >= half or float(rounded.min()) < -half):
+        fail(
+            name,
+            f"within ±{half / scale:g} once rounded to a multiple of 1/{scale}, to fit the "
+            f"{MODULUS.bit_length() - 1}-bit fixed point at scale {scale} (clip the updates "
+            "first)",
+            float(values.abs().max()),
+            ValueError,
+        )
+    return rounded
+
+
+def _mask(seed: int, size: int) -> torch.Tensor:
+    """The pseudo-random mask of one pair: ``size`` integers uniform on [0, M)."""
+    return torch.randint(0, MODULUS, (size,), generator=torch.Generator().manual_seed(seed))
+
+
+def _check_seeds(seeds: object) -> int:
+    """The number of clients, after checking ``seeds`` can mask every client's upload.
+
+    A bool or float matrix, an asymmetric one (the two clients of a pair would
+    expand different masks, which do not cancel in the sum), a nonzero diagonal
+    or two pairs sharing a seed (equal masks can cancel inside one upload: with
+    all seeds equal, client 1 of 3 uploads its update in the clear) are refused.
+    """
+    if not isinstance(seeds, torch.Tensor):
+        fail("seeds", "a square integer torch.Tensor from pairwise_seeds()", seeds, TypeError)
+    if seeds.dtype == torch.bool or seeds.is_floating_point() or seeds.is_complex():
+        fail("seeds", "an integer tensor (pairwise_seeds() gives int64)", seeds.dtype, TypeError)
+    if seeds.dim() != 2 or seeds.shape[0] != seeds.shape[1] or seeds.shape[0] < 2:
+        fail("seeds", "a square matrix, one row per client (at least 2)", tuple(seeds.shape))
+    if not torch.equal(seeds, seeds.T):
+        fail(
+            "seeds", "symmetric (clients i and j expand the same seed s_ij)", "an asymmetric matrix"
+        )
+    if bool((seeds.diagonal() != 0).any()):
+        fail(
+            "seeds",
+            "zero on the diagonal (a client shares no seed with itself)",
+            seeds.diagonal().tolist(),
+        )
+    if not _distinct_pairs(seeds.triu(1)):
+        fail(
+            "seeds",
+            "distinct for every pair of clients, modulo 2^32 (torch uses the low 32 bits "
+            "of a seed; equal seeds give equal masks, which can cancel inside one "
+            "client's upload)",
+            "a repeated seed",
+        )
+    return int(seeds.shape[0])
+
+
+def _distinct_pairs(upper: torch.Tensor) -> bool:
+    """Whether the seeds above the diagonal of ``upper`` differ in their low 32 bits.
+
+    ``torch.Generator().manual_seed(s)`` uses s mod 2^32 only (seeds 0 and 2^40 give
+    the same mask), so that is what must differ.
+    """
+    rows, cols = torch.triu_indices(upper.shape[0], upper.shape[1], offset=1)
+    pairs = torch.remainder(upper[rows, cols].long(), 2**_SEED_BITS)
+    return int(torch.unique(pairs).numel()) == int(pairs.numel())
+
+
+def _check_ids(name: str, ids: object, num_clients: int) -> list[int]:
+    """``ids`` as a list of client ids in [0, num_clients), each checked by name."""
+    if isinstance(ids, torch.Tensor) and ids.dim() == 1 and not ids.is_floating_point():
+        if ids.dtype != torch.bool:
+            ids = ids.tolist()
+    if isinstance(ids, torch.Tensor | str) or not isinstance(ids, Iterable):
+        fail(name, "a list of client ids", ids, TypeError)
+    return [check_int(name, i, minimum=0, maximum=num_clients - 1) for i in ids]

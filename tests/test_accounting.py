@@ -28,6 +28,7 @@ from scipy import integrate, optimize, special, stats
 
 from fl_dp_lab.accounting import (
     DEFAULT_ORDERS,
+    MAX_STEPS,
     PrivacyAccountant,
     epsilon,
     epsilon_curves,
@@ -354,6 +355,8 @@ def test_zero_noise_is_infinite_epsilon_and_zero_steps_spend_nothing(accountant)
         (dict(delta=1.0), ValueError, "delta"),
         (dict(steps=-1), ValueError, "steps"),
         (dict(steps=10.5), TypeError, "steps"),
+        (dict(steps=True), TypeError, "steps"),
+        (dict(steps=10**9 + 1), ValueError, r"steps must be an integer <= 1000000000"),
         (dict(noise_multiplier=float("nan")), ValueError, "noise_multiplier"),
         (dict(accountant="moments"), ValueError, "accountant"),
     ],
@@ -422,7 +425,7 @@ def test_accountant_history_composes_heterogeneous_steps_like_dp_accounting(kind
         reference.compose(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma)), steps)
     ours, theirs = acc.get_epsilon(1e-5), reference.get_epsilon(1e-5)
     # Assert
-    assert acc.history == [(2.0, 0.01, 1000), (1.2, 0.02, 300), (4.0, 0.05, 100)]
+    assert acc.history == ((2.0, 0.01, 1000), (1.2, 0.02, 300), (4.0, 0.05, 100))
     assert ours == pytest.approx(theirs, abs=tolerance(theirs))
     assert ours >= theirs - 1e-6
 
@@ -587,8 +590,9 @@ def test_accountant_history_with_a_weak_noise_phase_is_not_under_reported():
 
 
 def test_a_vanishing_noise_multiplier_reads_as_no_privacy_never_nan():
-    # below 1e-20 one step's loss overflows float64: epsilon is inf (the honest bound)
-    for sigma in (1e-21, 1e-200, 1e-300):
+    # below 1e-9 one step's loss passes 5e17 nats (and below 1e-20 overflows float64):
+    # epsilon is inf (the honest bound); between them the PLD grid failed inside numpy
+    for sigma in (1e-10, 1e-19, 1e-21, 1e-200, 1e-300):
         assert epsilon(noise_multiplier=sigma, sample_rate=0.5, steps=2, delta=1e-5) == math.inf
         assert math.isinf(
             epsilon(noise_multiplier=sigma, sample_rate=0.5, steps=2, delta=1e-5, accountant="rdp")
@@ -596,5 +600,132 @@ def test_a_vanishing_noise_multiplier_reads_as_no_privacy_never_nan():
         assert np.all(
             np.isinf(rdp_subsampled_gaussian(sample_rate=0.5, noise_multiplier=sigma, orders=[2.0]))
         )
-    with pytest.raises(ValueError, match=r"noise_multiplier must be >= 1e-20"):
+    with pytest.raises(ValueError, match=r"noise_multiplier must be >= 1e-09"):
         privacy_loss_distribution(noise_multiplier=1e-200, sample_rate=0.5, steps=2)
+
+
+def test_accountant_history_is_read_only_so_a_negative_entry_cannot_lower_epsilon():
+    # Prepare: the history was a public list; appending (4.0, 0.01, -3000) lowered
+    # epsilon from 10.46 to 7.42 without a word
+    acc = PrivacyAccountant(accountant="rdp")
+    acc.step(noise_multiplier=1.0, sample_rate=0.01, steps=10_000)
+    honest = acc.get_epsilon(1e-5)
+    # Execute / Assert: the history is a fresh tuple, so it cannot be appended to or replaced
+    with pytest.raises(AttributeError):
+        acc.history.append((1.0, 0.01, -3000))
+    with pytest.raises(AttributeError):
+        acc.history = [(1.0, 0.01, 1)]
+    assert acc.history == ((1.0, 0.01, 10_000),)
+    assert acc.get_epsilon(1e-5) == honest
+    assert honest == epsilon(
+        noise_multiplier=1.0, sample_rate=0.01, steps=10_000, delta=1e-5, accountant="rdp"
+    )
+
+
+@pytest.mark.parametrize(
+    ("steps", "error"),
+    [
+        (-3000, ValueError),
+        (0, ValueError),
+        (2.5, TypeError),
+        (True, TypeError),
+        (float("nan"), TypeError),
+        ("10", TypeError),
+        (None, TypeError),
+    ],
+)
+def test_accountant_step_takes_only_a_positive_integer_number_of_steps(steps, error):
+    acc = PrivacyAccountant()
+    acc.step(noise_multiplier=1.0, sample_rate=0.01, steps=100)
+    before = acc.get_epsilon(1e-5)
+    with pytest.raises(error, match="steps must be"):
+        acc.step(noise_multiplier=1.0, sample_rate=0.01, steps=steps)
+    assert acc.history == ((1.0, 0.01, 100),)  # nothing recorded
+    assert acc.get_epsilon(1e-5) == before
+
+
+@pytest.mark.filterwarnings("ignore:the best Rényi order .* is at the edge:RuntimeWarning")
+def test_accountant_never_records_more_steps_than_get_epsilon_can_answer():
+    # every entry step() accepts stays within MAX_STEPS, so get_epsilon answers (in seconds)
+    acc = PrivacyAccountant(accountant="rdp")
+    acc.step(noise_multiplier=1.0, sample_rate=0.01, steps=MAX_STEPS - 5)
+    with pytest.raises(ValueError, match=r"steps must be at most 5 more"):
+        acc.step(noise_multiplier=1.0, sample_rate=0.01, steps=6)
+    acc.step(noise_multiplier=1.0, sample_rate=0.01, steps=5)
+    assert math.isfinite(acc.get_epsilon(1e-5))
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+@pytest.mark.parametrize("sigma", [1e100, 1e200, 1e300, 1.7e308])
+def test_a_huge_noise_multiplier_gives_epsilon_zero_not_an_overflow_error(sigma, accountant):
+    # sigma^2 overflowed float64 (OverflowError from _pld and _rdp); epsilon only falls as
+    # sigma grows, and at sigma = 1e100 one step moves the output's distribution by a total
+    # variation of at most q / (sigma sqrt(2 pi)) < 1e-100: epsilon is 0 at delta = 1e-5
+    for q in (0.01, 1.0):
+        kwargs = dict(noise_multiplier=sigma, sample_rate=q, delta=1e-5, accountant=accountant)
+        assert epsilon(steps=1000, **kwargs) == 0.0
+    acc = PrivacyAccountant(accountant=accountant)
+    acc.step(noise_multiplier=sigma, sample_rate=0.5, steps=10)
+    assert acc.get_epsilon(1e-5) == 0.0
+    # composed with ordinary steps the huge-noise steps add nothing (PLD: up to the finer
+    # shared grid, 1e-4 instead of the ordinary steps' own, both upper bounds)
+    acc.step(noise_multiplier=2.0, sample_rate=0.5, steps=10)
+    alone = epsilon(
+        noise_multiplier=2.0, sample_rate=0.5, steps=10, delta=1e-5, accountant=accountant
+    )
+    assert acc.get_epsilon(1e-5) == pytest.approx(alone, rel=1e-3)
+
+
+def test_a_tiny_sample_rate_is_calibrated_not_a_numpy_error():
+    # q = 1e-300 failed inside numpy (the add direction's loss boundaries overflowed);
+    # the rate is so small that the least noise searched for already meets the target
+    for accountant in ("rdp", "pld"):
+        sigma = noise_multiplier_for_epsilon(
+            target_epsilon=1.0, sample_rate=1e-300, steps=10, delta=1e-5, accountant=accountant
+        )
+        assert sigma == 0.01
+        assert (
+            epsilon(
+                noise_multiplier=sigma,
+                sample_rate=1e-300,
+                steps=10,
+                delta=1e-5,
+                accountant=accountant,
+            )
+            <= 1.0
+        )
+
+
+def test_more_steps_than_max_steps_are_refused_before_any_work():
+    # 1e15 PLD steps took minutes; the check runs before any PLD is built
+    for accountant in ("rdp", "pld"):
+        with pytest.raises(ValueError, match=r"steps must be an integer <= 1000000000"):
+            epsilon(
+                noise_multiplier=1.0,
+                sample_rate=0.01,
+                steps=10**15,
+                delta=1e-5,
+                accountant=accountant,
+            )
+        with pytest.raises(ValueError, match="steps must be"):
+            noise_multiplier_for_epsilon(
+                target_epsilon=1.0,
+                sample_rate=0.01,
+                steps=10**15,
+                delta=1e-5,
+                accountant=accountant,
+            )
+
+
+@pytest.mark.parametrize("weak", [1e-10, 1e-19])
+@pytest.mark.parametrize("q", [1e-300, 0.5, 1.0])
+def test_a_negligible_noise_phase_composed_with_ordinary_steps_reads_as_infinite(weak, q):
+    # sigma = 1e-19 steps composed with sigma = 1 steps failed inside numpy ("zero-size
+    # array", "Target length must be positive"); no privacy is what they give
+    for kind in ("pld", "rdp"):
+        acc = PrivacyAccountant(accountant=kind)
+        acc.step(noise_multiplier=weak, sample_rate=q, steps=7)
+        acc.step(noise_multiplier=1.0, sample_rate=0.5, steps=100)
+        assert acc.get_epsilon(1e-5) == math.inf
+        assert epsilon(noise_multiplier=weak, sample_rate=q, steps=7, delta=1e-5,
+                       accountant=kind) == math.inf  # fmt: skip

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize, stats
@@ -17,6 +18,7 @@ from fl_dp_lab.auditing import (
     epsilon_lower_bound,
     membership_counts,
 )
+from fl_dp_lab.canaries import audit_gradient_sum, noisy_clipped_sum
 from fl_dp_lab.mechanisms import randomized_response
 
 
@@ -287,3 +289,28 @@ def test_bad_scores_and_intervals_give_clear_errors():
         clopper_pearson(0, 0)
     with pytest.raises(ValueError, match="threshold must be a finite number|threshold must be"):
         membership_counts([1.0], [0.0], threshold=float("nan"))
+
+
+@pytest.mark.parametrize(("dtype", "canary_norm"), [(torch.float32, 1e20), (torch.float64, 1e160)])
+def test_a_canary_that_overflows_in_clipping_is_refused_not_audited_as_epsilon_zero(
+    dtype, canary_norm
+):
+    # Prepare: the canary's squared norm overflows the dtype, so clipping scaled it to
+    # nothing and the audit certified epsilon = 0 with no warning
+    grads = {"w": torch.zeros(4, 3, dtype=dtype)}
+    canary = {"w": torch.zeros(1, 3, dtype=dtype)}
+    canary["w"][0, 0] = canary_norm
+    kwargs = dict(
+        trials=50,
+        max_grad_norm=1.0,
+        noise_multiplier=1.0,
+        delta=1e-5,
+        generator=torch.Generator().manual_seed(0),
+    )
+    # Execute / Assert: refused by name before any trial, with the dtype's limit
+    with pytest.raises(ValueError, match=r"canary must be of norm below 1\.\d+e\+(19|154)"):
+        audit_gradient_sum(noisy_clipped_sum, grads, canary, **kwargs)
+    # just inside the limit the canary is clipped to C and still found (epsilon > 0)
+    canary["w"][0, 0] = 1e19 if dtype == torch.float32 else 1e150
+    kwargs["trials"] = 400
+    assert audit_gradient_sum(noisy_clipped_sum, grads, canary, **kwargs).epsilon > 0.0

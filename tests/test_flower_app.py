@@ -35,6 +35,7 @@ from fl_dp_lab.federated import flatten_parameters, local_update, run_dp_fedavg
 from fl_dp_lab.flower_app import (
     DEFAULT_RUN_CONFIG,
     arrays_to_flat,
+    check_run_config,
     client_app,
     deliver,
     digits_clients,
@@ -323,6 +324,87 @@ def test_bad_inputs_raise_clear_errors():
         simulate(make_server_app(), client_app, num_supernodes=0)
     with pytest.raises(TypeError, match="server_app must be"):
         simulate(client_app, client_app, num_supernodes=2)
+
+
+#: One bad value at a time, each with the error it must raise; run_dp_fedavg refuses the same
+BAD_RUN_CONFIG = [
+    ("num-rounds", 0, ValueError),  # ran nothing
+    ("num-rounds", -1, ValueError),
+    ("num-rounds", 1e300, TypeError),  # looped for ever
+    ("num-rounds", 3.0, TypeError),
+    ("num-rounds", True, TypeError),
+    ("num-rounds", 10**300, ValueError),
+    ("local-epochs", 1.5, TypeError),
+    ("local-epochs", 0, ValueError),
+    ("sample-rate", 1.5, ValueError),  # Flower's DP server waited for ever for 2K clients
+    ("sample-rate", 0.0, ValueError),  # ran one client
+    ("sample-rate", -0.5, ValueError),
+    ("noise-multiplier", float("nan"), ValueError),
+    ("noise-multiplier", -1.0, ValueError),
+    ("noise-multiplier", 1e300, ValueError),  # inf weights, epsilon still reported
+    ("clip-norm", float("inf"), ValueError),
+    ("clip-norm", 0.0, ValueError),
+    ("lr", 1e300, ValueError),
+    ("lr", "0.5", TypeError),
+    ("server-lr", float("-inf"), ValueError),
+    ("server-lr", None, TypeError),
+    ("delta", 1.0, ValueError),
+    ("batch-size", 0, ValueError),
+    ("seed", -1, ValueError),
+    ("timeout", float("nan"), ValueError),
+    ("history-path", None, TypeError),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "error"), BAD_RUN_CONFIG)
+def test_a_bad_run_config_value_is_refused_by_key_when_the_app_is_built(key, value, error):
+    match = f"^{key} must be"
+    with pytest.raises(error, match=match):
+        check_run_config(DEFAULT_RUN_CONFIG | {key: value})
+    with pytest.raises(error, match=match):
+        run_config(overrides={key: value})
+    with pytest.raises(error, match=match):
+        make_server_app(overrides={key: value})
+    with pytest.raises(error, match=match):
+        make_flower_dp_server_app(overrides={key: value})
+
+
+def test_a_bad_value_in_the_contexts_run_config_fails_before_any_message():
+    # flwr run --run-config "sample-rate=2.0" reaches the ServerApp through its context
+    for factory in (make_server_app, make_flower_dp_server_app):
+        grid = DirectGrid(make_client_app(), 3)
+        context = Context(
+            run_id=0,
+            node_id=0,
+            node_config={},
+            state=RecordDict(),
+            run_config={"sample-rate": 2.0},
+        )
+        with pytest.raises(ValueError, match=r"sample-rate must be in \(0, 1\]"):
+            factory()(grid, context)
+        assert grid.sent == []
+
+
+def test_the_default_and_typical_run_configs_pass_unchanged():
+    assert check_run_config(DEFAULT_RUN_CONFIG) == DEFAULT_RUN_CONFIG
+    assert check_run_config(DEFAULT_RUN_CONFIG | SMALL) == DEFAULT_RUN_CONFIG | SMALL
+    assert check_run_config(DEFAULT_RUN_CONFIG | {"sample-rate": 1, "noise-multiplier": 0})
+    with pytest.raises(ValueError, match="a run config key must be one of"):
+        check_run_config(DEFAULT_RUN_CONFIG | {"rounds": 3})
+    with pytest.raises(ValueError, match="the run config must be holding every key"):
+        check_run_config({"num-rounds": 3})
+
+
+def test_the_client_refuses_a_train_message_with_absurd_epochs():
+    # a ServerApp other than ours could send local-epochs = 1e300 (it looped for ever)
+    content = RecordDict(
+        {
+            "arrays": flat_to_arrays(torch.zeros(650)),
+            "config": ConfigRecord({"seed": 0, "local-epochs": 10**9, "batch-size": 16, "lr": 0.5}),
+        }
+    )
+    with pytest.raises(ValueError, match="local-epochs must be an integer <= 10000"):
+        deliver(client_app, "train", content, partition_id=0, num_partitions=3)
 
 
 #: Runs the simulation in a child process, so a hung Ray can be killed with its whole

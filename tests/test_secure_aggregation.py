@@ -141,3 +141,116 @@ def test_noise_share_is_the_clients_own_draw_and_validated():
         noisy_encode(x, generator=_gen(), **{**setting, "num_clients": 0})
     with pytest.raises(TypeError, match="generator must be"):
         noisy_encode(x, generator=None, **setting)
+
+
+def _uploads(updates: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+    return torch.stack([mask_update(encode(u), i, seeds) for i, u in enumerate(updates)])
+
+
+def test_seed_matrices_that_would_leave_an_upload_unmasked_are_refused_by_name():
+    # Prepare: with every pair sharing one seed, client 1 of 3 adds m(s_12) and subtracts
+    # m(s_01) = m(s_12): its upload was its update in the clear (the case)
+    x = encode(torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64))
+    same = torch.ones(3, 3, dtype=torch.long) - torch.eye(3, dtype=torch.long)
+    good = pairwise_seeds(3, generator=_gen(7))
+    asymmetric = good.clone()
+    asymmetric[0, 1] += 1
+    diagonal = good + torch.eye(3, dtype=torch.long)
+    bad = [
+        (same, ValueError, "seeds must be distinct for every pair"),
+        (torch.ones(3, 3, dtype=torch.bool), TypeError, "seeds must be an integer tensor"),
+        (good.double(), TypeError, "seeds must be an integer tensor"),
+        (asymmetric, ValueError, "seeds must be symmetric"),
+        (diagonal, ValueError, "seeds must be zero on the diagonal"),
+        (good[:2], ValueError, "seeds must be a square matrix"),
+        (good[:1, :1], ValueError, "seeds must be a square matrix"),
+        (good.numpy(), TypeError, "seeds must be a square integer torch.Tensor"),
+        (None, TypeError, "seeds must be"),
+    ]
+    masked = _uploads(torch.zeros(3, 3, dtype=torch.float64), good)
+    # Execute / Assert: every entry point that takes seeds refuses each of them
+    for seeds, error, match in bad:
+        with pytest.raises(error, match=match):
+            mask_update(x, 1, seeds)
+        with pytest.raises(error, match=match):
+            unmask_sum(masked, range(3), seeds)
+
+
+def test_unmask_sum_needs_one_seed_row_per_masked_row_and_integer_uploads():
+    seeds = pairwise_seeds(3, generator=_gen(8))
+    masked = _uploads(torch.zeros(3, 2, dtype=torch.float64), seeds)
+    with pytest.raises(ValueError, match=r"masked must be one row per client \(4\)"):
+        unmask_sum(masked, range(3), pairwise_seeds(4, generator=_gen(8)))
+    for wrong in (masked.double(), masked.bool(), masked.numpy(), masked[0]):
+        with pytest.raises(TypeError, match="masked must be a 2-D int64 tensor"):
+            unmask_sum(wrong, range(3), seeds)
+    with pytest.raises(ValueError, match="survivors must be an integer <= 2"):
+        unmask_sum(masked, [0, 3], seeds)
+    with pytest.raises(TypeError, match="survivors must be an integer"):
+        unmask_sum(masked, [0, 1.0], seeds)
+    # a tensor of ids (as poisson_client_sample returns) is fine
+    assert torch.equal(unmask_sum(masked, torch.tensor([0, 2]), seeds), torch.zeros(2).long())
+
+
+def test_fixed_point_range_is_checked_after_rounding():
+    # 32767.999995 * 2^16 rounds to 2^31: it wrapped to -32768 (range checked before rounding)
+    with pytest.raises(ValueError, match="update must be within ±32768 once rounded"):
+        encode(torch.tensor([32767.999995], dtype=torch.float64))
+    below = 32767.999992  # rounds to 2^31 - 1: representable, and decodes to itself
+    assert decode(encode(torch.tensor([below], dtype=torch.float64))).item() == pytest.approx(
+        below, abs=2**-17
+    )
+    # the sum's bound uses the rounded values too: 2 x 16383.9999962 round to 2 x (2^30 - 0)
+    # ... whose sum is 2^31 = M/2, out of range though the float sum is below 32768
+    pair = torch.full((2, 1), 16383.9999962, dtype=torch.float64)
+    assert float(pair.sum()) < 32768
+    with pytest.raises(ValueError, match="the sum of updates must be within ±32768"):
+        secure_sum(pair, generator=_gen())
+    with pytest.raises(ValueError, match="scale must be an integer <= 2147483648"):
+        encode(torch.tensor([1.0]), scale=10**300)
+
+
+def test_secure_sum_refuses_dropped_ids_that_name_no_client_and_dropping_everyone():
+    updates = torch.zeros(3, 2, dtype=torch.float64)
+    for dropped in ([3], [-1], [0, 7]):
+        with pytest.raises(ValueError, match="dropped must be an integer"):
+            secure_sum(updates, generator=_gen(), dropped=dropped)
+    with pytest.raises(TypeError, match="dropped must be"):
+        secure_sum(updates, generator=_gen(), dropped=[1.0])
+    with pytest.raises(TypeError, match="dropped must be a list of client ids"):
+        secure_sum(updates, generator=_gen(), dropped=1)
+    with pytest.raises(ValueError, match=r"dropped must be a list leaving at least one client"):
+        secure_sum(updates, generator=_gen(), dropped=[0, 1, 2])
+    with pytest.raises(TypeError, match="updates must be a floating-point torch.Tensor"):
+        secure_sum(updates.long(), generator=_gen())
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        secure_sum(updates, generator=None)
+
+
+def test_huge_or_absurd_sizes_are_refused_before_any_work():
+    # 1e300 in an update, or 10^300 clients, are named errors, not raw torch errors or a hang
+    with pytest.raises(ValueError, match="updates must be within ±32768"):
+        secure_sum(torch.tensor([[1e300], [0.0]], dtype=torch.float64), generator=_gen())
+    with pytest.raises(ValueError, match="updates must be finite"):
+        secure_sum(torch.tensor([[float("inf")], [0.0]]), generator=_gen())
+    with pytest.raises(ValueError, match="num_clients must be an integer <= 200"):
+        pairwise_seeds(10**300, generator=_gen())
+    with pytest.raises(ValueError, match="updates must be of shape"):
+        secure_sum(torch.zeros(201, 1), generator=_gen())
+
+
+def test_seeds_equal_in_their_low_32_bits_are_refused_and_never_drawn():
+    # torch's generator uses a seed's low 32 bits: seeds 1 and 2^40 + 1 give one mask, so
+    # client 1 of 3 with s_01 = 1, s_12 = 2^40 + 1 added and subtracted the same mask
+    assert torch.equal(
+        torch.randint(0, MODULUS, (4,), generator=_gen(1)),
+        torch.randint(0, MODULUS, (4,), generator=_gen(2**40 + 1)),
+    )
+    upper = torch.tensor([[0, 1, 7], [0, 0, 2**40 + 1], [0, 0, 0]])
+    with pytest.raises(ValueError, match=r"seeds must be distinct for every pair .* modulo 2\^32"):
+        mask_update(encode(torch.zeros(2)), 1, upper + upper.T)
+    # the largest matrix pairwise_seeds draws has distinct low 32 bits (redrawn if not)
+    seeds = pairwise_seeds(200, generator=_gen(9))
+    rows, cols = torch.triu_indices(200, 200, offset=1)
+    low = seeds[rows, cols] % 2**32
+    assert len(torch.unique(low)) == len(low) == 200 * 199 // 2

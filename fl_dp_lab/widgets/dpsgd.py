@@ -32,6 +32,7 @@ def step_readout(picture: ClippingPicture, epsilon_spent: float, steps: int, del
     >>> step_readout(p, math.inf, 100, 1e-5)[:39]
     'σ = 0.00, C = 1.00: no privacy: epsilon'
     """
+    check_real("epsilon_spent", epsilon_spent, low=0.0, allow_inf=True)  # never negative
     miss = float(((picture.step - picture.true_mean) ** 2).sum() ** 0.5)
     head = f"σ = {picture.noise_multiplier:.2f}, C = {picture.max_grad_norm:.2f}: "
     if math.isinf(epsilon_spent):

@@ -13,7 +13,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from fl_dp_lab._simulation import FederatedHistory
-from fl_dp_lab._validate import fail
+from fl_dp_lab._validate import check_real, fail
 from fl_dp_lab.plots.federated import (
     dirichlet_figure,
     dp_fedavg_figure,
@@ -101,7 +101,7 @@ def dp_fedavg_readout(
         fail("history", "a run with at least one round", history)
     noun = "client" if clients == 1 else "clients"
     prefix = f"σ = {noise_multiplier:g}, C = {clip_norm:g}, {clients} {noun} a round: "
-    eps = history.epsilon[-1]
+    eps = check_real("history.epsilon[-1]", history.epsilon[-1], low=0.0, allow_inf=True)
     accuracy = f"accuracy {100 * history.accuracy[-1]:.1f} %"
     if not math.isfinite(eps):
         return prefix + f"no privacy (ε = ∞); {accuracy}"

@@ -21,6 +21,7 @@ def privacy_readout(sigma: float, epsilon: float, delta: float) -> str:
     >>> privacy_readout(1.0, 4.38, 1e-5)
     'σ = 1.00: the Gaussian mechanism is (4.38, 1e-05)-DP'
     """
+    check_real("epsilon", epsilon, low=0.0, allow_inf=True)  # never print a negative epsilon
     if math.isinf(epsilon):
         return f"σ = {sigma:.2f}: no privacy: epsilon = inf (the exact answer is released)"
     return f"σ = {sigma:.2f}: the Gaussian mechanism is ({epsilon:.2f}, {delta:g})-DP"
