@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import matplotlib as mpl
@@ -84,23 +84,39 @@ def epsilon_steps_figure(
         ax.set_ylim(1e-2, 1e2)  # whole decades from the start; the update widens them
         ax.set_title(" ")
     artists = {"fig": fig, "ax": ax, "lines": lines, "no_privacy": text}
-    animate(fig, [*lines.values(), text, ax.title])
+    # the legend moves too: its labels say which curves are still being computed
+    animate(fig, [*lines.values(), text, ax.title, ax.get_legend()])
     update_epsilon_steps_figure(artists, steps, curves, title=title)
     return fig, artists
 
 
 def update_epsilon_steps_figure(
-    artists: dict[str, Any], steps: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str
+    artists: dict[str, Any],
+    steps: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    *,
+    title: str,
+    pending: Collection[str] = (),
 ) -> None:
-    """Move each line to new data, rescale the axes, set the title (in place)."""
+    """Move each line to new data, rescale the axes, set the title (in place).
+
+    Methods in ``pending`` are still being computed: their lines are hidden, their
+    legend entries say "(computing…)", and the epsilon axis is left where it is (the
+    final figure, with every curve, sets it). ``curves`` still names every method of
+    the figure; the values of a pending one are ignored.
+    """
     ax = artists["ax"]
+    curves = {
+        name: np.full(len(steps), np.nan) if name in pending else np.asarray(values)
+        for name, values in curves.items()
+    }
     finite = [v[np.isfinite(v) & (v > 0)] for v in curves.values()]
-    none = all(len(v) == 0 for v in finite)
+    none = all(len(v) == 0 for v in finite) and not pending
     for name, values in curves.items():
         artists["lines"][name].set_data(steps, _finite(values))
-        artists["lines"][name].set_visible(not none)
+        artists["lines"][name].set_visible(not none and name not in pending)
     artists["no_privacy"].set_visible(none)
-    if not none:
+    if not none and not pending:
         low = min(v.min() for v in finite if len(v))
         high = max(v.max() for v in finite if len(v))
         # keep the tight accountants readable: basic / advanced composition can reach 1e50
@@ -115,7 +131,8 @@ def update_epsilon_steps_figure(
     bottom, top = ax.get_ylim()
     for text, (name, values) in zip(ax.get_legend().texts, curves.items(), strict=True):
         seen = none or bool(np.any(np.isfinite(values) & (values <= top)))
-        text.set_text(METHOD_LABELS[name] + ("" if seen else " (ε above the axis)"))
+        note = " (computing…)" if name in pending else "" if seen else " (ε above the axis)"
+        text.set_text(METHOD_LABELS[name] + note)
     ax.title.set_text(title or " ")  # never empty: the frozen layout keeps room for one line
 
 
