@@ -83,9 +83,19 @@ def epsilon_steps_figure(
         ax.set_xlim(0.8, 1.25 * max_steps)
         ax.set_ylim(1e-2, 1e2)  # whole decades from the start; the update widens them
         ax.set_title(" ")
-    artists = {"fig": fig, "ax": ax, "lines": lines, "no_privacy": text}
-    # the legend moves too: its labels say which curves are still being computed
-    animate(fig, [*lines.values(), text, ax.title, ax.get_legend()])
+        pending = ax.text(
+            0.98,
+            0.04,
+            "",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=11,
+            style="italic",
+            visible=False,
+        )
+    artists = {"fig": fig, "ax": ax, "lines": lines, "no_privacy": text, "pending": pending}
+    animate(fig, [*lines.values(), text, ax.title, pending])
     update_epsilon_steps_figure(artists, steps, curves, title=title)
     return fig, artists
 
@@ -100,10 +110,10 @@ def update_epsilon_steps_figure(
 ) -> None:
     """Move each line to new data, rescale the axes, set the title (in place).
 
-    Methods in ``pending`` are still being computed: their lines are hidden, their
-    legend entries say "(computing…)", and the epsilon axis is left where it is (the
-    final figure, with every curve, sets it). ``curves`` still names every method of
-    the figure; the values of a pending one are ignored.
+    Methods in ``pending`` are still being computed: their lines are hidden, a note in
+    the lower right corner names them ("PLD: being computed…"), and the epsilon axis is
+    left where it is (the final figure, with every curve, sets it). ``curves`` still
+    names every method of the figure; the values of a pending one are ignored.
     """
     ax = artists["ax"]
     curves = {
@@ -131,8 +141,11 @@ def update_epsilon_steps_figure(
     bottom, top = ax.get_ylim()
     for text, (name, values) in zip(ax.get_legend().texts, curves.items(), strict=True):
         seen = none or bool(np.any(np.isfinite(values) & (values <= top)))
-        note = " (computing…)" if name in pending else "" if seen else " (ε above the axis)"
-        text.set_text(METHOD_LABELS[name] + note)
+        if name not in pending:  # a pending method keeps its label: the note names it
+            text.set_text(METHOD_LABELS[name] + ("" if seen else " (ε above the axis)"))
+    names = [METHOD_LABELS[name].split(" (")[0] for name in curves if name in pending]
+    artists["pending"].set_text(", ".join(names) + ": being computed…")
+    artists["pending"].set_visible(bool(pending))
     ax.title.set_text(title or " ")  # never empty: the frozen layout keeps room for one line
 
 

@@ -50,8 +50,8 @@ def accounting_dashboard(
     numbers of ``epsilon_curves``, remembered per slider stop) for every method
     at a few log-spaced step counts up to T and moves the figure's lines in
     place; the readout gives the RDP and PLD epsilons after T steps. At a stop
-    not seen before, the RDP curve is shown first, with the other curves marked
-    "(computing…)" in the legend, title and readout; the full figure follows
+    not seen before, the RDP curve is shown first, the title, readout and a note on
+    the figure saying the other curves are being computed; the full figure follows
     once the PLD-based curves are computed (up to a second at the smallest σ).
 
     Args:
