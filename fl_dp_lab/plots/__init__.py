@@ -150,10 +150,8 @@ class _Blit:
     def __init__(self, artists: list[mpl.artist.Artist]) -> None:
         self.artists = artists
         self.background: Any = None  # the canvas without the animated artists, once drawn
-        self.extents: dict[Any, Any] = {}  # each axes' pixels in the background (tight bbox)
 
 
-_IDENTITY = mpl.transforms.IdentityTransform()
 _BLITS: weakref.WeakKeyDictionary[mpl.figure.Figure, _Blit] = weakref.WeakKeyDictionary()
 
 
@@ -191,20 +189,12 @@ def animate(fig: plt.Figure, artists: Iterable[mpl.artist.Artist]) -> None:
 def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
     """Paste the static background (drawing it first if stale), then the animated artists."""
     blit.artists = [a for a in blit.artists if a.get_figure(root=True) is fig]  # drop removed
-    renderer = canvas.get_renderer()
     if blit.background is None or fig.stale:
-        redraw = _axes_to_redraw(fig, blit, renderer) if blit.background is not None else None
-        if redraw is None:
-            canvas.draw()  # skips animated artists
-            redraw = list(fig.axes)
-        else:
-            canvas.restore_region(blit.background)
-            _redraw_axes(fig, blit, renderer, redraw)
-        for ax in redraw:
-            blit.extents[ax] = ax.get_tightbbox(renderer).padded(2)
+        canvas.draw()  # skips animated artists
         blit.background = canvas.copy_from_bbox(fig.bbox)
     else:
         canvas.restore_region(blit.background)
+    renderer = canvas.get_renderer()
     axes = list(dict.fromkeys(a.axes for a in blit.artists))
     for artist in sorted(
         (a for a in blit.artists if a.get_visible()),
@@ -213,57 +203,7 @@ def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
         artist.draw(renderer)
     # Drawing a legend re-places its frame, which marks the figure stale; the background
     # matches the figure's static state now, so that mark is dropped.
-    for ax in fig.axes:
-        ax.stale = False
     fig.stale = False
-
-
-def _axes_to_redraw(fig: plt.Figure, blit: _Blit, renderer: Any) -> list[Any] | None:
-    """The axes whose pixels must be drawn again, or None when the whole figure must be.
-
-    Only the axes matplotlib marked stale (a change of limits, a tick, a static text),
-    plus any axes whose pixels overlap theirs, before or after the change. The whole
-    figure is drawn again when a figure-level artist changed, when the overlaps reach
-    every axes, or when a figure-level artist overlaps the pixels to be cleared.
-    """
-    static = [a for a in fig.get_children() if a not in fig.axes and a is not fig.patch]
-    static = [a for a in static if a.get_visible() and not a.get_animated()]
-    if fig.patch.stale or any(a.stale for a in static):
-        return None
-    stale = [ax for ax in fig.axes if ax.stale]
-    if not stale or any(ax not in blit.extents for ax in fig.axes):
-        return None
-    boxes = {ax: blit.extents[ax] for ax in fig.axes}
-    for ax in stale:
-        boxes[ax] = mpl.transforms.Bbox.union([boxes[ax], ax.get_tightbbox(renderer).padded(2)])
-    redraw = set(stale)
-    while True:
-        grown = {
-            other
-            for other in fig.axes
-            if other not in redraw and any(boxes[other].overlaps(boxes[ax]) for ax in redraw)
-        }
-        if not grown:
-            break
-        redraw |= grown
-    if len(redraw) == len(fig.axes):
-        return None
-    if any(a.get_window_extent(renderer).overlaps(boxes[ax]) for a in static for ax in redraw):
-        return None
-    blit.extents.update({ax: boxes[ax] for ax in redraw})  # the pixels to clear
-    return [ax for ax in fig.axes if ax in redraw]
-
-
-def _redraw_axes(fig: plt.Figure, blit: _Blit, renderer: Any, axes: list[Any]) -> None:
-    """Clear each axes' pixels to the figure's background colour and draw it again."""
-    patch, clip = fig.patch, fig.patch.get_clip_box()
-    for ax in axes:
-        patch.set_clip_box(mpl.transforms.TransformedBbox(blit.extents[ax], _IDENTITY))
-        patch.draw(renderer)
-    patch.set_clip_box(clip)
-    patch.stale = False
-    for ax in axes:
-        ax.draw(renderer)  # skips its animated artists, like canvas.draw
 
 
 def _render(fig: plt.Figure) -> Image.Image:
