@@ -2,9 +2,10 @@
 
 Runs the tour of ``scripts/browser_tour.py``: JupyterLab on 127.0.0.1 over copies of the
 notebooks and headless Chromium through Playwright. In each notebook it runs all cells,
-then presses arrow keys on every slider of every dashboard (``--presses`` each way, from
-the nearer end) and clicks every toggle button, and times each press from the key event
-to the moment the dashboard's new figure is decoded and painted (``performance.now()``
+then presses Home and End on every slider of every dashboard, then arrow keys
+(``--presses`` each way, from the nearer end; with ``--sweep`` every stop from Home to End
+and from End to Home) and clicks every toggle button, and times each press from the key
+event to the moment the dashboard's new figure is decoded and painted (``performance.now()``
 in the page, so it includes the kernel's redraw, the widget message and the browser's
 decode). Prints one row per control (presses timed, median and max ms, the target's
 verdict) and one per dashboard (the median and max over all its presses). The target is
@@ -15,6 +16,14 @@ whatever the verdicts are (the tests never assert speed). Needs Chromium (Debian
     python benchmarks/dashboard_latency.py                 # every notebook, 5 presses each way
     python benchmarks/dashboard_latency.py 02 04           # some notebooks (numbers or names)
     python benchmarks/dashboard_latency.py 05 --sweep      # also every slider stop, end to end
+    python benchmarks/dashboard_latency.py --kernel        # 04 and 05 in Python, no browser
+
+``--kernel`` times the kernel's side alone, in this process: it builds notebook 04's and
+05's dashboards and sets each slider to Home, End, then every stop up and every stop down
+(05's q and T also at sigma = 0.2, where epsilon is slowest), timing each change to the
+first figure rendered (JPEG bytes ready to send) and to the last one. It is less affected
+by a loaded machine than the browser's numbers and leaves out the widget messages and
+the browser's decode.
 """
 
 from __future__ import annotations
@@ -48,21 +57,96 @@ def dashboard_summary(results) -> str:
     rows = [
         f"per dashboard (target: median <= {median_ms:.0f} ms, max <= {max_ms:.0f} ms)",
         f"{'notebook':<34} {'dashboard':>9} {'n':>4} {'missed':>6} {'median ms':>10} "
-        f"{'max ms':>8}  target",
+        f"{'max ms':>8}  {'target':<6}  {'settled median':>14} {'max':>6}",
     ]
     for result in results:
         for index in range(result.dashboards):
             controls = [c for c in result.controls if c.dashboard == index]
             times = [t for c in controls for t in c.latencies_ms]
+            settled = [t for c in controls for t in c.settled_ms] or [float("nan")]
             missed = sum(c.missed for c in controls)
             median = statistics.median(times) if times else float("nan")
             worst = max(times) if times else float("nan")
             ok = bool(times) and not missed and median <= median_ms and worst <= max_ms
             rows.append(
                 f"{result.name:<34} {index:>9} {len(times):>4} {missed:>6} "
-                f"{median:>10.0f} {worst:>8.0f}  {'ok' if ok else 'over'}"
+                f"{median:>10.0f} {worst:>8.0f}  {'ok' if ok else 'over':<6}  "
+                f"{statistics.median(settled):>14.0f} {max(settled):>6.0f}"
             )
     return "\n".join(rows)
+
+
+def kernel_sweep(names: list[str]) -> str:
+    """Time every slider stop of notebook 04's and 05's dashboards in this process."""
+    import time
+
+    import ipywidgets as widgets
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fl_dp_lab.widgets import _output
+    from fl_dp_lab.widgets.accounting import accounting_dashboard
+    from fl_dp_lab.widgets.mechanisms import gaussian_dashboard
+
+    rendered: list[float] = []
+    render = _output.figure_jpeg
+
+    def timed_render(fig):
+        data = render(fig)
+        rendered.append(time.perf_counter())
+        return data
+
+    _output.figure_jpeg = timed_render
+    builds = {"04": gaussian_dashboard, "05": accounting_dashboard}
+    rows = [f"{'dashboard':<18} {'slider':<16} {'n':>4} {'first: median':>14} {'max':>7} "
+            f"{'settled: median':>16} {'max':>7}  (ms)"]  # fmt: skip
+    try:
+        for name in [n for n in builds if not names or any(n.startswith(a[:2]) for a in names)]:
+            start = time.perf_counter()
+            box = builds[name]()
+            rows.append(f"{name} built in {time.perf_counter() - start:.2f} s")
+            sliders = [
+                c
+                for c in box.children
+                if isinstance(c, (widgets.FloatSlider, widgets.FloatLogSlider))
+            ]
+            runs = [(name, sliders)]
+            if name == "05":
+                runs.append(("05 at σ = 0.2", sliders[1:]))
+            for label, driven in runs:
+                if label != name:
+                    sliders[0].value = 0.2
+                for slider in driven:
+                    first, settled = [], []
+                    stops = _stops(slider)
+                    begin = slider.value
+                    for value in [stops[0], stops[-1], *stops, *stops[::-1]]:
+                        if value == slider.value:
+                            continue
+                        rendered.clear()
+                        start = time.perf_counter()
+                        slider.value = value
+                        end = time.perf_counter()
+                        first.append(1e3 * ((rendered[0] if rendered else end) - start))
+                        settled.append(1e3 * (end - start))
+                    slider.value = begin
+                    rows.append(
+                        f"{label:<18} {slider.description:<16} {len(first):>4} "
+                        f"{statistics.median(first):>14.0f} {max(first):>7.0f} "
+                        f"{statistics.median(settled):>16.0f} {max(settled):>7.0f}"
+                    )
+    finally:
+        _output.figure_jpeg = render
+    return "\n".join(rows)
+
+
+def _stops(slider) -> list[float]:
+    """Every value a slider's arrow keys reach, low to high (log sliders: base ** exponent)."""
+    count = int(round((slider.max - slider.min) / slider.step))
+    exponents = [slider.min + k * slider.step for k in range(count + 1)]
+    if hasattr(slider, "base"):
+        return [slider.base**e for e in exponents]
+    return [round(e, 10) for e in exponents]
 
 
 def main() -> int:
@@ -70,7 +154,11 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="*", help="notebook numbers or names (default: all)")
     parser.add_argument("--presses", type=int, default=5, help="arrow presses each way (default 5)")
     parser.add_argument("--sweep", action="store_true", help="also visit every slider stop")
+    parser.add_argument("--kernel", action="store_true", help="time 04 and 05 in Python only")
     args = parser.parse_args()
+    if args.kernel:
+        print(kernel_sweep(args.notebooks))
+        return 0
     names = browser_tour.notebook_names(args.notebooks)
     if not names:
         parser.error(f"no notebook matches {args.notebooks}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,7 +59,7 @@ from fl_dp_lab._composition import (
     composed_epsilon,
     epsilon_curves,
 )
-from fl_dp_lab._validate import check_choice, check_real, fail
+from fl_dp_lab._validate import check_choice, check_int, check_real, fail
 
 __all__ = [
     "DEFAULT_ORDERS",
@@ -72,6 +73,7 @@ __all__ = [
     "noise_multiplier_for_epsilon",
     "privacy_loss_distribution",
     "rdp_subsampled_gaussian",
+    "remembered_epsilon_curves",
     "rdp_to_epsilon",
 ]
 
@@ -409,3 +411,71 @@ def _calibrate(target: float, q: float, steps: int, delta: float, accountant: st
         else:
             high = middle
     return high
+
+
+# ---------------------------------------------------------------------------------------
+# Remembered curves for dashboards: a slider revisits its stops, so each stop's curves are
+# computed once per session. Separate from the accountant above; only widgets call it.
+# ---------------------------------------------------------------------------------------
+
+_CURVES_REMEMBERED = 4096  # (sigma, q, T, method) entries: about 1 MB at 6 points each
+_curves_memo: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+
+def remembered_epsilon_curves(
+    *,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    points: int = 8,
+    methods: Sequence[str] = COMPOSITIONS,
+    compute: bool = True,
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """``epsilon_curves``, remembered per method: what a dashboard asks at each slider stop.
+
+    The first call for a ``(noise_multiplier, sample_rate, steps, delta, points,
+    method)`` computes that method's curve with ``epsilon_curves`` (the same
+    numbers, not an approximation); later calls return it from memory (the
+    last 4,096 curves are kept; arrays are read-only). With ``compute=False``
+    nothing is computed: the result is ``None`` unless every method is
+    remembered, so a dashboard can first draw what it already has.
+
+    >>> args = dict(noise_multiplier=4.0, sample_rate=0.01, steps=100, delta=1e-5, points=3)
+    >>> remembered_epsilon_curves(**args, methods=["pld"], compute=False) is None
+    True
+    >>> grid, curves = remembered_epsilon_curves(**args, methods=["pld"])
+    >>> bool(curves["pld"][-1] == epsilon(noise_multiplier=4.0, sample_rate=0.01,
+    ...                                   steps=100, delta=1e-5))
+    True
+    >>> remembered_epsilon_curves(**args, methods=["pld"], compute=False)[0].tolist()
+    [1, 10, 100]
+    """
+    sigma, q, steps, delta = check_mechanism(noise_multiplier, sample_rate, steps, delta)
+    points = check_int("points", points, minimum=2)
+    methods = tuple(check_choice("method", m, COMPOSITIONS) for m in methods)
+    if not methods:
+        fail("methods", "a non-empty sequence of " + ", ".join(COMPOSITIONS), methods)
+    grid, curves = None, {}
+    for method in methods:
+        key = (sigma, q, steps, delta, points, method)
+        if key in _curves_memo:
+            _curves_memo.move_to_end(key)
+        elif not compute:
+            return None
+        else:
+            grid_m, values = epsilon_curves(
+                noise_multiplier=sigma,
+                sample_rate=q,
+                steps=steps,
+                delta=delta,
+                points=points,
+                methods=(method,),
+            )
+            for array in (grid_m, values[method]):
+                array.setflags(write=False)
+            _curves_memo[key] = (grid_m, values[method])
+            while len(_curves_memo) > _CURVES_REMEMBERED:
+                _curves_memo.popitem(last=False)
+        grid, curves[method] = _curves_memo[key]
+    return grid, curves

@@ -7,7 +7,8 @@ Two parts, both on copies of the notebooks (nothing is written into the reposito
 - The tour of ``scripts/browser_tour.py`` over all 12 notebooks, run once for the module:
   every notebook runs to the end (Run > Run All Cells), shows no stderr output, each
   dashboard notebook has a dashboard, and every slider and toggle of every dashboard
-  redraws its figure after each press.
+  redraws its figure after each press: each slider gets Home and End (its far ends, where
+  a learner drags) before its arrow keys.
 
 The tour also times each press, key down to new figure painted. Speed is measured, not
 asserted in tests: the latency table (with the target's verdict) is printed (``pytest -s``)

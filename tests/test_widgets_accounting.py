@@ -118,3 +118,74 @@ def test_dashboard_figure_keeps_the_constrained_layout_it_was_given(monkeypatch)
     (ax,) = shown[-1].axes
     assert ax.get_position().x0 < plt.rcParams["figure.subplot.left"] - 0.01
     assert ax.get_position().x1 > plt.rcParams["figure.subplot.right"] + 0.01
+
+
+def _shown_states(monkeypatch):
+    """Record, for each image the dashboard sends, its PLD line, legend labels and title."""
+    states = []
+
+    def record(output, fig):
+        (ax,) = fig.axes
+        pld = next(line for line in ax.get_lines() if line.get_label() == "PLD")
+        note = next(t for t in ax.texts if t.get_text().endswith("being computed…"))
+        states.append({
+            "note": note.get_text() if note.get_visible() else "",
+            "pld_visible": pld.get_visible(),
+            "pld": np.array(pld.get_ydata(), dtype=float),
+            "labels": [t.get_text() for t in ax.get_legend().texts],
+            "title": ax.title.get_text(),
+        })  # fmt: skip
+
+    monkeypatch.setattr("fl_dp_lab.widgets.accounting.show_figure", record)
+    return states
+
+
+def test_at_a_new_stop_rdp_comes_first_labelled_then_the_accountants_epsilon(monkeypatch):
+    # Prepare: a dashboard, then a sigma stop never computed before (small sigma: slow PLD)
+    states = _shown_states(monkeypatch)
+    box = accounting_dashboard(noise_multiplier=2.0, sample_rate=0.1, steps=100, delta=1e-5)
+    sigma, q, steps, readout, _ = box.children
+    states.clear()
+    # Execute
+    sigma.value = 0.3
+    # Assert: two images; the first hides PLD and says so, RDP's epsilon is the accountant's
+    first, last = states
+    rdp = epsilon(noise_multiplier=0.3, sample_rate=0.1, steps=100, delta=1e-5, accountant="rdp")
+    pld = epsilon(noise_multiplier=0.3, sample_rate=0.1, steps=100, delta=1e-5, accountant="pld")
+    assert not first["pld_visible"] and "PLD" in first["note"]
+    assert f"RDP gives ε = {rdp:.3g}; PLD being computed" in first["title"]
+    # the final image: PLD drawn, labelled plainly, its last point the accountant's epsilon
+    assert last["pld_visible"] and "PLD" in last["labels"]
+    assert last["note"] == ""
+    assert last["pld"][-1] == pld
+    assert f"{pld:.3g} (PLD)" in readout.value and f"{rdp:.3g} (RDP)" in readout.value
+    assert "being computed" not in readout.value
+    # Execute again: back to the same stop, now remembered: one image, already final
+    sigma.value = 2.0
+    states.clear()
+    sigma.value = 0.3
+    (again,) = states
+    assert again["pld_visible"] and again["pld"][-1] == pld
+
+
+@pytest.mark.filterwarnings("ignore:the best Rényi order:RuntimeWarning")  # epsilon(rdp) below
+@pytest.mark.parametrize(
+    ("sigma_value", "q_value", "steps_value"),
+    [(0.1, 1.0, 10.0), (0.2, 10**-0.5, 10**1.5), (4.0, 0.01, 10**4.0), (10.0, 1e-4, 1e5)],
+)
+def test_the_figure_and_readout_at_rest_equal_the_accountant(
+    monkeypatch, sigma_value, q_value, steps_value
+):
+    # Prepare
+    states = _shown_states(monkeypatch)
+    box = accounting_dashboard(noise_multiplier=4.0, sample_rate=0.01, steps=100, delta=1e-5)
+    sigma, q, steps, readout, _ = box.children
+    # Execute: every slider moved (the log sliders take exponents' powers as values)
+    sigma.value, q.value, steps.value = sigma_value, q_value, steps_value
+    # Assert: the last image and the readout hold the accountant's epsilon, computed anew
+    t = int(round(steps.value))
+    args = dict(noise_multiplier=sigma.value, sample_rate=q.value, steps=t, delta=1e-5)
+    pld, rdp = epsilon(**args, accountant="pld"), epsilon(**args, accountant="rdp")
+    assert states[-1]["pld"][-1] == pld
+    assert f"T = {t}," in readout.value
+    assert f"ε = {rdp:.3g} (RDP), {pld:.3g} (PLD)" in readout.value

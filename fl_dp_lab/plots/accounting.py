@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import matplotlib as mpl
@@ -83,24 +83,50 @@ def epsilon_steps_figure(
         ax.set_xlim(0.8, 1.25 * max_steps)
         ax.set_ylim(1e-2, 1e2)  # whole decades from the start; the update widens them
         ax.set_title(" ")
-    artists = {"fig": fig, "ax": ax, "lines": lines, "no_privacy": text}
-    animate(fig, [*lines.values(), text, ax.title])
+        pending = ax.text(
+            0.98,
+            0.04,
+            "",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=11,
+            style="italic",
+            visible=False,
+        )
+    artists = {"fig": fig, "ax": ax, "lines": lines, "no_privacy": text, "pending": pending}
+    animate(fig, [*lines.values(), text, ax.title, pending])
     update_epsilon_steps_figure(artists, steps, curves, title=title)
     return fig, artists
 
 
 def update_epsilon_steps_figure(
-    artists: dict[str, Any], steps: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str
+    artists: dict[str, Any],
+    steps: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    *,
+    title: str,
+    pending: Collection[str] = (),
 ) -> None:
-    """Move each line to new data, rescale the axes, set the title (in place)."""
+    """Move each line to new data, rescale the axes, set the title (in place).
+
+    Methods in ``pending`` are still being computed: their lines are hidden, a note in
+    the lower right corner names them ("PLD: being computed…"), and the epsilon axis is
+    left where it is (the final figure, with every curve, sets it). ``curves`` still
+    names every method of the figure; the values of a pending one are ignored.
+    """
     ax = artists["ax"]
+    curves = {
+        name: np.full(len(steps), np.nan) if name in pending else np.asarray(values)
+        for name, values in curves.items()
+    }
     finite = [v[np.isfinite(v) & (v > 0)] for v in curves.values()]
-    none = all(len(v) == 0 for v in finite)
+    none = all(len(v) == 0 for v in finite) and not pending
     for name, values in curves.items():
         artists["lines"][name].set_data(steps, _finite(values))
-        artists["lines"][name].set_visible(not none)
+        artists["lines"][name].set_visible(not none and name not in pending)
     artists["no_privacy"].set_visible(none)
-    if not none:
+    if not none and not pending:
         low = min(v.min() for v in finite if len(v))
         high = max(v.max() for v in finite if len(v))
         # keep the tight accountants readable: basic / advanced composition can reach 1e50
@@ -115,7 +141,11 @@ def update_epsilon_steps_figure(
     bottom, top = ax.get_ylim()
     for text, (name, values) in zip(ax.get_legend().texts, curves.items(), strict=True):
         seen = none or bool(np.any(np.isfinite(values) & (values <= top)))
-        text.set_text(METHOD_LABELS[name] + ("" if seen else " (ε above the axis)"))
+        if name not in pending:  # a pending method keeps its label: the note names it
+            text.set_text(METHOD_LABELS[name] + ("" if seen else " (ε above the axis)"))
+    names = [METHOD_LABELS[name].split(" (")[0] for name in curves if name in pending]
+    artists["pending"].set_text(", ".join(names) + ": being computed…")
+    artists["pending"].set_visible(bool(pending))
     ax.title.set_text(title or " ")  # never empty: the frozen layout keeps room for one line
 
 

@@ -6,15 +6,17 @@ import math
 import warnings
 
 import ipywidgets as widgets
+import numpy as np
 
 from fl_dp_lab._validate import check_int, check_real
-from fl_dp_lab.accounting import COMPOSITIONS, epsilon_curves
+from fl_dp_lab.accounting import COMPOSITIONS, remembered_epsilon_curves
 from fl_dp_lab.plots.accounting import epsilon_steps_figure, update_epsilon_steps_figure
 from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["accounting_dashboard", "accounting_readout"]
 
 _POINTS = 6  # step counts per curve: enough for a smooth log-log line, fast enough to drag
+_SLOW = ("basic", "advanced", "pld")  # built on PLDs: drawn after the RDP curve
 
 
 def accounting_readout(
@@ -44,9 +46,13 @@ def accounting_dashboard(
 ) -> widgets.VBox:
     """Three sliders (σ, q on a log scale, T on a log scale) redrawing ε against steps.
 
-    Each redraw asks ``fl_dp_lab.accounting.epsilon_curves`` for every method
+    Each redraw asks ``fl_dp_lab.accounting.remembered_epsilon_curves`` (the
+    numbers of ``epsilon_curves``, remembered per slider stop) for every method
     at a few log-spaced step counts up to T and moves the figure's lines in
-    place; the readout gives each method's epsilon after T steps.
+    place; the readout gives the RDP and PLD epsilons after T steps. At a stop
+    not seen before, the RDP curve is shown first, the title, readout and a note on
+    the figure saying the other curves are being computed; the full figure follows
+    once the PLD-based curves are computed (up to a second at the smallest σ).
 
     Args:
         noise_multiplier: start value of σ, in [0, 10] (0 shows "no privacy").
@@ -93,36 +99,52 @@ def accounting_dashboard(
     readout.add_class("fl-dp-lab-readout")
     output = figure_view()
 
-    def curves(s: float, rate: float, t: int):
+    def curves(s: float, rate: float, t: int, methods: tuple[str, ...], compute: bool = True):
         with warnings.catch_warnings():  # "best Rényi order at the grid's edge": API advice
             warnings.simplefilter("ignore", RuntimeWarning)
-            return _curves(s, rate, t)
+            return _curves(s, rate, t, methods, compute)
 
-    def _curves(s: float, rate: float, t: int):
-        return epsilon_curves(
+    def _curves(s: float, rate: float, t: int, methods: tuple[str, ...], compute: bool):
+        return remembered_epsilon_curves(
             noise_multiplier=s,
             sample_rate=rate,
             steps=t,
             delta=delta,
             points=_POINTS,
-            methods=COMPOSITIONS,
+            methods=methods,
+            compute=compute,
         )
 
-    grid, values = curves(sigma, q, steps)
+    grid, values = curves(sigma, q, steps, COMPOSITIONS)
     fig, artists = epsilon_steps_figure(grid, values, title="", delta=delta)
     freeze_layout(fig)
 
-    def show(*_: object) -> None:
-        s, rate, t = sigma_slider.value, q_slider.value, int(round(steps_slider.value))
-        grid, values = curves(s, rate, t)
+    def draw(s: float, rate: float, t: int, grid, values, pending: tuple[str, ...]) -> None:
         finals = {m: float(v[-1]) for m, v in values.items() if m in ("rdp", "pld")}
         if s == 0.0:
             title = "No noise: every accountant says ε = ∞"
+        elif pending:
+            title = f"After {t} steps RDP gives ε = {finals['rdp']:.3g}; PLD being computed"
         else:
             title = f"After {t} steps PLD gives ε = {finals['pld']:.3g}, RDP {finals['rdp']:.3g}"
-        update_epsilon_steps_figure(artists, grid, values, title=title)
-        readout.value = accounting_readout(s, rate, t, delta, finals)
+        update_epsilon_steps_figure(artists, grid, values, title=title, pending=pending)
+        finals = {m: v for m, v in finals.items() if m not in pending}
+        readout.value = accounting_readout(s, rate, t, delta, finals) + (
+            " · PLD being computed…" if pending else ""
+        )
         show_figure(output, fig)
+
+    def show(*_: object) -> None:
+        s, rate, t = sigma_slider.value, q_slider.value, int(round(steps_slider.value))
+        remembered = curves(s, rate, t, COMPOSITIONS, compute=False)
+        if remembered is None:
+            # RDP first (cheap), labelled as such; then the PLD-based curves, which take
+            # up to a second at the smallest sigmas, replace it with the full figure
+            grid, values = curves(s, rate, t, ("rdp",))
+            draw(s, rate, t, grid, {m: values.get(m, grid * np.nan) for m in COMPOSITIONS},
+                 pending=_SLOW)  # fmt: skip
+            remembered = curves(s, rate, t, COMPOSITIONS)
+        draw(s, rate, t, *remembered, pending=())
 
     for slider in (sigma_slider, q_slider, steps_slider):
         slider.observe(show, names="value")
