@@ -161,6 +161,19 @@ def norm_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float64
 
 
+def clip_limit(max_grad_norm: float, dtype: torch.dtype | None) -> float:
+    """The norm C' to clip ``dtype`` contributions to, so that they end at most C after the cast.
+
+    C' = C for float32 and float64 (or ``dtype`` None); for narrower dtypes, whose
+    norms and factors are computed in float64, C' = C / (1 + u), u = eps / 2 of
+    ``dtype``: the cast back rounds every entry by at most a factor (1 + u), which
+    would otherwise carry a clipped norm up to C (1 + u).
+    """
+    if dtype is not None and norm_dtype(dtype) != dtype:
+        return max_grad_norm / (1.0 + torch.finfo(dtype).eps / 2)
+    return max_grad_norm
+
+
 def check_per_example_model(model: nn.Module) -> None:
     """Refuse a model with a layer that mixes examples, naming it and the fix.
 

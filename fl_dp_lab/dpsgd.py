@@ -60,8 +60,8 @@ from fl_dp_lab._per_sample import (
     _check_gradients,
     _norms,
     _trainable,
+    clip_limit,
     ghost_norms,
-    norm_dtype,
     per_sample_gradients,
     per_sample_norms,
 )
@@ -601,12 +601,8 @@ def _clip_factors(
 ) -> torch.Tensor:
     """scale * min(1, C' / (norm + 1e-6)) for every example, computed in ``norms``'s memory.
 
-    C' = C for gradients of ``dtype`` float32 or float64 (or None); for narrower
-    dtypes C' = C / (1 + u), u = eps / 2 of ``dtype``: the cast back rounds every
-    entry by at most a factor (1 + u), which would otherwise carry a clipped norm
-    up to C (1 + u).
+    C' is ``_per_sample.clip_limit`` for gradients of ``dtype`` (C itself for
+    float32 and float64, slightly less for half types).
     """
-    limit = max_grad_norm * scale
-    if dtype is not None and norm_dtype(dtype) != dtype:
-        limit /= 1.0 + torch.finfo(dtype).eps / 2
+    limit = clip_limit(max_grad_norm, dtype) * scale
     return norms.add_(1e-6).reciprocal_().mul_(limit).clamp_(max=scale)

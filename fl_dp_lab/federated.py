@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fl_dp_lab._per_sample import norm_dtype
+from fl_dp_lab._per_sample import clip_limit, norm_dtype
 from fl_dp_lab._simulation import FederatedHistory, _Run
 from fl_dp_lab._validate import (
     check_bool,
@@ -512,9 +512,7 @@ def _clip_rows(update: torch.Tensor, clip_norm: float, what: str) -> torch.Tenso
     if not bool(torch.isfinite(norms).all()):  # finite entries above ~1e19 overflow float32
         norms = torch.linalg.vector_norm(update, dim=-1, keepdim=True, dtype=torch.float64)
     check_finite_norms(what, norms.flatten(), "NaN or inf cannot be clipped; refused, not dropped")
-    limit = clip_norm
-    if norm_dtype(dtype) != dtype:  # the cast back rounds each entry by a factor <= 1 + u
-        limit /= 1.0 + torch.finfo(dtype).eps / 2
+    limit = clip_limit(clip_norm, dtype)  # C, or slightly less for half types
     scale = torch.clamp(limit / torch.clamp(norms, min=1e-12), max=1.0)
     return (update * scale).to(dtype)
 
