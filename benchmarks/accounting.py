@@ -34,7 +34,8 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 from opacus.accountants import PRVAccountant, RDPAccountant
 
-from fl_dp_lab import _accounting_core, _pld, accounting
+from fl_dp_lab import accounting
+from fl_dp_lab.accounting import _accounting_core, _pld
 
 matplotlib.use("Agg")
 logging.getLogger("absl").setLevel(logging.ERROR)

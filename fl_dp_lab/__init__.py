@@ -1,21 +1,25 @@
 """fl_dp_lab: the helper package of the fl-dp-lab course.
 
-One module per idea, named after it and mirroring the notebooks:
+One module or subpackage per idea, named after it and mirroring the notebooks.
+A subpackage's ``__init__`` is its façade: its private submodules (``_rdp``,
+``_pld``, ...) hold the parts, and the public names are imported from the
+façade (``from fl_dp_lab.accounting import epsilon``). ``_validate`` (the one
+error format) and ``_types`` (``LossFn``, the History family) are shared by all.
 
 - ``numdiff``: finite differences, Richardson, complex step, gradient checks (01-02)
 - ``data``: shipped digits, federated partitions, synthetic clients (all)
 - ``models``, ``training``: the tiny models and the plain SGD loop (02 onwards)
 - ``attacks``: gradient inversion, membership inference (03)
 - ``mechanisms``: randomized response, Laplace, Gaussian (04)
-- ``accounting``: RDP and PLD accountants, calibration (05)
-- ``tuning``: the privacy cost of a hyperparameter sweep, private selection (07, 09)
+- ``accounting``: RDP and PLD accountants, calibration (05), and the privacy
+  cost of a hyperparameter sweep, private selection (07, 09)
 - ``dpsgd``: per-sample gradients, clipping, noise, Poisson sampling (06)
 - ``opacus_bridge``: the same step through Opacus, side by side with ours (07)
 - ``federated``: FedAvg and DP-FedAvg (08-09), built from ``client_updates``
   (local training, clipping), ``adaptive_clipping`` (quantile clipping of
   Andrew et al.) and ``secure_aggregation`` (pairwise masks, a toy)
-- ``auditing``, ``canaries``: empirical epsilon lower bounds and the canary
-  games that feed them (10)
+- ``auditing``: empirical epsilon lower bounds, and in ``auditing.canaries``
+  the canary games that feed them (10)
 - ``flower_app``, ``flower_server``, ``flower_simulation``: the Flower
   ClientApp/ServerApp, its DP-FedAvg strategy and the simulation runner (11)
 - ``plots``, ``widgets``: figures and thin ipywidgets dashboards
@@ -34,7 +38,6 @@ __all__ = [
     "adaptive_clipping",
     "attacks",
     "auditing",
-    "canaries",
     "client_updates",
     "data",
     "dpsgd",
@@ -50,6 +53,5 @@ __all__ = [
     "plots",
     "secure_aggregation",
     "training",
-    "tuning",
     "widgets",
 ]

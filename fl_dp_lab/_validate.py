@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # torch only for the annotation: the NumPy-only modules import this file
+    import torch
 
 __all__ = [
     "check_bool",
@@ -18,12 +21,13 @@ __all__ = [
     "check_float_tensor",
     "check_generator",
     "check_int",
+    "check_noise_survives_rounding",
     "check_real",
     "fail",
 ]
 
 
-def fail(name: str, allowed: str, value: Any, error: type[Exception] = ValueError) -> None:
+def fail(name: str, allowed: str, value: Any, error: type[Exception] = ValueError) -> NoReturn:
     """Raise ``error`` with the course's one message pattern."""
     raise error(f"{name} must be {allowed}, got {value!r}")
 
@@ -101,7 +105,7 @@ def _describe_range(low: float | None, high: float | None, low_open: bool, high_
     return f"{'<' if high_open else '<='} {high:g}"
 
 
-def check_generator(name: str, value: Any) -> Any:
+def check_generator(name: str, value: Any) -> torch.Generator:
     """Return ``value`` if it is a ``torch.Generator``; refuse anything else by name.
 
     ``None`` is refused too: torch would silently draw from its global generator,

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from fl_dp_lab._per_sample import clip_limit, norm_dtype
 from fl_dp_lab._simulation import FederatedHistory, _Run
 from fl_dp_lab._validate import (
     check_bool,
@@ -53,7 +52,7 @@ from fl_dp_lab.client_updates import (
     flatten_parameters,
     local_update,
 )
-from fl_dp_lab.dpsgd import MAX_EXAMPLES, poisson_batches
+from fl_dp_lab.dpsgd import MAX_EXAMPLES, clip_limit, norm_dtype, poisson_batches
 from fl_dp_lab.secure_aggregation import mask_update, pairwise_seeds, secure_sum, unmask_sum
 
 __all__ = [

@@ -7,36 +7,14 @@ result is compared against.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fl_dp_lab._types import History, LossFn
 from fl_dp_lab._validate import check_bool, check_generator, check_int, check_real, fail
 
 __all__ = ["History", "evaluate", "shuffled_batches", "train"]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class History:
-    """What a training run recorded, one entry per epoch.
-
-    Attributes:
-        epoch: 1, 2, ...
-        train_loss: mean training loss over the epoch's batches.
-        test_loss, test_accuracy: on the evaluation set after the epoch
-            (empty when no evaluation set was given).
-    """
-
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    test_loss: list[float] = field(default_factory=list)
-    test_accuracy: list[float] = field(default_factory=list)
-
 
 def shuffled_batches(
     num_examples: int, batch_size: int, generator: torch.Generator

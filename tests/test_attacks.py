@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from scipy import stats
 from torch import nn
 
-from fl_dp_lab import _membership, attacks
+from fl_dp_lab import attacks
 from fl_dp_lab.attacks import (
+    _membership,
     auc,
     gradient_inversion,
     gradients_from_update,

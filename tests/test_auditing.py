@@ -18,7 +18,7 @@ from fl_dp_lab.auditing import (
     epsilon_lower_bound,
     membership_counts,
 )
-from fl_dp_lab.canaries import audit_gradient_sum, noisy_clipped_sum
+from fl_dp_lab.auditing.canaries import audit_gradient_sum, noisy_clipped_sum
 from fl_dp_lab.mechanisms import randomized_response
 
 

@@ -1,4 +1,4 @@
-"""fl_dp_lab.canaries: the canary audit passes DP-SGD's noisy clipped sum and catches planted bugs."""
+"""fl_dp_lab.auditing.canaries: the canary audit passes DP-SGD's noisy clipped sum and catches planted bugs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fl_dp_lab.accounting import epsilon as accountant_epsilon
-from fl_dp_lab.canaries import (
+from fl_dp_lab.auditing.canaries import (
     audit_gradient_sum,
     buggy_sum_noise_not_scaled,
     buggy_sum_without_clipping,

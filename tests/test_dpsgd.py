@@ -721,3 +721,29 @@ def test_hyperparameters_that_overflow_the_step_are_refused_by_name(changes, mat
     with pytest.raises(ValueError, match=match):  # train_dp_sgd checks once, before step 1
         train_dp_sgd(model, x, y, sample_rate=1.0, epochs=1, delta=1e-5, generator=_gen(),
                      progress=False, **train)  # fmt: skip
+
+
+@pytest.mark.parametrize("half", ["x_test", "y_test"])
+def test_train_dp_sgd_refuses_half_an_evaluation_set_before_any_step(half):
+    # Prepare: a test set with only one of its two halves given
+    model = LogisticRegression(2, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(8, 2), torch.tensor([0, 1] * 4)
+    args = dict(sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5, epochs=1)
+    # Execute / Assert: refused like train's, and no weight moved
+    with pytest.raises(ValueError, match="x_test and y_test must be both given or both None"):
+        train_dp_sgd(
+            model, x, y, **args, delta=1e-5, generator=torch.Generator().manual_seed(0),
+            progress=False, **{half: x if half == "x_test" else y},
+        )  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_train_dp_sgd_with_both_halves_records_the_evaluation_every_epoch():
+    x, y = torch.randn(8, 2), torch.tensor([0, 1] * 4)
+    history = train_dp_sgd(
+        LogisticRegression(2, 2), x, y, sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0,
+        lr=0.5, epochs=2, delta=1e-5, generator=torch.Generator().manual_seed(0), progress=False,
+        x_test=x, y_test=y,
+    )  # fmt: skip
+    assert len(history.test_loss) == len(history.test_accuracy) == 2

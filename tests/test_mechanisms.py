@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, optimize, stats
 
-from fl_dp_lab import _gaussian_privacy, mechanisms
+from fl_dp_lab import mechanisms
 from fl_dp_lab.mechanisms import (
+    _gaussian_privacy,
     delta_from_privacy_loss,
     gaussian_delta,
     gaussian_epsilon,

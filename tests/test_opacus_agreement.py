@@ -20,6 +20,7 @@ from fl_dp_lab.opacus_bridge import (
     private_sweep,
     train_private,
 )
+from fl_dp_lab.training import evaluate
 
 MODELS = {
     "mlp": lambda: MLP(784, 16, 10, generator=torch.Generator().manual_seed(0)),
@@ -220,6 +221,23 @@ def test_make_private_derives_sample_rate_from_the_loader_and_accounts_like_ours
     ours = epsilon(noise_multiplier=1.1, sample_rate=1 / 7, steps=14, delta=1e-5, accountant="rdp")
     assert history.epsilon == pytest.approx(ours, rel=0.02)
     assert len(history.train_loss) == 2 and all(math.isfinite(v) for v in history.train_loss)
+
+
+def test_train_private_refuses_half_an_evaluation_set_and_records_both_halves():
+    x, y = _batch(40)
+    private = make_private(
+        MODELS["mlp"](), x, y, batch_size=8, lr=0.1, max_grad_norm=1.0, noise_multiplier=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="x_test and y_test must be both given or both None"):
+        train_private(private, epochs=1, delta=None, x_test=x)
+    with pytest.raises(ValueError, match="x_test and y_test must be both given or both None"):
+        train_private(private, epochs=1, delta=None, y_test=y)
+    history = train_private(private, epochs=2, delta=None, x_test=x, y_test=y)
+    # the last entry is what evaluate reports for the trained model (History's fields)
+    loss, accuracy = evaluate(private.module, x, y)
+    assert len(history.test_loss) == len(history.test_accuracy) == 2
+    assert history.test_loss[-1] == pytest.approx(loss) and history.test_accuracy[-1] == accuracy
 
 
 def test_make_private_with_epsilon_spends_the_target_by_our_accountant():

@@ -25,7 +25,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fl_dp_lab.canaries import noisy_clipped_sum
+from fl_dp_lab.auditing.canaries import noisy_clipped_sum
 from fl_dp_lab.dpsgd import add_noise, clip_per_sample, dp_sgd_step
 from fl_dp_lab.federated import clip_update, dp_aggregate
 from fl_dp_lab.models import MLP

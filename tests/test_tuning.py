@@ -1,4 +1,4 @@
-"""Tests for fl_dp_lab.tuning: the privacy cost of picking the best of several runs."""
+"""Tests for fl_dp_lab.accounting.best_of_random_runs_epsilon: the privacy cost of picking the best of several runs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from fl_dp_lab.accounting import DEFAULT_ORDERS, epsilon, rdp_subsampled_gaussian, rdp_to_epsilon
-from fl_dp_lab.tuning import best_of_random_runs_epsilon
+from fl_dp_lab.accounting import (
+    DEFAULT_ORDERS,
+    best_of_random_runs_epsilon,
+    epsilon,
+    rdp_subsampled_gaussian,
+    rdp_to_epsilon,
+)
 
 ORDERS = np.array(DEFAULT_ORDERS, dtype=float)
 

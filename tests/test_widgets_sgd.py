@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fl_dp_lab.training import History
-from fl_dp_lab.widgets.sgd import learning_rate_explorer
+from fl_dp_lab.widgets.training import learning_rate_explorer
 
 
 def _history(loss: float, accuracy: float) -> History:
@@ -67,7 +67,7 @@ def test_bad_grids_are_refused():
 
 def test_the_figures_behind_the_lesson_draw_what_they_claim():
     # Prepare
-    from fl_dp_lab.plots.sgd import gradient_norm_histogram, training_curves
+    from fl_dp_lab.plots.training import gradient_norm_histogram, training_curves
 
     norms = np.array([0.001, 0.01, 0.02, 0.5, 7.0])
     # Execute

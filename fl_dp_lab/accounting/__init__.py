@@ -26,8 +26,11 @@ adds the PLD grid's rounding, so q = 1e-4, sigma = 10, 100,000 steps, delta =
 the smaller (``accountant="best"``).
 
 Pure functions come first; ``PrivacyAccountant`` only keeps a history.
-The math lives in ``fl_dp_lab._rdp`` and ``fl_dp_lab._pld``; the composition
-theorems compared in notebook 05 in ``fl_dp_lab._composition`` (re-exported here).
+The math lives in the private submodules ``_rdp`` and ``_pld``, cached in
+``_accounting_core``; the composition theorems compared in notebook 05 in
+``_composition``, and the privacy cost of a hyperparameter sweep (private
+selection, notebooks 07 and 09) in ``_tuning``. Their public names are
+re-exported here: import them from ``fl_dp_lab.accounting``.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fl_dp_lab import _pld
-from fl_dp_lab._accounting_core import (
+from fl_dp_lab._validate import check_choice, check_int, check_real, fail
+from fl_dp_lab.accounting import _pld
+from fl_dp_lab.accounting._accounting_core import (
     ACCOUNTANTS,
     DEFAULT_ORDERS,
     MAX_STEPS,
@@ -53,13 +57,13 @@ from fl_dp_lab._accounting_core import (
     rdp_cached,
     rdp_to_epsilon_checked,
 )
-from fl_dp_lab._composition import (
+from fl_dp_lab.accounting._composition import (
     COMPOSITIONS,
     advanced_composition,
     composed_epsilon,
     epsilon_curves,
 )
-from fl_dp_lab._validate import check_choice, check_int, check_real, fail
+from fl_dp_lab.accounting._tuning import best_of_random_runs_epsilon
 
 __all__ = [
     "DEFAULT_ORDERS",
@@ -67,6 +71,7 @@ __all__ = [
     "MAX_STEPS",
     "PrivacyAccountant",
     "advanced_composition",
+    "best_of_random_runs_epsilon",
     "composed_epsilon",
     "epsilon_curves",
     "epsilon",
@@ -150,7 +155,7 @@ def privacy_loss_distribution(
     has the record: P = (1 - q) N(0, s^2) + q N(1, s^2), Q = N(0, s^2)) or
     "add" (the roles swapped). Its hockey-stick
     delta(eps) = P(L = inf) + sum over l > eps of pmf(l) (1 - exp(eps - l))
-    is an upper bound on the mechanism's delta at eps (see ``fl_dp_lab._pld``).
+    is an upper bound on the mechanism's delta at eps (see ``fl_dp_lab.accounting._pld``).
 
     Returns:
         (losses, pmf, mass at +infinity); losses are multiples of the grid step.
@@ -185,7 +190,7 @@ def rdp_subsampled_gaussian(
     (Mironov, Talwar, Zhang 2019, Theorem 5 and Section 3; the remove direction
     dominates for Poisson sampling). Integer orders use the exact binomial sum
     of Section 3.2; fractional orders integrate A_a numerically (see
-    ``fl_dp_lab._rdp``). With q = 1 this is a / (2 sigma^2), the Gaussian's RDP.
+    ``fl_dp_lab.accounting._rdp``). With q = 1 this is a / (2 sigma^2), the Gaussian's RDP.
     T steps have T times this RDP.
 
     Args:

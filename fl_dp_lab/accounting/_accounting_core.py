@@ -1,6 +1,6 @@
 """The validated core behind ``fl_dp_lab.accounting``: epsilon by RDP or PLD, with caches.
 
-Private; ``fl_dp_lab.accounting`` and ``fl_dp_lab._composition`` call it after
+Private; ``fl_dp_lab.accounting`` and ``fl_dp_lab.accounting._composition`` call it after
 checking their arguments.
 """
 
@@ -12,8 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from fl_dp_lab import _pld, _rdp
 from fl_dp_lab._validate import check_int, check_real, fail
+from fl_dp_lab.accounting import _pld, _rdp
 
 __all__ = [
     "ACCOUNTANTS",

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fl_dp_lab._accounting_core import ACCOUNTANTS, check_mechanism, epsilon_checked
 from fl_dp_lab._validate import check_choice, check_int, check_real
+from fl_dp_lab.accounting._accounting_core import ACCOUNTANTS, check_mechanism, epsilon_checked
 
 __all__ = ["COMPOSITIONS", "advanced_composition", "composed_epsilon", "epsilon_curves"]
 

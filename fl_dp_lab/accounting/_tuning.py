@@ -5,7 +5,7 @@ has looked at the data k times. Reporting only the winner's epsilon leaks: the c
 itself depends on the data (Liu & Talwar 2019). Two honest accounts:
 
 - naive composition: the k runs compose like k times the steps of one run
-  (``accounting.epsilon`` with ``steps = k * steps``), which grows with k;
+  (``epsilon`` with ``steps = k * steps``), which grows with k;
 - private selection: run a *random* number K of candidates and publish the best.
   With K geometric of mean E[K], Papernot & Steinke (2022, Theorem 2, eta = 1) bound
   the selection's RDP by that of one run plus a term that grows like log E[K]: a
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fl_dp_lab._accounting_core import check_orders, rdp_to_epsilon_checked
 from fl_dp_lab._validate import check_real, fail
+from fl_dp_lab.accounting._accounting_core import check_orders, rdp_to_epsilon_checked
 
 __all__ = ["best_of_random_runs_epsilon"]
 

@@ -19,12 +19,12 @@ against DP-protected gradients (notebook 06) and DP client updates (notebook 09)
   attack of Yeom et al. (2018): guess "member" when the model's loss on an
   example is below a threshold; the ROC sweeps the threshold, and
   ``bootstrap_auc_interval`` gives the AUC's uncertainty. These live in
-  ``fl_dp_lab._membership`` and are re-exported here.
+  ``fl_dp_lab.attacks._membership`` and are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,13 +33,7 @@ from scipy import optimize
 from torch import nn
 from tqdm.auto import tqdm
 
-from fl_dp_lab._membership import (
-    auc,
-    bootstrap_auc_interval,
-    membership_inference_scores,
-    roc_curve,
-    tpr_at_fpr,
-)
+from fl_dp_lab._types import LossFn
 from fl_dp_lab._validate import (
     check_bool,
     check_choice,
@@ -47,6 +41,13 @@ from fl_dp_lab._validate import (
     check_int,
     check_real,
     fail,
+)
+from fl_dp_lab.attacks._membership import (
+    auc,
+    bootstrap_auc_interval,
+    membership_inference_scores,
+    roc_curve,
+    tpr_at_fpr,
 )
 
 __all__ = [
@@ -63,9 +64,6 @@ __all__ = [
     "roc_curve",
     "tpr_at_fpr",
 ]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
 
 def reconstruct_from_linear_gradient(
     grad_weight: torch.Tensor, grad_bias: torch.Tensor

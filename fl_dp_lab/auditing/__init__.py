@@ -26,7 +26,7 @@ accountant claims proves the code (or its analysis) wrong; a bound below it
 proves nothing: the attack may simply be weak.
 
 This module is the statistics of the game, for any mechanism that produces
-a score per trial; ``fl_dp_lab.canaries`` plays it against DP-SGD's
+a score per trial; ``fl_dp_lab.auditing.canaries`` plays it against DP-SGD's
 privatised gradient sum (and against two planted bugs).
 """
 

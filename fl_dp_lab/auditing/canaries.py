@@ -47,6 +47,7 @@ from fl_dp_lab._validate import (
     check_choice,
     check_finite_norms,
     check_float_tensor,
+    check_generator,
     check_int,
     check_real,
     fail,
@@ -225,8 +226,7 @@ def canary_scores(
     trials = check_int("trials", trials, minimum=1)
     check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     check_real("noise_multiplier", noise_multiplier, low=0.0)
-    if not isinstance(generator, torch.Generator):
-        fail("generator", "a torch.Generator", generator, TypeError)
+    check_generator("generator", generator)
     check_choice("statistic", statistic, ("projection", "norm"))
     check_bool("progress", progress)
     with_canary = {

@@ -17,8 +17,8 @@ gradient of one example's own loss; gradients are dicts keyed like
 ``model.named_parameters()`` (trainable parameters only).
 
 The per-sample gradients and their norms (``per_sample_gradients``,
-``per_sample_norms``, ``ghost_norms``) live in ``fl_dp_lab._per_sample`` and
-the layer arithmetic of ghost clipping in ``fl_dp_lab._ghost``; this module
+``per_sample_norms``, ``ghost_norms``) live in ``fl_dp_lab.dpsgd._per_sample`` and
+the layer arithmetic of ghost clipping in ``fl_dp_lab.dpsgd._ghost``; this module
 re-exports the first and builds the step on both.
 
 Bad input never weakens privacy. Every function here refuses, with a
@@ -45,26 +45,12 @@ after the cast back.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fl_dp_lab import _ghost
-from fl_dp_lab._per_sample import (
-    PER_EXAMPLE_LAYERS,
-    Gradients,
-    LossFn,
-    _check_batch,
-    _check_gradients,
-    _norms,
-    _trainable,
-    clip_limit,
-    ghost_norms,
-    per_sample_gradients,
-    per_sample_norms,
-)
+from fl_dp_lab._types import DPHistory, Gradients, LossFn
 from fl_dp_lab._validate import (
     check_bool,
     check_choice,
@@ -76,16 +62,32 @@ from fl_dp_lab._validate import (
     check_real,
     fail,
 )
-from fl_dp_lab.training import History, evaluate
+from fl_dp_lab.dpsgd import _ghost
+from fl_dp_lab.dpsgd._per_sample import (
+    PER_EXAMPLE_LAYERS,
+    _check_batch,
+    _check_gradients,
+    _norms,
+    _trainable,
+    clip_limit,
+    ghost_norms,
+    norm_dtype,
+    per_sample_gradients,
+    per_sample_norms,
+)
+from fl_dp_lab.training import evaluate
 
 __all__ = [
     "PER_EXAMPLE_LAYERS",
     "DPHistory",
     "add_noise",
+    "clip_factors",
+    "clip_limit",
     "clip_per_sample",
     "clipped_gradient_sum",
     "dp_sgd_step",
     "ghost_norms",
+    "norm_dtype",
     "per_sample_gradients",
     "per_sample_norms",
     "poisson_batches",
@@ -130,6 +132,29 @@ def clip_per_sample(grads: Gradients, *, max_grad_norm: float) -> Gradients:
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     _check_gradients(grads)
     return _clip(grads, max_grad_norm, "the gradient of example {0} (row {0} of grads)")
+
+
+def clip_factors(norms: torch.Tensor, *, max_grad_norm: float) -> torch.Tensor:
+    """The factor w_i = min(1, C / (||g_i|| + 1e-6)) that clipping scales example i by.
+
+    ``clip_per_sample`` multiplies every per-sample gradient g_i by its w_i, so
+    ||w_i g_i|| <= C (Abadi et al., 2016, Algorithm 1); 1e-6 guards a zero norm,
+    as Opacus does. With the factors, the clipped sum of a batch stacked as rows of
+    G is the matrix product w @ G.
+
+    Args:
+        norms: the per-sample L2 norms ||g_i||, a floating-point tensor (not modified).
+        max_grad_norm: C > 0.
+
+    Returns:
+        The factors, one per example, in (0, 1] and in ``norms``'s dtype.
+
+    >>> clip_factors(torch.tensor([5.0, 0.5]), max_grad_norm=1.0)
+    tensor([0.2000, 1.0000])
+    """
+    norms = check_float_tensor("norms", norms)
+    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    return _clip_factors(norms.clone(), max_grad_norm)
 
 
 def clipped_gradient_sum(
@@ -275,19 +300,6 @@ def dp_sgd_step(
     )[0]
 
 
-@dataclass
-class DPHistory(History):
-    """What ``train_dp_sgd`` recorded, one entry per epoch (on top of ``History``).
-
-    Attributes:
-        steps: DP-SGD steps taken so far.
-        epsilon: epsilon spent so far at the run's delta (math.inf when sigma = 0).
-    """
-
-    steps: list[int] = field(default_factory=list)
-    epsilon: list[float] = field(default_factory=list)
-
-
 def train_dp_sgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -331,6 +343,8 @@ def train_dp_sgd(
     delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     check_choice("method", method, CLIP_METHODS)
     check_bool("progress", progress)
+    if (x_test is None) != (y_test is None):
+        fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
     _check_batch(model, x, y)
     _check_step_scales(model, lr, max_grad_norm, noise_multiplier, sample_rate * len(x))
     from fl_dp_lab.accounting import epsilon as accountant_epsilon
@@ -601,7 +615,7 @@ def _clip_factors(
 ) -> torch.Tensor:
     """scale * min(1, C' / (norm + 1e-6)) for every example, computed in ``norms``'s memory.
 
-    C' is ``_per_sample.clip_limit`` for gradients of ``dtype`` (C itself for
+    C' is ``clip_limit`` for gradients of ``dtype`` (C itself for
     float32 and float64, slightly less for half types).
     """
     limit = clip_limit(max_grad_norm, dtype) * scale

@@ -7,19 +7,18 @@ gradient is the gradient of one example's own loss, grad loss_i, where
 ``model.named_parameters()`` (trainable parameters only), each tensor with the
 batch as its first axis. Three ways to compute them (Goodfellow, 2015):
 a loop of one backward pass per example, ``torch.func.vmap``, and one
-forward/backward with the layer trick of ``fl_dp_lab._ghost``; ``ghost_norms``
+forward/backward with the layer trick of ``fl_dp_lab.dpsgd._ghost``; ``ghost_norms``
 gets their norms without materialising them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-from fl_dp_lab import _ghost
+from fl_dp_lab._types import Gradients, LossFn
 from fl_dp_lab._validate import check_choice, check_float_tensor, fail
+from fl_dp_lab.dpsgd import _ghost
 
 __all__ = [
     "PER_EXAMPLE_LAYERS",
@@ -29,8 +28,6 @@ __all__ = [
     "per_sample_norms",
 ]
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Gradients = dict[str, torch.Tensor]
 #: ``method`` values of ``per_sample_gradients``.
 PER_SAMPLE_METHODS = ("loop", "vmap", "hooks")
 #: Layers that may hold trainable parameters in a model given to DP-SGD: each computes
@@ -68,7 +65,7 @@ def per_sample_gradients(
     - ``"vmap"``: ``torch.func.vmap(torch.func.grad(loss of one example))``,
       any model without batch-mixing layers.
     - ``"hooks"``: G_i^T A_i from the layer inputs and backprops of one
-      ordinary forward/backward (Opacus's hooks mode; see ``fl_dp_lab._ghost``);
+      ordinary forward/backward (Opacus's hooks mode; see ``fl_dp_lab.dpsgd._ghost``);
       ``nn.Linear``/``nn.Conv2d`` only, otherwise it falls back to vmap.
 
     >>> from fl_dp_lab.models import LogisticRegression
@@ -108,7 +105,7 @@ def ghost_norms(
 
     For ``nn.Linear`` on 2-D input the weight part is ||a_i|| * ||g_i|| (input
     times backprop); sequences and convolutions use the Gram-matrix trick or
-    materialise one layer, whichever is cheaper (see ``fl_dp_lab._ghost``).
+    materialise one layer, whichever is cheaper (see ``fl_dp_lab.dpsgd._ghost``).
     Models with other trainable layers fall back to vmap.
 
     >>> from fl_dp_lab.models import LogisticRegression

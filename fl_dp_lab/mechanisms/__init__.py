@@ -38,7 +38,7 @@ N(0, sigma^2) and sensitivity s, L ~ N(mu, 2 mu), mu = s^2 / (2 sigma^2), and
 delta(epsilon) = E[(1 - exp(epsilon - L))_+] (Balle & Wang, 2018, Thm. 8).
 ``gaussian_delta``, ``gaussian_epsilon``, ``gaussian_sigma`` (the analytic
 Gaussian mechanism), ``gaussian_privacy_loss`` and ``delta_from_privacy_loss``
-live in ``fl_dp_lab._gaussian_privacy`` and are re-exported here.
+live in ``fl_dp_lab.mechanisms._gaussian_privacy`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -49,14 +49,14 @@ from typing import Any
 
 import numpy as np
 
-from fl_dp_lab._gaussian_privacy import (
+from fl_dp_lab._validate import check_noise_survives_rounding, check_real, fail
+from fl_dp_lab.mechanisms._gaussian_privacy import (
     delta_from_privacy_loss,
     gaussian_delta,
     gaussian_epsilon,
     gaussian_privacy_loss,
     gaussian_sigma,
 )
-from fl_dp_lab._validate import check_noise_survives_rounding, check_real, fail
 
 __all__ = [
     "delta_from_privacy_loss",

@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from fl_dp_lab._gradient_check import GradientCheck, normwise_error, score
-from fl_dp_lab._numdiff_inputs import (
+from fl_dp_lab._validate import check_real, fail
+from fl_dp_lab.numdiff._gradient_check import GradientCheck, normwise_error, score
+from fl_dp_lab.numdiff._numdiff_inputs import (
     ORDER,
     array_output,
     as_real_array,
@@ -49,7 +50,6 @@ from fl_dp_lab._numdiff_inputs import (
     step_sizes,
     to_numpy,
 )
-from fl_dp_lab._validate import check_real, fail
 
 __all__ = [
     "GradientCheck",

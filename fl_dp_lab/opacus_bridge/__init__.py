@@ -23,14 +23,14 @@ Training with the ``PrivacyEngine`` (``make_private``, ``train_private``,
 ``private_sweep``) is here; the single-step helpers that build a
 ``GradSampleModule`` or ``DPOptimizer`` without a loader
 (``opacus_per_sample_gradients``, ``opacus_dp_optimizer``, ``opacus_dp_step``)
-live in ``fl_dp_lab._opacus_step`` and are re-exported here.
+live in ``fl_dp_lab.opacus_bridge._opacus_step`` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,13 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from fl_dp_lab._opacus_step import (
-    GRAD_SAMPLE_MODES,
-    ignore_no_input_grad_warning,
-    opacus_dp_optimizer,
-    opacus_dp_step,
-    opacus_per_sample_gradients,
-)
+from fl_dp_lab._types import OpacusHistory
 from fl_dp_lab._validate import (
     check_bool,
     check_choice,
@@ -55,6 +49,13 @@ from fl_dp_lab._validate import (
     check_int,
     check_real,
     fail,
+)
+from fl_dp_lab.opacus_bridge._opacus_step import (
+    GRAD_SAMPLE_MODES,
+    ignore_no_input_grad_warning,
+    opacus_dp_optimizer,
+    opacus_dp_step,
+    opacus_per_sample_gradients,
 )
 from fl_dp_lab.training import evaluate
 
@@ -95,23 +96,6 @@ class PrivateTraining:
     data_loader: DataLoader
     noise_multiplier: float
     sample_rate: float
-
-
-@dataclass
-class OpacusHistory:
-    """What an Opacus training run recorded.
-
-    Attributes:
-        epoch, train_loss, test_accuracy: one entry per epoch (accuracy only
-            when a test set was given).
-        epsilon: the epsilon spent by the whole run, at the delta it was asked
-            for (``math.inf`` without noise, ``nan`` when not asked).
-    """
-
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    test_accuracy: list[float] = field(default_factory=list)
-    epsilon: float = float("nan")
 
 
 @dataclass
@@ -259,6 +243,8 @@ def train_private(
     """
     epochs = check_int("epochs", epochs, minimum=1)
     check_bool("progress", progress)
+    if (x_test is None) != (y_test is None):
+        fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
     if delta is not None:  # checked before training, not after it
         delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     history = OpacusHistory()
@@ -275,7 +261,9 @@ def train_private(
         history.epoch.append(epoch)
         history.train_loss.append(float(np.nanmean(losses)))
         if x_test is not None and y_test is not None:
-            history.test_accuracy.append(evaluate(private.module, x_test, y_test)[1])
+            test_loss, test_accuracy = evaluate(private.module, x_test, y_test)
+            history.test_loss.append(test_loss)
+            history.test_accuracy.append(test_accuracy)
     if delta is not None:
         history.epsilon = _epsilon(private, delta)
     return history

@@ -22,6 +22,7 @@ from PIL import Image
 
 __all__ = [
     "PALETTE",
+    "STYLE",
     "animate",
     "course_style",
     "figure_jpeg",
@@ -44,7 +45,8 @@ PALETTE: dict[str, str] = {
     "black": "#000000",
 }
 
-_STYLE: dict[str, Any] = {
+#: The course's matplotlib rcParams: fonts >= 12 pt, thick lines, a light grid.
+STYLE: dict[str, Any] = {
     "font.size": 12,
     "axes.titlesize": 13,
     "axes.labelsize": 12,
@@ -68,7 +70,7 @@ def course_style() -> None:
     Called once in each notebook's setup cell; figures built by this package
     pass the same settings explicitly, so they look right without it.
     """
-    mpl.rcParams.update(_STYLE)
+    mpl.rcParams.update(STYLE)
 
 
 def new_figure(
@@ -78,7 +80,7 @@ def new_figure(
 
     ``width``/``height`` are per panel, in inches.
     """
-    with mpl.rc_context(_STYLE):
+    with mpl.rc_context(STYLE):
         figure = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kwargs)
         # The first figure of a session resolves the backend, and Jupyter's inline backend
         # turns interactive mode on then; leaving the context would turn it off again, and

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 
-from fl_dp_lab.plots import _STYLE, PALETTE, animate, new_figure
+from fl_dp_lab.plots import PALETTE, STYLE, animate, new_figure
 
 __all__ = [
     "METHOD_COLOURS",
@@ -52,7 +52,7 @@ def epsilon_steps_figure(
     centred "no privacy" text, so ``update_epsilon_steps_figure`` can redraw in place.
     """
     fig, ax = new_figure(width=7.0, height=4.2)
-    with mpl.rc_context(_STYLE):
+    with mpl.rc_context(STYLE):
         lines = {
             name: ax.plot(
                 steps,
@@ -159,7 +159,7 @@ def amplification_figure(
 ) -> tuple[Any, Any]:
     """Epsilon of one step against the sample rate q: exact (PLD), the classic bound, q = 1."""
     fig, ax = new_figure(width=6.4, height=4.0)
-    with mpl.rc_context(_STYLE):
+    with mpl.rc_context(STYLE):
         ax.plot(sample_rates, exact, color=PALETTE["green"], label="Poisson sampling, exact (PLD)")
         ax.plot(
             sample_rates,

@@ -1,7 +1,7 @@
 """Figures of notebook 10: the membership game, its bound, and the canary audit of DP-SGD.
 
 Each function draws numbers computed elsewhere (``fl_dp_lab.auditing``,
-``fl_dp_lab.canaries``, ``fl_dp_lab.accounting``) and returns the figure.
+``fl_dp_lab.auditing.canaries``, ``fl_dp_lab.accounting``) and returns the figure.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from fl_dp_lab._validate import check_int, check_real
-from fl_dp_lab.dpsgd import _clip_factors, add_noise
+from fl_dp_lab.dpsgd import add_noise, clip_factors
 from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, snap_up
 
 __all__ = [
@@ -130,7 +130,7 @@ def clipping_picture(
         per_sample = project_batch(per_sample, axes)
     batch = per_sample
     size = len(batch.per_sample)
-    factors = _clip_factors(batch.norms.clone(), max_grad_norm)
+    factors = clip_factors(batch.norms, max_grad_norm=max_grad_norm)
     noisy = add_noise(
         {"g": factors @ batch.per_sample}, max_grad_norm=max_grad_norm,
         noise_multiplier=noise_multiplier, generator=generator,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import ipywidgets as widgets
 
 from fl_dp_lab._validate import fail
-from fl_dp_lab.plots.sgd import sweep_panels, update_sweep_panels
+from fl_dp_lab.plots.training import sweep_panels, update_sweep_panels
 from fl_dp_lab.training import History
 from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
