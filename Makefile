@@ -12,7 +12,7 @@ TORCH_PIP_ARGS ?=
 # Notebooks and tests share the two cores: one BLAS thread per worker.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONHASHSEED=0
 
-.PHONY: setup lab test unit notebooks browser lint html strip clean
+.PHONY: setup lab test unit notebooks browser lint typecheck html strip clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ browser: setup
 lint: setup
 	$(BIN)/ruff check fl_dp_lab tests benchmarks scripts data notebooks
 	$(BIN)/python scripts/strip_outputs.py --check notebooks
+
+# mypy (configured in pyproject.toml) over the package: the types the docstrings promise.
+typecheck: setup
+	$(BIN)/python -m mypy fl_dp_lab
 
 html: setup
 	$(BIN)/python scripts/run_notebooks.py --out build/html

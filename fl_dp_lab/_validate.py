@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:  # torch only for the annotation: the NumPy-only modules import this file
     import torch
@@ -88,7 +88,10 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+_Choice = TypeVar("_Choice")
+
+
+def check_choice(name: str, value: Any, choices: tuple[_Choice, ...]) -> _Choice:
     """Return ``value`` after checking it is one of ``choices``."""
     if value not in choices:
         fail(name, "one of " + ", ".join(repr(c) for c in choices), value)

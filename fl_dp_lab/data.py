@@ -359,8 +359,8 @@ def make_synthetic_federated(
     std = np.arange(1, dim + 1, dtype=np.float64) ** (-0.6)  # sqrt(j^-1.2)
     # log-normal sizes with median mean_samples / 1.5 and a floor of 4 rows
     sizes = np.maximum(4, rng.lognormal(np.log(mean_samples / 1.5), 0.9, num_clients)).astype(int)
-    train = {"x": [], "y": [], "id": []}
-    test = {"x": [], "y": [], "id": []}
+    train: dict[str, list[np.ndarray]] = {"x": [], "y": [], "id": []}
+    test: dict[str, list[np.ndarray]] = {"x": [], "y": [], "id": []}
     for k in range(num_clients):
         u = rng.normal(0.0, np.sqrt(alpha))
         w = rng.normal(u, 1.0, (num_classes, dim))

@@ -1,8 +1,8 @@
 """fl_dp_lab.accounting against dp_accounting, Opacus, closed forms and quadrature.
 
-The grid tests sample the issue's box (q in [1e-4, 1], sigma in [0.5, 20],
-steps in [1, 1e5], delta in [1e-7, 1e-3], epsilon in [0.1, 50]) at fixed
-points drawn once from a seeded shuffle of q in {1e-4, 1e-3, 0.01, 0.05, 0.2,
+The grid tests sample the range the accountant is checked over (q in [1e-4, 1],
+sigma in [0.5, 20], steps in [1, 1e5], delta in [1e-7, 1e-3], epsilon in
+[0.1, 50]) at fixed points drawn once from a seeded shuffle of q in {1e-4, 1e-3, 0.01, 0.05, 0.2,
 1}, sigma in {0.5, 0.8, 1, 2, 4, 10, 20}, steps in {1, 10, ..., 1e5}, delta in
 {1e-7, 1e-5, 1e-3}, keeping those whose epsilon lies in [0.1, 50]. The PLD
 list keeps the points where dp_accounting's own PLDAccountant answers in
@@ -101,7 +101,7 @@ PLD_GRID = [
 
 
 def tolerance(reference: float) -> float:
-    """The issue's bar: 1 % of the reference or 0.005, whichever is larger."""
+    """How close our epsilon must come to a reference: 1 % of it or 0.005, whichever is larger."""
     return max(0.01 * reference, 0.005)
 
 

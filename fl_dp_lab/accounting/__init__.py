@@ -39,6 +39,7 @@ import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -49,6 +50,7 @@ from fl_dp_lab.accounting._accounting_core import (
     DEFAULT_ORDERS,
     MAX_STEPS,
     NEGLIGIBLE_NOISE,
+    Accountant,
     check_mechanism,
     check_orders,
     composed_pld,
@@ -59,16 +61,22 @@ from fl_dp_lab.accounting._accounting_core import (
 )
 from fl_dp_lab.accounting._composition import (
     COMPOSITIONS,
+    Composition,
     advanced_composition,
     composed_epsilon,
     epsilon_curves,
 )
+from fl_dp_lab.accounting._pld import Direction
 from fl_dp_lab.accounting._tuning import best_of_random_runs_epsilon
 
 __all__ = [
     "DEFAULT_ORDERS",
     "COMPOSITIONS",
     "MAX_STEPS",
+    "Accountant",
+    "Composition",
+    "Direction",
+    "EpsilonAccountant",
     "PrivacyAccountant",
     "advanced_composition",
     "best_of_random_runs_epsilon",
@@ -84,7 +92,10 @@ __all__ = [
 
 
 _SIGMA_RANGE = (0.01, 1e4)  # where noise_multiplier_for_epsilon searches
-_EPSILON_ACCOUNTANTS = (*ACCOUNTANTS, "best")
+#: ``accountant`` values of ``epsilon`` and ``noise_multiplier_for_epsilon``: "best"
+#: reports the smaller of the two.
+EpsilonAccountant = Literal["rdp", "pld", "best"]
+_EPSILON_ACCOUNTANTS: tuple[EpsilonAccountant, ...] = get_args(EpsilonAccountant)
 
 
 def epsilon(
@@ -93,7 +104,7 @@ def epsilon(
     sample_rate: float,
     steps: int,
     delta: float,
-    accountant: str = "pld",
+    accountant: EpsilonAccountant = "pld",
 ) -> float:
     """Epsilon spent by ``steps`` Poisson-subsampled Gaussian steps, at ``delta``.
 
@@ -146,7 +157,7 @@ def privacy_loss_distribution(
     noise_multiplier: float,
     sample_rate: float,
     steps: int,
-    direction: str = "remove",
+    direction: Direction = "remove",
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The grid PLD that ``epsilon(accountant="pld")`` reads epsilon from.
 
@@ -166,7 +177,7 @@ def privacy_loss_distribution(
     1.0
     """
     sigma, q, steps, _ = check_mechanism(noise_multiplier, sample_rate, steps, 0.5)
-    check_choice("direction", direction, ("remove", "add"))
+    check_choice("direction", direction, get_args(Direction))
     if sigma < NEGLIGIBLE_NOISE:
         fail(
             "noise_multiplier",
@@ -250,7 +261,7 @@ def noise_multiplier_for_epsilon(
     sample_rate: float,
     steps: int,
     delta: float,
-    accountant: str = "pld",
+    accountant: EpsilonAccountant = "pld",
 ) -> float:
     """The noise multiplier sigma at which ``steps`` steps spend ``target_epsilon``.
 
@@ -315,7 +326,7 @@ class PrivacyAccountant:
     1.035
     """
 
-    def __init__(self, accountant: str = "pld") -> None:
+    def __init__(self, accountant: Accountant = "pld") -> None:
         self.accountant = check_choice("accountant", accountant, ACCOUNTANTS)
         self._history: list[tuple[float, float, int]] = []
 
@@ -364,7 +375,10 @@ class PrivacyAccountant:
             (((sigma, q), steps),) = totals.items()
             return epsilon_checked(sigma, q, steps, delta, self.accountant)
         if self.accountant == "rdp":
-            rdp = sum(t * rdp_cached(q, s, DEFAULT_ORDERS) for (s, q), t in totals.items())
+            rdp = sum(
+                (t * rdp_cached(q, s, DEFAULT_ORDERS) for (s, q), t in totals.items()),
+                np.zeros(len(DEFAULT_ORDERS)),
+            )
             return rdp_to_epsilon_checked(rdp, np.array(DEFAULT_ORDERS), delta)[0]
         parts = [(s, q, t) for (s, q), t in totals.items()]
         return max(
@@ -385,7 +399,7 @@ def _smaller_bound(sigma: float, q: float, steps: int, delta: float) -> float:
     return min(pld, rdp)
 
 
-def _calibrate(target: float, q: float, steps: int, delta: float, accountant: str) -> float:
+def _calibrate(target: float, q: float, steps: int, delta: float, accountant: Accountant) -> float:
     """Bracket sigma by doubling, then bisect log sigma until epsilon is in [0.999, 1] target."""
 
     def spent(sigma: float) -> float:
@@ -434,9 +448,9 @@ def remembered_epsilon_curves(
     steps: int,
     delta: float,
     points: int = 8,
-    methods: Sequence[str] = COMPOSITIONS,
+    methods: Sequence[Composition] = COMPOSITIONS,
     compute: bool = True,
-) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+) -> tuple[np.ndarray, dict[Composition, np.ndarray]] | None:
     """``epsilon_curves``, remembered per method: what a dashboard asks at each slider stop.
 
     The first call for a ``(noise_multiplier, sample_rate, steps, delta, points,
@@ -461,7 +475,8 @@ def remembered_epsilon_curves(
     methods = tuple(check_choice("method", m, COMPOSITIONS) for m in methods)
     if not methods:
         fail("methods", "a non-empty sequence of " + ", ".join(COMPOSITIONS), methods)
-    grid, curves = None, {}
+    grid = np.empty(0, dtype=int)  # every method's curve shares one grid, set below
+    curves: dict[Composition, np.ndarray] = {}
     for method in methods:
         key = (sigma, q, steps, delta, points, method)
         if key in _curves_memo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from functools import lru_cache
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from fl_dp_lab.accounting import _pld, _rdp
 
 __all__ = [
     "ACCOUNTANTS",
+    "Accountant",
     "DEFAULT_ORDERS",
     "MAX_STEPS",
     "check_mechanism",
@@ -30,7 +32,9 @@ __all__ = [
 
 #: Rényi orders used by default: dp_accounting's (1.1 ... 10.9, 11 ... 63, 128 ... 1024).
 DEFAULT_ORDERS: tuple[float, ...] = _rdp.DEFAULT_ORDERS
-ACCOUNTANTS = ("rdp", "pld")
+#: ``accountant`` values: Renyi DP (Mironov, 2017) or the privacy-loss distribution.
+Accountant = Literal["rdp", "pld"]
+ACCOUNTANTS: tuple[Accountant, ...] = get_args(Accountant)
 #: Below this noise multiplier epsilon is reported as inf, the bound it is in effect: one
 #: step's privacy loss reaches 1 / (2 sigma^2) >= 5e17 nats, past what the PLD grid holds
 #: (between 1e-20 and 1e-9, sigma with q = 1e-300, or composed with other steps, failed
@@ -43,7 +47,9 @@ NEGLIGIBLE_NOISE = 1e-9
 MAX_STEPS = 10**9
 
 
-def epsilon_checked(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
+def epsilon_checked(
+    sigma: float, q: float, steps: int, delta: float, accountant: Accountant
+) -> float:
     """``accounting.epsilon`` after validation."""
     if steps == 0:
         return 0.0
@@ -58,7 +64,7 @@ def epsilon_checked(sigma: float, q: float, steps: int, delta: float, accountant
     )
 
 
-def directions(*sample_rates: float) -> tuple[str, ...]:
+def directions(*sample_rates: float) -> tuple[_pld.Direction, ...]:
     """The neighbouring directions ("remove", "add") whose PLDs must both be composed.
 
     Without subsampling (every q = 1) the two have the same privacy-loss
@@ -68,7 +74,7 @@ def directions(*sample_rates: float) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=32)
-def composed_pld(sigma: float, q: float, steps: int, direction: str) -> _pld.GridPLD:
+def composed_pld(sigma: float, q: float, steps: int, direction: _pld.Direction) -> _pld.GridPLD:
     return _pld.composed([(sigma, q, steps)], direction)
 
 

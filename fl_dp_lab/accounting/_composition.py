@@ -9,16 +9,24 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
 from fl_dp_lab._validate import check_choice, check_int, check_real
 from fl_dp_lab.accounting._accounting_core import ACCOUNTANTS, check_mechanism, epsilon_checked
 
-__all__ = ["COMPOSITIONS", "advanced_composition", "composed_epsilon", "epsilon_curves"]
+__all__ = [
+    "COMPOSITIONS",
+    "Composition",
+    "advanced_composition",
+    "composed_epsilon",
+    "epsilon_curves",
+]
 
 #: Composition methods ``composed_epsilon`` knows, loosest first.
-COMPOSITIONS = ("basic", "advanced", "rdp", "pld")
+Composition = Literal["basic", "advanced", "rdp", "pld"]
+COMPOSITIONS: tuple[Composition, ...] = get_args(Composition)
 
 
 def advanced_composition(
@@ -51,7 +59,7 @@ def composed_epsilon(
     sample_rate: float,
     steps: int,
     delta: float,
-    method: str = "pld",
+    method: Composition = "pld",
 ) -> float:
     """Epsilon of ``steps`` subsampled-Gaussian steps by one of four composition methods.
 
@@ -73,7 +81,7 @@ def composed_epsilon(
     return _composed(sigma, q, steps, delta, method)
 
 
-def _composed(sigma: float, q: float, steps: int, delta: float, method: str) -> float:
+def _composed(sigma: float, q: float, steps: int, delta: float, method: Composition) -> float:
     """``composed_epsilon`` after validation."""
     if method in ACCOUNTANTS or steps == 0 or sigma == 0.0:
         return epsilon_checked(sigma, q, steps, delta, "pld" if method == "basic" else method[:3])
@@ -92,8 +100,8 @@ def epsilon_curves(
     steps: int,
     delta: float,
     points: int = 8,
-    methods: Sequence[str] = COMPOSITIONS,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    methods: Sequence[Composition] = COMPOSITIONS,
+) -> tuple[np.ndarray, dict[Composition, np.ndarray]]:
     """Epsilon against step count for each method, at ``points`` log-spaced step counts.
 
     What notebook 05's figure and dashboard draw: a few step counts from 1 to

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 from scipy import fft
@@ -46,6 +47,7 @@ from fl_dp_lab._validate import fail
 __all__ = [
     "LARGE_NOISE",
     "MIN_COMPOSED_DELTA",
+    "Direction",
     "GridPLD",
     "compose",
     "composed",
@@ -53,6 +55,9 @@ __all__ = [
     "grid_interval",
     "subsampled_gaussian_pld",
 ]
+
+#: A neighbouring direction: "remove" (the record is in the first dataset) or "add".
+Direction = Literal["remove", "add"]
 
 _TAIL_Z = 9.5  # truncate x at 9.5 noise std: each Gaussian tail beyond holds < 1.1e-21
 _LOG_WINDOW_TAIL = -50.0  # composed mass left outside the FFT window: < exp(-50) each side
@@ -88,7 +93,9 @@ class GridPLD:
 
 
 @lru_cache(maxsize=64)
-def subsampled_gaussian_pld(sigma: float, q: float, interval: float, direction: str) -> GridPLD:
+def subsampled_gaussian_pld(
+    sigma: float, q: float, interval: float, direction: Direction
+) -> GridPLD:
     """One step's pessimistic grid PLD in ``direction`` ("remove" or "add")."""
     h = interval
     x_lo, x_hi = -_TAIL_Z * sigma, 1.0 + _TAIL_Z * sigma
@@ -145,7 +152,7 @@ def grid_interval(sigma: float, q: float, finest: float = 1e-4) -> float:
     return max(float(np.clip(0.1 * spread, finest, 2e-3)), _loss_span(sigma, q) / _MAX_ONE_STEP)
 
 
-def composed(parts: list[tuple[float, float, int]], direction: str) -> GridPLD:
+def composed(parts: list[tuple[float, float, int]], direction: Direction) -> GridPLD:
     """The grid PLD of ``count`` steps of each ``(sigma, q, count)``, in ``direction``.
 
     All parts share one grid: the finest ``grid_interval`` among them, made

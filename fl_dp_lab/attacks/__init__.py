@@ -383,8 +383,10 @@ def _invert_once(
         target = labels if labels is not None else torch.softmax(dummy_logits, dim=1)
         loss = loss_fn(model(dummy_x), target)
         grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=True)
-        return sum(((g - targets[n]) ** 2).sum() for g, n in zip(grads, names, strict=True))
+        squares = (((g - targets[n]) ** 2).sum() for g, n in zip(grads, names, strict=True))
+        return sum(squares, torch.zeros(()))
 
+    opt: torch.optim.Optimizer
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS(variables, lr=lr, max_iter=1, line_search_fn="strong_wolfe")
     else:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 import numpy as np
 import torch
@@ -66,6 +67,8 @@ __all__ = [
 
 Gradients = Mapping[str, torch.Tensor]
 Mechanism = Callable[..., dict[str, torch.Tensor]]
+#: How a trial's output is scored: its projection on the canary, or its norm.
+Statistic = Literal["projection", "norm"]
 
 
 def noisy_clipped_sum(
@@ -95,7 +98,7 @@ def noisy_clipped_sum(
     ...                   generator=torch.Generator().manual_seed(0))["w"]
     tensor([0.9000, 1.2000])
     """
-    clipped = clip_per_sample(per_sample_grads, max_grad_norm=max_grad_norm)
+    clipped = clip_per_sample(dict(per_sample_grads), max_grad_norm=max_grad_norm)
     summed = {name: grad.sum(0) for name, grad in clipped.items()}
     # L2 sensitivity is C: every term was clipped above
     return add_noise(
@@ -137,7 +140,7 @@ def buggy_sum_noise_not_scaled(
     invisible, to the audit as to the accountant, and at C < 1 it adds *more*
     noise than intended, which no audit flags: audit with C > 1.
     """
-    clipped = clip_per_sample(per_sample_grads, max_grad_norm=max_grad_norm)
+    clipped = clip_per_sample(dict(per_sample_grads), max_grad_norm=max_grad_norm)
     summed = {name: grad.sum(0) for name, grad in clipped.items()}
     return add_noise(
         summed, max_grad_norm=1.0, noise_multiplier=noise_multiplier, generator=generator
@@ -183,7 +186,7 @@ def canary_scores(
     max_grad_norm: float,
     noise_multiplier: float,
     generator: torch.Generator,
-    statistic: str = "projection",
+    statistic: Statistic = "projection",
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Play the membership game ``trials`` times in each world and score every output.
@@ -257,7 +260,7 @@ def audit_gradient_sum(
     delta: float,
     generator: torch.Generator,
     confidence: float = 0.95,
-    statistic: str = "projection",
+    statistic: Statistic = "projection",
     progress: bool = False,
 ) -> AuditResult:
     """Audit a privatised gradient sum: canary trials, then ``fl_dp_lab.auditing.audit_scores``.
@@ -301,9 +304,10 @@ def audit_gradient_sum(
     return audit_scores(scores_in, scores_out, delta=delta, confidence=confidence)
 
 
-def _score(output: Gradients, direction: Gradients, statistic: str) -> float:
+def _score(output: Gradients, direction: Gradients, statistic: Statistic) -> float:
     if statistic == "norm":
-        return float(torch.sqrt(sum(value.double().pow(2).sum() for value in output.values())))
+        squares = (value.double().pow(2).sum() for value in output.values())
+        return float(torch.sqrt(sum(squares, torch.zeros((), dtype=torch.float64))))
     return float(sum(torch.dot(output[name].reshape(-1), d) for name, d in direction.items()))
 
 
@@ -315,7 +319,8 @@ def _canary_direction(per_sample_grads: Gradients, canary: Gradients) -> dict[st
         check_float_tensor(f"canary[{name!r}]", canary[name])
         if tuple(canary[name].shape) != (1, *grad.shape[1:]):
             fail(f"canary[{name!r}]'s shape", f"(1, *{tuple(grad.shape[1:])})", canary[name].shape)
-    norm = torch.sqrt(sum(c.double().pow(2).sum() for c in canary.values()))
+    squares = (c.double().pow(2).sum() for c in canary.values())
+    norm = torch.sqrt(sum(squares, torch.zeros((), dtype=torch.float64)))
     if not torch.isfinite(norm):
         fail("canary", "finite (a NaN or inf canary cannot be clipped)", float(norm))
     if not norm > 0:

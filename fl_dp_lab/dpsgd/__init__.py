@@ -45,6 +45,7 @@ after the cast back.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -79,6 +80,7 @@ from fl_dp_lab.training import evaluate
 
 __all__ = [
     "PER_EXAMPLE_LAYERS",
+    "ClipMethod",
     "DPHistory",
     "add_noise",
     "clip_factors",
@@ -103,7 +105,8 @@ MAX_STEPS = 1_000_000
 MAX_EXAMPLES = 100_000_000
 
 #: ``method`` values of ``clipped_gradient_sum``, ``dp_sgd_step`` and ``train_dp_sgd``.
-CLIP_METHODS = ("ghost", "vmap", "loop", "hooks")
+ClipMethod = Literal["ghost", "vmap", "loop", "hooks"]
+CLIP_METHODS: tuple[ClipMethod, ...] = get_args(ClipMethod)
 #: How a refusal names one example of a batch x, and where a non-finite gradient comes from.
 _EXAMPLE = "the gradient of example {0} (row x[{0}] of the batch)"
 _NON_FINITE_WHY = (
@@ -164,7 +167,7 @@ def clipped_gradient_sum(
     y: torch.Tensor,
     *,
     max_grad_norm: float,
-    method: str = "ghost",
+    method: ClipMethod = "ghost",
 ) -> Gradients:
     """sum_i clip_C(grad loss_i) over the batch, {name: tensor (*param.shape)}.
 
@@ -265,7 +268,7 @@ def dp_sgd_step(
     noise_multiplier: float,
     expected_batch_size: float,
     generator: torch.Generator,
-    method: str = "ghost",
+    method: ClipMethod = "ghost",
 ) -> Gradients:
     """One DP-SGD step in place: theta <- theta - lr * (clipped sum + noise) / (q N).
 
@@ -314,7 +317,7 @@ def train_dp_sgd(
     generator: torch.Generator,
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
-    method: str = "ghost",
+    method: ClipMethod = "ghost",
     progress: bool = True,
     loss_fn: LossFn = nn.functional.cross_entropy,
 ) -> DPHistory:
@@ -398,7 +401,7 @@ def _step(
     noise_multiplier: float,
     expected_batch_size: float,
     generator: torch.Generator,
-    method: str,
+    method: ClipMethod,
 ) -> tuple[Gradients, float | None]:
     """dp_sgd_step on checked arguments, also returning the batch's mean loss (None if empty).
 
@@ -425,7 +428,7 @@ def _clipped_sum_and_loss(
     x: torch.Tensor,
     y: torch.Tensor,
     max_grad_norm: float,
-    method: str,
+    method: ClipMethod,
 ) -> tuple[Gradients, float | None]:
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     check_choice("method", method, CLIP_METHODS)
@@ -444,7 +447,7 @@ def _add_clipped_sum(
     x: torch.Tensor,
     y: torch.Tensor,
     max_grad_norm: float,
-    method: str,
+    method: ClipMethod,
     scale: float,
 ) -> float | None:
     """out[name] += scale * sum_i clip_C(grad loss_i)[name]; return the mean loss (None: empty)."""

@@ -38,11 +38,14 @@ batch-first one, and would be clipped per time step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
+from torch.nn.grad import conv2d_weight
+
+from fl_dp_lab._types import LossFn
 
 __all__ = ["Layer", "capture", "clipped_sum", "per_sample_gradients", "squared_norms"]
 
@@ -63,7 +66,7 @@ class Layer:
 
 def capture(
     model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
     x: torch.Tensor,
     y: torch.Tensor,
     trainable: dict[str, nn.Parameter] | None = None,
@@ -168,7 +171,7 @@ def clipped_sum(
             if layer.per_sample is not None:
                 flat = torch.einsum("b,bpd->pd", factors, layer.per_sample)
             elif isinstance(module, nn.Conv2d):
-                flat = torch.nn.grad.conv2d_weight(
+                flat = conv2d_weight(
                     layer.inputs,
                     module.weight.shape,
                     g.reshape(layer.output_shape),
@@ -178,7 +181,7 @@ def clipped_sum(
                 )
             else:
                 flat = g.transpose(1, 2).reshape(-1, g.shape[1]).T @ _rows(layer.activations)
-            _store(result, layer.weight, flat.reshape(module.weight.shape), out is not None)
+            _store(result, layer.weight, flat.reshape(_weight(module).shape), out is not None)
         if layer.bias is not None:
             _store(result, layer.bias, g.sum((0, 2)), out is not None)
     return result
@@ -193,7 +196,7 @@ def per_sample_gradients(layers: list[Layer]) -> dict[str, torch.Tensor]:
             g, a = g.unsqueeze(2), a.unsqueeze(2)
         if layer.weight is not None:
             grad = torch.bmm(g, a.transpose(1, 2))
-            result[layer.weight] = grad.reshape(len(g), *layer.module.weight.shape)
+            result[layer.weight] = grad.reshape(len(g), *_weight(layer.module).shape)
         if layer.bias is not None:
             result[layer.bias] = g.sum(2)
     return result
@@ -253,16 +256,17 @@ def _columns(
     A linear layer on 2-D input (T = 1) keeps its rows, A (B, D) and G (B, P).
     """
     batch = len(inp)
-    if isinstance(module, nn.Linear):
-        if inp.dim() == 2:
-            return inp, back
-        a = inp.reshape(batch, -1, inp.shape[-1]).transpose(1, 2)
-        return a, back.reshape(batch, -1, back.shape[-1]).transpose(1, 2)
-    patches = nn.functional.unfold(
-        inp, module.kernel_size, dilation=module.dilation, padding=module.padding,
-        stride=module.stride,
-    )  # fmt: skip
-    return patches, back.flatten(2)
+    if isinstance(module, nn.Conv2d):
+        patches = nn.functional.unfold(
+            inp, module.kernel_size, dilation=module.dilation,
+            padding=cast(tuple[int, ...], module.padding),  # never a string: _is_supported
+            stride=module.stride,
+        )  # fmt: skip
+        return patches, back.flatten(2)
+    if inp.dim() == 2:  # nn.Linear, the other supported layer
+        return inp, back
+    a = inp.reshape(batch, -1, inp.shape[-1]).transpose(1, 2)
+    return a, back.reshape(batch, -1, back.shape[-1]).transpose(1, 2)
 
 
 def _row_dot(rows: torch.Tensor) -> torch.Tensor:
@@ -285,3 +289,8 @@ def _store(
 def _rows(columns: torch.Tensor) -> torch.Tensor:
     """(B, D, T) columns as a (B * T, D) matrix of rows."""
     return columns.transpose(1, 2).reshape(-1, columns.shape[1])
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """The weight of a supported layer (nn.Linear or nn.Conv2d: both have one)."""
+    return cast(torch.Tensor, module.weight)

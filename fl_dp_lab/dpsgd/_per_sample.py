@@ -13,6 +13,8 @@ gets their norms without materialising them.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 
@@ -29,7 +31,8 @@ __all__ = [
 ]
 
 #: ``method`` values of ``per_sample_gradients``.
-PER_SAMPLE_METHODS = ("loop", "vmap", "hooks")
+PerSampleMethod = Literal["loop", "vmap", "hooks"]
+PER_SAMPLE_METHODS: tuple[PerSampleMethod, ...] = get_args(PerSampleMethod)
 #: Layers that may hold trainable parameters in a model given to DP-SGD: each computes
 #: one example's output from that example alone, so a per-sample gradient exists and
 #: adding one example moves the clipped sum by at most C. BatchNorm is on it only in
@@ -55,7 +58,11 @@ PER_EXAMPLE_LAYERS: tuple[type[nn.Module], ...] = (
 
 
 def per_sample_gradients(
-    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, method: str = "vmap"
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: PerSampleMethod = "vmap",
 ) -> Gradients:
     """The gradient of every example's own loss, {name: tensor (B, *param.shape)}.
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ from fl_dp_lab._validate import (
 )
 from fl_dp_lab.opacus_bridge._opacus_step import (
     GRAD_SAMPLE_MODES,
+    GradSampleMode,
     ignore_no_input_grad_warning,
     opacus_dp_optimizer,
     opacus_dp_step,
@@ -139,8 +140,8 @@ def make_private(
     target_epsilon: float | None = None,
     epochs: int | None = None,
     delta: float = 1e-5,
-    grad_sample_mode: str = "ghost",
-    accountant: str = "rdp",
+    grad_sample_mode: GradSampleMode = "ghost",
+    accountant: Literal["rdp", "prv"] = "rdp",
 ) -> PrivateTraining:
     """Make ``model`` trainable with Opacus DP-SGD on ``(x, y)``: SGD, Poisson batches.
 
@@ -307,7 +308,6 @@ def private_sweep(
     delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     accuracy = np.zeros((sigmas.size, norms.size))
     epsilon = np.zeros(sigmas.size)
-    private = None
     grid = [(i, j) for i in range(sigmas.size) for j in range(norms.size)]
     for i, j in tqdm(grid, desc="sigma x C", disable=not progress, leave=False):
         model = make_model(torch.Generator().manual_seed(seed))
@@ -325,8 +325,10 @@ def private_sweep(
         history = train_private(private, epochs=epochs, delta=account, x_test=x_test, y_test=y_test)
         accuracy[i, j] = history.test_accuracy[-1]
         epsilon[i] = history.epsilon if j == 0 else epsilon[i]
+        # the same for every run of the grid: the loader's batch size fixes them
+        sample_rate, steps = private.sample_rate, epochs * len(private.data_loader)
     baseline = make_model(torch.Generator().manual_seed(seed))
-    history = train(
+    baseline_history = train(
         baseline,
         x,
         y,
@@ -343,10 +345,10 @@ def private_sweep(
         max_grad_norms=norms,
         accuracy=accuracy,
         epsilon=epsilon,
-        baseline_accuracy=history.test_accuracy[-1],
+        baseline_accuracy=baseline_history.test_accuracy[-1],
         delta=delta,
-        sample_rate=private.sample_rate,
-        steps=epochs * len(private.data_loader),
+        sample_rate=sample_rate,
+        steps=steps,
     )
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
+from fl_dp_lab._types import LossFn
 from fl_dp_lab._validate import (
     check_choice,
     check_finite_norms,
@@ -38,14 +39,15 @@ __all__ = [
 
 #: Opacus's ways of getting per-sample gradient norms: backward hooks,
 #: ``torch.func`` (vmap), and ghost clipping (norms without per-sample gradients).
-GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
+GradSampleMode = Literal["hooks", "functorch", "ghost"]
+GRAD_SAMPLE_MODES: tuple[GradSampleMode, ...] = get_args(GradSampleMode)
 
 
 def opacus_per_sample_gradients(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
+    loss_fn: LossFn = nn.functional.cross_entropy,
 ) -> dict[str, torch.Tensor]:
     """Per-sample gradients from Opacus's ``GradSampleModule`` (backward hooks).
 
@@ -72,7 +74,7 @@ def opacus_per_sample_gradients(
     try:
         with ignore_no_input_grad_warning():
             loss_fn(gsm(x), y).backward()
-        grads = {name: p.grad_sample.detach().clone() for name, p in model.named_parameters()}
+        grads = {name: _grad_sample(p).detach().clone() for name, p in model.named_parameters()}
     finally:
         gsm.to_standard_module()
         for name, p in model.named_parameters():
@@ -88,8 +90,8 @@ def opacus_dp_optimizer(
     noise_multiplier: float,
     expected_batch_size: int,
     generator: torch.Generator,
-    grad_sample_mode: str = "hooks",
-) -> tuple[nn.Module, DPOptimizer, Callable[..., Any]]:
+    grad_sample_mode: GradSampleMode = "hooks",
+) -> tuple[GradSampleModule, DPOptimizer, Callable[..., Any]]:
     """Opacus's three DP-SGD pieces for ``model``, built without a data loader.
 
     This is what ``PrivacyEngine.make_private`` assembles, minus the sampler
@@ -141,7 +143,7 @@ def opacus_dp_step(
     noise_multiplier: float,
     expected_batch_size: int,
     generator: torch.Generator,
-    grad_sample_mode: str = "hooks",
+    grad_sample_mode: GradSampleMode = "hooks",
 ) -> dict[str, torch.Tensor]:
     """One Opacus ``DPOptimizer`` SGD step on the batch ``(x, y)``, applied to ``model`` in place.
 
@@ -193,13 +195,17 @@ def opacus_dp_step(
         if optimizer.pre_step():  # clip, add noise, scale: what DPOptimizer.step does first
             _check_finite_step(wrapped, model, x)
             optimizer.original_optimizer.step()
-        noisy = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+        noisy = {
+            name: p.grad.detach().clone()
+            for name, p in model.named_parameters()
+            if p.grad is not None
+        }
     finally:
         wrapped.to_standard_module()
     return noisy
 
 
-def _check_finite_step(wrapped: nn.Module, model: nn.Module, x: torch.Tensor) -> None:
+def _check_finite_step(wrapped: GradSampleModule, model: nn.Module, x: torch.Tensor) -> None:
     """Refuse a noisy gradient with NaN or inf before it moves the weights; name the example.
 
     Only the noisy gradient (one number per parameter) is read on the normal path;
@@ -210,7 +216,8 @@ def _check_finite_step(wrapped: nn.Module, model: nn.Module, x: torch.Tensor) ->
     try:  # ghost clipping keeps the norms it clipped by
         norms = wrapped.per_sample_gradient_norms
     except AttributeError:  # hooks and functorch keep the per-sample gradients
-        samples = [p.grad_sample for p in model.parameters() if p.grad_sample is not None]
+        stored = (getattr(p, "grad_sample", None) for p in model.parameters())
+        samples = [g for g in stored if isinstance(g, torch.Tensor)]
         norms = torch.stack([g.flatten(1).norm(dim=1) for g in samples]).norm(dim=0)
     check_finite_norms(
         "the gradient of example {0} (row x[{0}] of the batch)",
@@ -241,3 +248,11 @@ def ignore_no_input_grad_warning() -> Iterator[None]:
             category=UserWarning,
         )
         yield
+
+
+def _grad_sample(param: torch.Tensor) -> torch.Tensor:
+    """The per-sample gradients Opacus's hooks stored on ``param`` (an attribute Opacus adds)."""
+    grad_sample = getattr(param, "grad_sample", None)
+    if not isinstance(grad_sample, torch.Tensor):
+        raise RuntimeError("Opacus left no per-sample gradient on a trainable parameter")
+    return grad_sample

@@ -13,12 +13,16 @@ import io
 import math
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+from cycler import cycler
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 __all__ = [
     "PALETTE",
@@ -46,7 +50,7 @@ PALETTE: dict[str, str] = {
 }
 
 #: The course's matplotlib rcParams: fonts >= 12 pt, thick lines, a light grid.
-STYLE: dict[str, Any] = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 12,
     "axes.titlesize": 13,
     "axes.labelsize": 12,
@@ -60,7 +64,7 @@ STYLE: dict[str, Any] = {
     "axes.spines.right": False,
     "figure.dpi": 100,
     "figure.constrained_layout.use": True,
-    "axes.prop_cycle": mpl.cycler(color=list(PALETTE.values())),
+    "axes.prop_cycle": cycler(color=list(PALETTE.values())),
 }
 
 

@@ -48,6 +48,16 @@ def freeze_layout(fig: plt.Figure) -> None:
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
     for ax in fig.axes:
-        for title in (ax.title, ax._left_title, ax._right_title):
-            title.set_y(title.get_position()[1])
-        ax._autotitlepos = False  # the y set above is final (what set_title(y=...) does)
+        # An explicit y is matplotlib's public way to stop placing an axes' titles on each
+        # draw; the title's own font, colour and alignment are passed back, as set_title
+        # would otherwise reset them to the current rcParams.
+        title = ax.title
+        ax.set_title(
+            title.get_text(),
+            y=title.get_position()[1],
+            fontsize=title.get_fontsize(),
+            fontweight=title.get_fontweight(),
+            color=title.get_color(),
+            verticalalignment=title.get_verticalalignment(),
+            horizontalalignment=title.get_horizontalalignment(),
+        )
