@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 lab: setup
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_start_here.ipynb
 
-test: setup lint
+test: setup lint typecheck
 	$(TEST_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile \
 		--doctest-modules fl_dp_lab tests \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 notebooks

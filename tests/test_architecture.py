@@ -126,3 +126,52 @@ def test_core_modules_import_no_plots_widgets_or_exercises(module):
         if name.count(".") and name.split(".")[1] in forbidden
     ]
     assert not bad, f"{module} imports a layer above it: {bad}"
+
+
+#: The most parameters a public function or method may take (``self`` not counted).
+#: Past a dozen, arguments that travel together belong in a small frozen config object.
+MAX_PARAMETERS = 12
+
+
+def _public_functions(module: str) -> list[tuple[str, int, int]]:
+    """(qualified name, line, parameter count) of every public function and method."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    found = []
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                visit(node.body, f"{prefix}{node.name}.")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.name.startswith("_") and node.name != "__init__":
+                    continue
+                args = node.args
+                names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+                names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+                count = len([n for n in names if n not in ("self", "cls")])
+                found.append((f"{prefix}{node.name}", node.lineno, count))
+
+    visit(tree.body, "")
+    return found
+
+
+def test_the_parameter_count_sees_keyword_only_arguments_and_skips_self():
+    source = "class A:\n    def f(self, a, *, b, c=1, **kw): ...\ndef _g(a, b): ...\n"
+    tree = ast.parse(source)
+    method = tree.body[0].body[0]
+    args = method.args
+    names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+    names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+    assert [n for n in names if n != "self"] == ["a", "b", "c", "kw"]
+    counts = {name: n for name, _, n in _public_functions("fl_dp_lab.accounting")}
+    assert counts["epsilon"] == 5 and counts["PrivacyAccountant.__init__"] == 1
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_public_function_takes_more_than_twelve_parameters(module):
+    bad = [
+        f"{name} (line {line}): {count}"
+        for name, line, count in _public_functions(module)
+        if count > MAX_PARAMETERS
+    ]
+    assert not bad, f"{module}: more than {MAX_PARAMETERS} parameters: {bad}"
