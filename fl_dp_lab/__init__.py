@@ -14,6 +14,8 @@ One module per idea, named after it and mirroring the notebooks:
 - ``federated``: FedAvg and DP-FedAvg (08-09), built from ``client_updates``
   (local training, clipping), ``adaptive_clipping`` (quantile clipping of
   Andrew et al.) and ``secure_aggregation`` (pairwise masks, a toy)
+- ``distributed_dp``: integer noise shares for secure aggregation (exact
+  discrete Gaussian, Skellam, rounding, modular wrap, the sum's accountant) (12)
 - ``auditing``, ``canaries``: empirical epsilon lower bounds and the canary
   games that feed them (10)
 - ``flower_app``, ``flower_server``, ``flower_simulation``: the Flower
@@ -37,6 +39,7 @@ __all__ = [
     "canaries",
     "client_updates",
     "data",
+    "distributed_dp",
     "dpsgd",
     "exercises",
     "federated",
