@@ -381,9 +381,14 @@ def distributed_dp_sum(
 ) -> torch.Tensor:
     """End to end: clients upload ``distributed_dp_encode`` masked; the server decodes the sum.
 
-    Client i (its own generator, seeded from ``generator``) adds a share of
-    variance (sigma s C)^2 / (m (1 - p)), p = ``dropout_rate``, so the m (1 - p)
-    expected survivors' shares add up to std sigma C once divided by s. The
+    The integer sum has L2 sensitivity D = s C + sqrt(P) (a clipped update
+    scaled by s, each entry rounded by less than 1:
+    ``distributed_dp.rounded_sensitivity``). Client i (its own generator,
+    seeded from ``generator``) adds a share of variance (sigma D)^2 / (m (1 -
+    p)), p = ``dropout_rate``, so the m (1 - p) expected survivors' shares add
+    up to std sigma D, the noise multiplier sigma of the integer sum; in
+    update units that is sigma (C + sqrt(P) / s), which tends to sigma C as
+    the scale s grows (the price of the integers). The
     server unmasks the survivors' uploads (``unmask_sum``) and divides by s;
     it never sees an upload without masks, and the sum it decodes already
     carries the noise. Clients in ``dropped`` never upload: their shares are
@@ -411,8 +416,12 @@ def distributed_dp_sum(
     gone = set(_check_ids("dropped", dropped, m))
     if len(gone) == m:
         fail("dropped", "a list leaving at least one client to sum", sorted(gone))
+    check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+    sensitivity, _ = distributed_dp.rounded_sensitivity(
+        scaled_clip_norm=clip_norm * s, dim=max(updates.shape[1], 1)
+    )
     share_std = distributed_dp.noise_share_std(
-        noise_multiplier=noise_multiplier, clip_norm=clip_norm * s, num_clients=m,
+        noise_multiplier=noise_multiplier, clip_norm=sensitivity, num_clients=m,
         dropout_rate=dropout_rate,
     )  # fmt: skip
     client_seeds = torch.randint(0, 2**62, (m,), generator=generator).tolist()

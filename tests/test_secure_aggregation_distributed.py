@@ -59,13 +59,16 @@ def test_without_noise_the_decoded_sum_is_the_clipped_sum_up_to_unbiased_roundin
 
 @pytest.mark.parametrize("noise", ["discrete_gaussian", "skellam"])
 def test_dropped_clients_take_their_noise_shares_with_them(noise):
-    # Prepare: 8 clients with zero updates (rounding exact), sigma = 1, C = 1, scale 64;
-    # 3 drop, so the decoded sum carries 5 shares of variance 64^2 / 8 each
-    clients, size, scale = 8, 20_000, 64.0
+    # Prepare: 8 clients with zero updates (rounding exact), sigma = 1, C = 1, scale 1024;
+    # 3 drop, so the decoded sum carries 5 shares of variance D^2 / 8 each
+    clients, size, scale = 8, 20_000, 1024.0
     zeros = torch.zeros(clients, size, dtype=torch.float64)
     got = distributed_dp_sum(zeros, clip_norm=1.0, noise_multiplier=1.0, scale=scale,
                              generator=_gen(5), dropped=[1, 4, 6], noise=noise)  # fmt: skip
-    share_var = noise_share_std(noise_multiplier=1.0, clip_norm=scale, num_clients=clients) ** 2
+    # the integer sum's sensitivity is s C + sqrt(P): the rounding can add up to 1 per entry
+    sensitivity = scale + math.sqrt(size)
+    share_var = noise_share_std(noise_multiplier=1.0, clip_norm=sensitivity, num_clients=clients)
+    share_var = share_var**2
     measured = float((got * scale).var())
     band = 4 * math.sqrt(2 / size)  # relative SE of a sample variance, 4 times
     # Assert: (m - dropped) shares' variance, 5/8 of the sigma C the accountant planned for
@@ -75,12 +78,13 @@ def test_dropped_clients_take_their_noise_shares_with_them(noise):
 
 
 def test_over_provisioned_shares_restore_the_planned_noise_when_the_expected_clients_drop():
-    clients, size, scale = 8, 20_000, 64.0
+    clients, size, scale = 8, 20_000, 1024.0
     zeros = torch.zeros(clients, size, dtype=torch.float64)
     got = distributed_dp_sum(zeros, clip_norm=1.0, noise_multiplier=1.0, scale=scale,
                              generator=_gen(6), dropped=[0, 7], dropout_rate=0.25)  # fmt: skip
-    # 6 survivors x 64^2 / (8 x 0.75) = 64^2: std sigma C = 1 in update units
-    assert abs(float(got.std()) - 1.0) < 4 * math.sqrt(1 / (2 * size))
+    # 6 survivors x D^2 / (8 x 0.75) = D^2, D = s + sqrt(P): std sigma D / s in update units
+    planned = (scale + math.sqrt(size)) / scale
+    assert abs(float(got.std()) / planned - 1.0) < 4 * math.sqrt(1 / (2 * size))
 
 
 def test_uploads_that_could_wrap_the_modulus_are_refused():
