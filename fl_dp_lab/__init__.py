@@ -16,6 +16,8 @@ One module per idea, named after it and mirroring the notebooks:
   Andrew et al.) and ``secure_aggregation`` (pairwise masks, a toy)
 - ``distributed_dp``: integer noise shares for secure aggregation (exact
   discrete Gaussian, Skellam, rounding, modular wrap, the sum's accountant) (12)
+- ``trust_models``: local vs central vs distributed DP noise, and the per-batch
+  client-side "DP" snippet taken apart (12)
 - ``auditing``, ``canaries``: empirical epsilon lower bounds and the canary
   games that feed them (10)
 - ``flower_app``, ``flower_server``, ``flower_simulation``: the Flower
@@ -53,6 +55,7 @@ __all__ = [
     "plots",
     "secure_aggregation",
     "training",
+    "trust_models",
     "tuning",
     "widgets",
 ]
