@@ -22,11 +22,11 @@ The integer noise:
 The sum of m independent discrete Gaussians is *not* exactly a discrete
 Gaussian, but it is close: Kairouz, Liu & Steinke (2021), "The distributed
 discrete Gaussian mechanism for federated learning with secure aggregation",
-Proposition 14 and Theorem 1, bound the gap by tau = 10 sum_{k=1}^{m-1}
-exp(-2 pi^2 sigma^2 k / (k + 1)) per coordinate (sigma >= 1/2 the share's
-scale); ``sum_closeness_tau`` computes it, ``sum_divergence`` measures the
-true gap by convolution, and ``distributed_discrete_gaussian_epsilon`` is the
-accountant built on it.
+Theorem 1, pay for the gap with tau = 10 sum_{k=1}^{m-1} exp(-2 pi^2 sigma^2
+k / (k + 1)) per coordinate (sigma >= 1/2 the share's scale) in the RDP
+bound of their Proposition 14 (Eq. 17); ``sum_closeness_tau`` computes it,
+``sum_divergence`` measures the true gap by convolution, and
+``distributed_discrete_gaussian_epsilon`` is the accountant built on it.
 
 Dropout: a client that drops after being sampled never adds its share, so the
 sum carries less noise than planned. ``noise_share_std`` over-provisions every
@@ -263,11 +263,13 @@ def rounded_sensitivity(*, scaled_clip_norm: float, dim: int) -> tuple[float, fl
 def sum_closeness_tau(*, sigma_squared: float, num_clients: int) -> float:
     """tau = 10 sum_{k=1}^{m-1} exp(-2 pi^2 sigma^2 k / (k + 1)): how far a sum of DGs is from one.
 
-    Kairouz, Liu & Steinke (2021), Proposition 14: for sigma >= 1/2, the sum
-    of m independent N_Z(0, sigma^2) is close to N_Z(0, m sigma^2), and tau
-    is the per-coordinate price of the gap in the accountant
-    (``distributed_discrete_gaussian_rdp``). It vanishes fast: 0.85 at sigma =
-    1/2 and m = 2, 5.5e-4 at sigma = 1 and m = 100, below 1e-30 at sigma = 3.
+    Kairouz, Liu & Steinke (2021), Theorem 1: for sigma >= 1/2, the sum of m
+    independent N_Z(0, sigma^2) is close to N_Z(0, m sigma^2), and tau is the
+    per-coordinate price of the gap in the RDP bound of their Proposition 14
+    (``distributed_discrete_gaussian_rdp``). ``sum_divergence`` measures the
+    gap itself; in the tests its largest log-ratio stays below tau. tau
+    vanishes fast: 0.85 at sigma = 1/2 and m = 2, 5.5e-4 at sigma = 1 and m =
+    100, below 1e-30 at sigma = 3.
 
     >>> sum_closeness_tau(sigma_squared=4.0, num_clients=1)
     0.0
@@ -316,7 +318,7 @@ def distributed_discrete_gaussian_rdp(
 ) -> np.ndarray:
     """Rényi DP of one release of the sum of m clients' integer vectors plus N_Z(0, sigma^2) shares.
 
-    Kairouz, Liu & Steinke (2021), Theorem 1 (via Proposition 14): with tau
+    Kairouz, Liu & Steinke (2021), Theorem 1 and Proposition 14 (Eq. 17): with tau
     from ``sum_closeness_tau``, s^2 = m sigma^2, sensitivities D2, D1 of the
     integer sum and d coordinates, the release is (alpha, eps(alpha))-RDP with
 
