@@ -18,6 +18,10 @@ error format) and ``_types`` (``LossFn``, the History family) are shared by all.
 - ``federated``: FedAvg and DP-FedAvg (08-09), built from ``client_updates``
   (local training, clipping), ``adaptive_clipping`` (quantile clipping of
   Andrew et al.) and ``secure_aggregation`` (pairwise masks, a toy)
+- ``distributed_dp``: integer noise shares for secure aggregation (exact
+  discrete Gaussian, Skellam, rounding, modular wrap, the sum's accountant) (12)
+- ``trust_models``: local vs central vs distributed DP noise, and the per-batch
+  client-side "DP" snippet taken apart (12)
 - ``auditing``: empirical epsilon lower bounds, and in ``auditing.canaries``
   the canary games that feed them (10)
 - ``flower_app``, ``flower_server``, ``flower_simulation``: the Flower
@@ -40,6 +44,7 @@ __all__ = [
     "auditing",
     "client_updates",
     "data",
+    "distributed_dp",
     "dpsgd",
     "exercises",
     "federated",
@@ -53,5 +58,6 @@ __all__ = [
     "plots",
     "secure_aggregation",
     "training",
+    "trust_models",
     "widgets",
 ]

@@ -32,7 +32,23 @@ masking, over the integers, so the sum the server decodes is already noisy
 noise, Agarwal, Kairouz & Liu 2021). ``noisy_encode`` is a teaching toy of
 that step: a rounded Gaussian share in fixed point, not the discrete
 Gaussian with its accountant (the rounding and the modular wrap-around are
-not accounted for).
+not accounted for). ``distributed_dp_encode`` and ``distributed_dp_sum`` do
+the step over the integers, end to end: each client clips, scales, rounds
+without bias, adds an exact discrete-Gaussian (or Skellam) share from
+``fl_dp_lab.distributed_dp`` and masks modulo M; the server decodes only the
+noisy sum. A client that drops out takes its noise share with it.
+
+What a real protocol adds to the toy. Bonawitz et al. (2017): seeds agreed
+by Diffie-Hellman key exchange over authenticated channels; each client also
+adds a self-mask, and both its pairwise-key secret and its self-mask seed are
+Shamir secret-shared t-out-of-n, so the server can remove a dropped client's
+masks (with t survivors' help) but never unmask a client that did upload
+(for each client the survivors reveal one or the other, never both); a
+consistency round against a server that lies about who dropped. Bell et al.
+(2020), SecAgg+: each client masks only with its neighbours in a sparse
+random graph of O(log n) clients instead of all n - 1, so a client's cost
+is polylogarithmic in n instead of linear, with security against a bounded
+fraction of corrupted clients.
 
 Not cryptography: the masks come from torch's Mersenne Twister seeded with
 s_ij, which is not a cryptographically secure PRG (its state can be
@@ -48,12 +64,15 @@ from collections.abc import Iterable
 
 import torch
 
-from fl_dp_lab._validate import check_generator, check_int, check_real, fail
+from fl_dp_lab import distributed_dp
+from fl_dp_lab._validate import check_choice, check_generator, check_int, check_real, fail
 
 __all__ = [
     "MAX_CLIENTS",
     "MODULUS",
     "decode",
+    "distributed_dp_encode",
+    "distributed_dp_sum",
     "encode",
     "mask_update",
     "noisy_encode",
@@ -270,6 +289,153 @@ def noisy_encode(
     noise = torch.randn(encoded.shape, generator=generator, dtype=torch.float64) * std
     _check_representable("the noise share", noise, scale)
     return (encoded + torch.round(noise * scale).long()) % MODULUS
+
+
+#: The integer noise ``distributed_dp_encode`` can add.
+NOISES = ("discrete_gaussian", "skellam")
+
+
+def distributed_dp_encode(
+    update: torch.Tensor,
+    *,
+    clip_norm: float,
+    scale: float,
+    share_variance: float,
+    num_clients: int,
+    generator: torch.Generator,
+    noise: str = "discrete_gaussian",
+) -> torch.Tensor:
+    """One client's distributed-DP upload before masking: clip, scale, round, add a share, mod M.
+
+    y_i = (round(s clip(x_i, C)) + z_i) mod M, where round is unbiased
+    stochastic rounding and z_i is the client's integer noise share: N_Z(0,
+    v) (exact discrete Gaussian) or Skellam of variance v, v =
+    ``share_variance`` in integer units (``distributed_dp.noise_share_std``
+    with clip norm s C gives it). The L2 sensitivity of the integer sum is
+    at most s C + sqrt(d) (``distributed_dp.rounded_sensitivity``).
+
+    Every entry must stay within +-M / (2 m), m = ``num_clients``, so that the
+    sum of m uploads never wraps around the modulus (a wrapped sum decodes
+    to garbage); a scale or share too large for that is refused.
+
+    Args:
+        update: the client's update, a 1-D float tensor (clipped here to C).
+        clip_norm: C > 0.
+        scale: s > 0, integer units per unit of the update.
+        share_variance: v >= 0, the variance (discrete Gaussian: sigma^2) of the share.
+        num_clients: m >= 1, how many uploads the server will add up.
+        generator: the client's own secret generator (rounding and noise).
+        noise: "discrete_gaussian" or "skellam".
+
+    Returns:
+        int64 tensor in [0, M), ready for ``mask_update``.
+
+    >>> y = distributed_dp_encode(torch.tensor([3.0, 4.0]), clip_norm=1.0, scale=10.0,
+    ...     share_variance=0.0, num_clients=2, generator=torch.Generator().manual_seed(0))
+    >>> y.tolist()  # clipped to (0.6, 0.8), scaled by 10: exact integers, no noise
+    [6, 8]
+    """
+    if not isinstance(update, torch.Tensor) or not update.is_floating_point() or update.dim() != 1:
+        fail("update", "a 1-D floating-point torch.Tensor", update, TypeError)
+    c = check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+    s = check_real("scale", scale, low=0.0, low_open=True)
+    v = check_real("share_variance", share_variance, low=0.0, high=distributed_dp.MAX_SIGMA_SQUARED)
+    m = check_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
+    generator = check_generator("generator", generator)
+    check_choice("noise", noise, NOISES)
+    x = update.double()
+    if not bool(torch.isfinite(x).all()):
+        fail("update", "finite (no NaN or inf)", "a non-finite entry")
+    norm = float(torch.linalg.vector_norm(x))
+    clipped = x * min(1.0, c / norm) if norm > 0 else x
+    limit = MODULUS // (2 * m)
+    if s * c + 1 >= limit:
+        fits = f"below {(limit - 1) / c:.6g} so that m = {m} clipped updates fit mod 2^32"
+        fail("scale", fits, s)
+    integers = distributed_dp.stochastic_round(clipped * s, generator=generator)
+    if noise == "skellam":
+        share = distributed_dp.skellam(len(x), variance=v, generator=generator)
+    else:
+        share = distributed_dp.discrete_gaussian(len(x), sigma_squared=v, generator=generator)
+    noisy = integers + share
+    if len(x) and int(noisy.abs().max()) >= limit:
+        fail(
+            "the noisy share",
+            f"within +-{limit} (M / (2 m)) so that the sum of {m} uploads cannot wrap around "
+            "mod 2^32 (lower the scale)",
+            int(noisy.abs().max()),
+        )
+    return distributed_dp.wrap(noisy, bits=MODULUS.bit_length() - 1)
+
+
+def distributed_dp_sum(
+    updates: torch.Tensor,
+    *,
+    clip_norm: float,
+    noise_multiplier: float,
+    scale: float,
+    generator: torch.Generator,
+    dropped: Iterable[int] = (),
+    dropout_rate: float = 0.0,
+    noise: str = "discrete_gaussian",
+) -> torch.Tensor:
+    """End to end: clients upload ``distributed_dp_encode`` masked; the server decodes the sum.
+
+    The integer sum has L2 sensitivity D = s C + sqrt(P) (a clipped update
+    scaled by s, each entry rounded by less than 1:
+    ``distributed_dp.rounded_sensitivity``). Client i (its own generator,
+    seeded from ``generator``) adds a share of variance (sigma D)^2 / (m (1 -
+    p)), p = ``dropout_rate``, so the m (1 - p) expected survivors' shares add
+    up to std sigma D, the noise multiplier sigma of the integer sum; in
+    update units that is sigma (C + sqrt(P) / s), which tends to sigma C as
+    the scale s grows (the price of the integers). The
+    server unmasks the survivors' uploads (``unmask_sum``) and divides by s;
+    it never sees an upload without masks, and the sum it decodes already
+    carries the noise. Clients in ``dropped`` never upload: their shares are
+    missing, and the decoded sum carries (m - dropped) shares' variance.
+
+    Returns:
+        float64 tensor (P,): sum over survivors of clip(x_i, C) plus the noise, in update units.
+
+    >>> updates = torch.tensor([[0.5, -1.0], [0.25, 2.0], [1.0, 1.0]])
+    >>> distributed_dp_sum(updates, clip_norm=10.0, noise_multiplier=0.0, scale=4.0,
+    ...                    generator=torch.Generator().manual_seed(0), dropped=[1]).tolist()
+    [1.5, 0.0]
+    """
+    if not isinstance(updates, torch.Tensor) or not updates.is_floating_point():
+        fail("updates", "a floating-point torch.Tensor (num_clients, P)", updates, TypeError)
+    if updates.dim() != 2 or not 2 <= updates.shape[0] <= MAX_CLIENTS:
+        fail(
+            "updates",
+            f"of shape (num_clients, P) with 2 <= num_clients <= {MAX_CLIENTS}",
+            tuple(updates.shape),
+        )
+    generator = check_generator("generator", generator)
+    s = check_real("scale", scale, low=0.0, low_open=True)
+    m = updates.shape[0]
+    gone = set(_check_ids("dropped", dropped, m))
+    if len(gone) == m:
+        fail("dropped", "a list leaving at least one client to sum", sorted(gone))
+    check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+    sensitivity, _ = distributed_dp.rounded_sensitivity(
+        scaled_clip_norm=clip_norm * s, dim=max(updates.shape[1], 1)
+    )
+    share_std = distributed_dp.noise_share_std(
+        noise_multiplier=noise_multiplier, clip_norm=sensitivity, num_clients=m,
+        dropout_rate=dropout_rate,
+    )  # fmt: skip
+    client_seeds = torch.randint(0, 2**62, (m,), generator=generator).tolist()
+    seeds = pairwise_seeds(m, generator=generator)
+    uploads = torch.zeros(updates.shape, dtype=torch.long)
+    for i in sorted(set(range(m)) - gone):  # a dropped client never uploads
+        own = torch.Generator().manual_seed(client_seeds[i])
+        y = distributed_dp_encode(
+            updates[i], clip_norm=clip_norm, scale=s, share_variance=share_std**2,
+            num_clients=m, generator=own, noise=noise,
+        )  # fmt: skip
+        uploads[i] = mask_update(y, i, seeds)
+    total = unmask_sum(uploads, sorted(set(range(m)) - gone), seeds)
+    return distributed_dp.unwrap(total, bits=MODULUS.bit_length() - 1).double() / s
 
 
 def _check_representable(name: str, values: torch.Tensor, scale: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ from fl_dp_lab.exercises.gradients import *  # noqa: F403
 from fl_dp_lab.exercises.leakage import *  # noqa: F403
 from fl_dp_lab.exercises.mechanisms import *  # noqa: F403
 from fl_dp_lab.exercises.start import *  # noqa: F403
+from fl_dp_lab.exercises.trust import *  # noqa: F403
 
 __all__ = ["feedback", "is_unanswered"] + sorted(
     name for name in dict(globals()) if name.startswith("check_")

@@ -1,0 +1,221 @@
+"""Whom do you trust? Local, central and distributed DP, and a per-batch "DP" snippet taken apart.
+
+Every deployment starts with "who must not see what?". Three answers for
+user-level DP-FedAvg with m clients in a round, each client's update
+clipped to L2 norm C, and the same (epsilon, delta) for one round:
+
+- *central DP*: clients send raw clipped updates; the server adds
+  N(0, (sigma C)^2) to their sum. It sees every raw update. Noise on the
+  average: sigma C / m.
+- *local DP*: each client's upload must be (epsilon, delta)-DP on its own,
+  so each client adds N(0, (sigma C)^2) itself (the same sigma: one
+  Gaussian mechanism of sensitivity C per client). The m noises add up:
+  noise on the average sigma C sqrt(m) / m = sigma C / sqrt(m), sqrt(m) times
+  central's (10 times at m = 100). Over several rounds no subsampling
+  amplification helps: the server sees who sent what.
+- *distributed DP*: each client adds a share of std sigma C / sqrt(m) and
+  uploads through secure aggregation; the server decodes only the noisy sum,
+  whose noise is central's. The price is the integers (the rounding raises the
+  sensitivity to s C + sqrt(d) at scale s) and the discrete sum's small extra
+  epsilon (``fl_dp_lab.distributed_dp``).
+
+``noise_std_on_average`` gives the three numbers; ``local_epsilon`` the
+epsilon of one client's own release.
+
+The second half takes apart a pattern that circulates as "federated learning
+with differential privacy": on each client, for every batch, build a fresh
+model, take the batch gradient, clip each layer's *batch* gradient to 0.5,
+add one row of a (layers x layers) multivariate-normal draw with some sigma,
+and sum the noisy gradients over batches. ``snippet_client_upload`` is the
+course's own rendering of it; ``one_example_influence`` measures why clipping
+a batch gradient bounds no individual's influence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab.mechanisms import gaussian_epsilon, gaussian_sigma
+
+__all__ = [
+    "TRUST_MODELS",
+    "local_epsilon",
+    "noise_std_on_average",
+    "one_example_influence",
+    "snippet_client_upload",
+]
+
+TRUST_MODELS = ("local", "central", "distributed")
+
+
+def noise_std_on_average(
+    *,
+    trust_model: str,
+    epsilon: float,
+    delta: float,
+    clip_norm: float,
+    num_clients: int,
+    scale: float | None = None,
+    dim: int = 1,
+    dropout_rate: float = 0.0,
+) -> float:
+    """Noise std per coordinate on the average of m clipped updates, one round at (epsilon, delta).
+
+    sigma is the analytic Gaussian mechanism's noise multiplier for (epsilon,
+    delta) at sensitivity 1 (Balle & Wang 2018; ``mechanisms.gaussian_sigma``),
+    so each release below is (epsilon, delta)-DP under add/remove of one
+    client:
+
+        central:      sigma C / m
+        local:        sigma C / sqrt(m)       (each client releases x_i + N(0, (sigma C)^2))
+        distributed:  sigma (C + sqrt(d) / s) / (m (1 - p))
+
+    For distributed DP the integer sum's sensitivity is s C + sqrt(d) at scale
+    s (``distributed_dp.rounded_sensitivity``; ``scale=None`` means exact
+    arithmetic, s infinite), and with shares over-provisioned for a dropout
+    rate p the average is over the m (1 - p) expected survivors. The discrete
+    Gaussian's extra epsilon (``distributed_dp.sum_closeness_tau``) is not in
+    this number: it is below 1e-30 once the shares' sigma is 3 or more.
+
+    >>> central = noise_std_on_average(trust_model="central", epsilon=1.0, delta=1e-5,
+    ...                                clip_norm=1.0, num_clients=100)
+    >>> local = noise_std_on_average(trust_model="local", epsilon=1.0, delta=1e-5,
+    ...                              clip_norm=1.0, num_clients=100)
+    >>> round(local / central, 6)
+    10.0
+    """
+    check_choice("trust_model", trust_model, TRUST_MODELS)
+    c = check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+    m = check_int("num_clients", num_clients, minimum=1)
+    d = check_int("dim", dim, minimum=1)
+    p = check_real("dropout_rate", dropout_rate, low=0.0, high=1.0, high_open=True)
+    sigma = gaussian_sigma(epsilon=epsilon, delta=delta)
+    if trust_model == "local":
+        return sigma * c / math.sqrt(m)
+    if trust_model == "central":
+        return sigma * c / m
+    rounding = (
+        0.0 if scale is None else math.sqrt(d) / check_real("scale", scale, low=0.0, low_open=True)
+    )
+    return sigma * (c + rounding) / (m * (1.0 - p))
+
+
+def local_epsilon(*, noise_multiplier: float, delta: float) -> float:
+    """Epsilon of one client's own release x_i + N(0, (sigma C)^2 I), ||x_i|| <= C, at delta.
+
+    The Gaussian mechanism with sensitivity C and noise sigma C: epsilon
+    depends on sigma only (Balle & Wang 2018, exact). Every round the client
+    takes part in composes; no sampling amplification applies against a server
+    that knows who uploaded.
+
+    >>> round(local_epsilon(noise_multiplier=1.0, delta=1e-5), 3)
+    4.377
+    """
+    sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    return gaussian_epsilon(sigma=sigma, delta=delta)
+
+
+def one_example_influence(
+    per_example_grads: torch.Tensor, *, clip_norm: float, index: int
+) -> tuple[float, float]:
+    """How far removing example ``index`` moves a batch's clipped gradient, two ways.
+
+    With B rows g_1..g_B (one per example, flattened) and a fixed denominator B:
+
+        per-batch clipping:   || clip(sum_j g_j / B) - clip(sum_{j != i} g_j / B) ||
+        per-sample clipping:  || sum_j clip(g_j) / B - sum_{j != i} clip(g_j) / B ||
+                              = ||clip(g_i)|| / B
+
+    Per-sample clipping (DP-SGD, Abadi et al. 2016) bounds the second by C / B
+    whatever the data. Clipping the batch gradient bounds the first only by
+    2 C: one example can own the whole clipped gradient, so the noise would
+    have to be B times larger for the same protection.
+
+    Returns:
+        (per-batch change, per-sample change), L2 norms.
+
+    >>> g = torch.tensor([[200.0, 0.0], [-198.0, 0.0]])
+    >>> [round(v, 3) for v in one_example_influence(g, clip_norm=1.0, index=0)]
+    [2.0, 0.5]
+    """
+    if not isinstance(per_example_grads, torch.Tensor) or per_example_grads.dim() != 2:
+        fail("per_example_grads", "a 2-D float tensor (B, P)", per_example_grads, TypeError)
+    if not per_example_grads.is_floating_point() or per_example_grads.shape[0] < 1:
+        fail("per_example_grads", "a float tensor with at least one row", per_example_grads.shape)
+    c = check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+    b = per_example_grads.shape[0]
+    i = check_int("index", index, minimum=0, maximum=b - 1)
+    g = per_example_grads.double()
+    others = torch.cat([g[:i], g[i + 1 :]])
+    per_batch = _clip(g.sum(0) / b, c) - _clip(others.sum(0) / b, c)
+    per_sample = _clip(g[i], c) / b
+    return float(torch.linalg.vector_norm(per_batch)), float(torch.linalg.vector_norm(per_sample))
+
+
+def snippet_client_upload(
+    make_model: Callable[[], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    sigma: float,
+    rng: np.random.Generator,
+    as_written: bool = True,
+) -> list[torch.Tensor]:
+    """The circulating client-side "DP" pattern, rendered by the course to take it apart.
+
+    For every batch in order (no sampling): a fresh model from
+    ``make_model()`` (the server's model is never used), the batch's mean
+    loss gradient, each layer's *batch* gradient clipped to norm 0.5, then
+    noise from a (L x L) multivariate-normal draw with covariance sigma I (L
+    layers), row l added to layer l; the noisy gradients are summed over
+    batches and the sum is the upload. There is no accountant, and sigma
+    comes with no clip norm or sampling rate, so it names no privacy level.
+
+    ``as_written=True`` adds the length-L row to each layer as the pattern
+    does: for any layer whose last dimension is not L (or 1) torch refuses to
+    broadcast, and the call raises RuntimeError. ``as_written=False`` does
+    what the author evidently meant: noise of each layer's shape, std
+    sqrt(sigma). The pattern drew from NumPy's global generator; here ``rng``
+    is passed in like every draw in the course.
+
+    Returns:
+        the upload, one tensor per parameter (float64).
+    """
+    size = check_int("batch_size", batch_size, minimum=1)
+    variance = check_real("sigma", sigma, low=0.0)
+    check_bool("as_written", as_written)
+    if not isinstance(rng, np.random.Generator):
+        fail("rng", "a numpy.random.Generator, e.g. np.random.default_rng(0)", rng, TypeError)
+    upload: list[torch.Tensor] | None = None
+    for start in range(0, len(x), size):
+        model = make_model()  # a fresh model for every batch
+        params = list(model.parameters())
+        loss = nn.functional.cross_entropy(model(x[start : start + size]), y[start : start + size])
+        grads = [g.double() for g in torch.autograd.grad(loss, params)]
+        grads = [
+            g * min(1.0, 0.5 / (float(g.norm()) + 1e-12)) for g in grads
+        ]  # per layer, per batch
+        layers = len(grads)
+        draw = rng.multivariate_normal(np.zeros(layers), variance * np.eye(layers), size=layers)
+        if as_written:
+            noisy = [g + torch.as_tensor(draw[k]) for k, g in enumerate(grads)]
+        else:
+            noisy = [
+                g + torch.as_tensor(rng.normal(0.0, math.sqrt(variance), g.shape)) for g in grads
+            ]
+        upload = noisy if upload is None else [u + n for u, n in zip(upload, noisy, strict=True)]
+    if upload is None:
+        fail("x", "at least one example", len(x))
+    return upload
+
+
+def _clip(v: torch.Tensor, c: float) -> torch.Tensor:
+    norm = float(torch.linalg.vector_norm(v))
+    return v * min(1.0, c / norm) if norm > 0 else v

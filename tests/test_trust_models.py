@@ -1,0 +1,158 @@
+"""Tests of trust_models: the noise of local, central and distributed DP, and the snippet's flaws."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fl_dp_lab import accounting
+from fl_dp_lab.federated import dp_aggregate
+from fl_dp_lab.mechanisms import gaussian_sigma
+from fl_dp_lab.models import LogisticRegression
+from fl_dp_lab.secure_aggregation import distributed_dp_sum
+from fl_dp_lab.trust_models import (
+    local_epsilon,
+    noise_std_on_average,
+    one_example_influence,
+    snippet_client_upload,
+)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _std(model: str, **kw) -> float:
+    setting = dict(epsilon=2.0, delta=1e-5, clip_norm=0.5, num_clients=16)
+    return noise_std_on_average(trust_model=model, **{**setting, **kw})
+
+
+def test_measured_noise_of_the_three_trust_models_matches_the_formulas():
+    # Prepare: m = 16 clients with zero updates, P = 20,000 coordinates, (2, 1e-5) for one round
+    m, size, c = 16, 20_000, 0.5
+    sigma = gaussian_sigma(epsilon=2.0, delta=1e-5)
+    zeros = torch.zeros(m, size, dtype=torch.float64)
+    # Execute: local -- every client adds N(0, (sigma C)^2) itself, the server averages
+    local = (torch.randn(m, size, generator=_gen(1), dtype=torch.float64) * sigma * c).mean(0)
+    central = dp_aggregate(zeros, clip_norm=c, noise_multiplier=sigma, expected_clients=m,
+                           generator=_gen(2))  # fmt: skip
+    distributed = distributed_dp_sum(zeros, clip_norm=c, noise_multiplier=sigma, scale=256.0,
+                                     generator=_gen(3)) / m  # fmt: skip
+    # Assert: each within 4 standard errors of a std (relative SE 1 / sqrt(2 P) = 0.5 %)
+    band = 4 / math.sqrt(2 * size)
+    assert abs(float(local.std()) / _std("local") - 1) < band
+    assert abs(float(central.std()) / _std("central") - 1) < band
+    expected = _std("distributed", scale=256.0, dim=size)
+    assert abs(float(distributed.std()) / expected - 1) < band
+    # local is sqrt(m) = 4 times central: measured, and a planted "no sqrt(m)" would be 16
+    assert abs(float(local.std()) / float(central.std()) - 4.0) < 4 * 2 * band
+    assert _std("local") / _std("central") == pytest.approx(math.sqrt(m))
+
+
+def test_distributed_equals_central_in_exact_arithmetic_and_pays_for_rounding_and_dropout():
+    assert _std("distributed") == pytest.approx(_std("central"))
+    # scale 256, P = 20,000: sensitivity 0.5 + sqrt(20,000) / 256 = 1.052 -> 2.1 x central
+    assert _std("distributed", scale=256.0, dim=20_000) / _std("central") == pytest.approx(
+        (0.5 + math.sqrt(20_000) / 256) / 0.5
+    )
+    assert _std("distributed", dropout_rate=0.2) / _std("central") == pytest.approx(1 / 0.8)
+
+
+def test_local_epsilon_is_the_gaussian_mechanisms_epsilon():
+    # one release at q = 1: the PLD accountant (a different computation) agrees within 1 %
+    for sigma in (0.8, 1.5, 4.0):
+        reference = accounting.epsilon(noise_multiplier=sigma, sample_rate=1.0, steps=1,
+                                       delta=1e-5, accountant="pld")  # fmt: skip
+        assert local_epsilon(noise_multiplier=sigma, delta=1e-5) == pytest.approx(
+            reference, rel=0.01
+        )
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 8), cols=st.integers(1, 5), seed=st.integers(0, 10_000),
+       spread=st.floats(0.01, 100.0))  # fmt: skip
+def test_per_sample_clipping_bounds_one_example_by_c_over_b_per_batch_only_by_2c(
+    rows, cols, seed, spread
+):
+    g = torch.randn(rows, cols, generator=_gen(seed), dtype=torch.float64) * spread
+    for i in range(rows):
+        per_batch, per_sample = one_example_influence(g, clip_norm=1.0, index=i)
+        assert per_sample <= 1.0 / rows + 1e-12
+        assert per_batch <= 2.0 + 1e-12
+        # naive reference for the per-sample change: ||clip(g_i)|| / B
+        naive = min(float(g[i].norm()), 1.0) / rows
+        assert per_sample == pytest.approx(naive, abs=1e-12)
+
+
+def test_one_outlier_owns_the_clipped_batch_gradient():
+    # Prepare: 31 ordinary gradients and one large outlier at index 0
+    g = torch.randn(32, 10, generator=_gen(4), dtype=torch.float64) * 0.1
+    g[0] = torch.full((10,), 50.0, dtype=torch.float64)
+    per_batch, per_sample = one_example_influence(g, clip_norm=1.0, index=0)
+    # Assert: per-batch, the one example moves the clipped gradient by about C (0.9 < . <= 2);
+    # per-sample by at most C / 32
+    assert 0.9 < per_batch <= 2.0
+    assert per_sample <= 1.0 / 32 + 1e-12
+    assert per_batch / per_sample > 25
+
+
+def _digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Digit-like data: ten fixed class prototypes (seed 0) plus noise, so batches agree."""
+    prototypes = torch.randn(10, 8, 8, generator=_gen(0))
+    gen = _gen(seed)
+    y = torch.randint(0, 10, (n,), generator=gen)
+    return prototypes[y] + 0.3 * torch.randn(n, 8, 8, generator=gen), y
+
+
+def test_the_snippet_as_written_fails_on_a_shape_mismatch_and_as_meant_runs():
+    x, y = _digits(64, 5)
+    make = lambda: LogisticRegression(64, 10)  # noqa: E731  (fresh, zero-initialised)
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        snippet_client_upload(make, x, y, batch_size=16, sigma=1.0, rng=np.random.default_rng(0))
+    upload = snippet_client_upload(make, x, y, batch_size=16, sigma=1.0,
+                                   rng=np.random.default_rng(0), as_written=False)  # fmt: skip
+    assert [tuple(u.shape) for u in upload] == [(10, 64), (10,)]
+
+
+def test_the_snippets_upload_grows_with_the_data_clipping_bounds_no_user():
+    # sigma = 0 to see the clipped part alone: each layer's batch gradient is clipped to 0.5,
+    # and the upload sums them, so a client with k batches uploads norms up to 0.5 k per layer
+    make = lambda: LogisticRegression(64, 10)  # noqa: E731
+    norms = []
+    for batches in (1, 4, 16):
+        x, y = _digits(16 * batches, 6)
+        upload = snippet_client_upload(make, x, y, batch_size=16, sigma=0.0,
+                                       rng=np.random.default_rng(1), as_written=False)  # fmt: skip
+        norms.append(float(upload[0].norm()))
+        assert norms[-1] <= 0.5 * batches + 1e-9
+    assert norms[2] > 8 * norms[0]  # grows with the data, unbounded per user
+    # and it ignores the server's model: a fresh model per batch gives the same upload
+    x, y = _digits(32, 7)
+    a = snippet_client_upload(make, x, y, batch_size=16, sigma=0.0,
+                              rng=np.random.default_rng(2), as_written=False)  # fmt: skip
+    reference = LogisticRegression(64, 10)
+    loss = torch.nn.functional.cross_entropy(reference(x[:16]), y[:16])
+    g = torch.autograd.grad(loss, [reference.linear.weight])[0].double()
+    first = g * min(1.0, 0.5 / float(g.norm()))
+    loss = torch.nn.functional.cross_entropy(reference(x[16:]), y[16:])
+    g = torch.autograd.grad(loss, [reference.linear.weight])[0].double()
+    torch.testing.assert_close(a[0], first + g * min(1.0, 0.5 / float(g.norm())))
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="trust_model must be one of"):
+        _std("federated")
+    with pytest.raises(ValueError, match="num_clients must be an integer >= 1"):
+        _std("local", num_clients=0)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        _std("distributed", scale=-1.0)
+    with pytest.raises(ValueError, match="index must be an integer <= 1"):
+        one_example_influence(torch.zeros(2, 3), clip_norm=1.0, index=2)
+    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+        snippet_client_upload(lambda: LogisticRegression(64, 10), *_digits(4, 0), batch_size=2,
+                              sigma=1.0, rng=None)  # fmt: skip
