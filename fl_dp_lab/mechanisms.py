@@ -405,11 +405,11 @@ def gaussian_renyi_divergence(
     if mixed <= 0.0:
         return math.inf
     shift = mean_p - mean_q
-    value = (
-        math.log(std_q / std_p)
-        + math.log(std_q**2 / mixed) / (2.0 * (order - 1.0))
-        + order * shift**2 / (2.0 * mixed)
-    )
+    # log(std_q^2 / v_a) / (2 (a - 1)) = r log1p(t) / (2t), t = (1 - a) r: no 0 / 0 at a = 1
+    spread = (std_p**2 - std_q**2) / std_q**2
+    t = (1.0 - order) * spread
+    log_term = 0.5 * spread if t == 0.0 else math.log1p(t) / (2.0 * t) * spread
+    value = math.log(std_q / std_p) + log_term + order * shift**2 / (2.0 * mixed)
     return float(max(0.0, value))
 
 
