@@ -246,7 +246,7 @@ def test_right_answers_pass(capsys):
         (check_laplace_sampler, lambda n, s, g: _laplace(n - 1, s, g), "numbers"),
         (check_renyi_monte_carlo, lambda v, a: v.mean(), "KL divergence"),
         (check_renyi_monte_carlo, lambda v, a: _renyi(v, a) * (a - 1), "prefactor"),
-        (check_renyi_monte_carlo, lambda v, a: _renyi(v * a / (a - 1), a), "samples from q"),
+        (check_renyi_monte_carlo, lambda v, a: _renyi(v * a / (a - 1), a), "samples from Q"),
         (check_renyi_monte_carlo,
          lambda v, a: (torch.log(torch.exp((a - 1) * v).mean()) / (a - 1)).item(), "overflows"),
         (check_renyi_monte_carlo, lambda v, a: _renyi(v, a) + 0.01, "which power"),

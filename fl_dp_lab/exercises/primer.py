@@ -82,8 +82,8 @@ def check_pairwise_sq_distances(pairwise: Any) -> bool:
     return feedback(
         name,
         True,
-        success="one broadcast replaced a double loop; per-example gradients (notebook 02) "
-        "and pairwise client statistics (notebook 08) use the same trick.",
+        success="one broadcast replaced a double loop over all n * m pairs, and runs as "
+        "one vectorised operation instead of n * m small ones.",
         hint="",
     )
 
@@ -211,14 +211,14 @@ def check_laplace_sampler(sample_laplace: Any) -> bool:
 
 
 def check_renyi_monte_carlo(renyi: Any) -> bool:
-    """Exercise 00b.2: ``renyi(log_ratios, order)``, a Monte Carlo Rényi divergence D_order(p || q).
+    """Exercise 00b.2: ``renyi(log_ratios, order)``, a Monte Carlo Rényi divergence D_order(P || Q).
 
-    ``log_ratios`` holds samples of log p(x) / q(x) with x drawn from p (not
-    from q). Checked on hidden samples and orders above and below 1 against
+    ``log_ratios`` holds samples of log P(x) / Q(x) with x drawn from P (not
+    from Q). Checked on hidden samples and orders above and below 1 against
     the exact same-sample estimate, to 1e-6 relative; one hidden case has
     log-ratios large enough that a naive exponential overflows float64. The
     KL estimate, a missing prefactor, and an exponent written for samples
-    from q get their own hints.
+    from Q get their own hints.
     """
     import torch
 
@@ -271,14 +271,14 @@ def _renyi_slip(got: float, log_ratios: np.ndarray, order: float) -> str:
         )
     if math.isclose(got, q_exponent, rel_tol=1e-6):
         return (
-            "the power a belongs to samples from q; your samples come from p, and one "
-            "factor of p / q is already in the sampling."
+            "the power a belongs to samples from Q; your samples come from P, and one "
+            "factor of P / Q is already in the sampling."
         )
     if math.isclose(got, no_prefactor, rel_tol=1e-6):
         return "the log of the mean still needs the prefactor in front of it."
     return (
-        "average (p / q) raised to a power over the samples, take the log, scale it; "
-        "which power is right when x comes from p rather than from q?"
+        "average (P / Q) raised to a power over the samples, take the log, scale it; "
+        "which power is right when x comes from P rather than from Q?"
     )
 
 
