@@ -4,7 +4,7 @@ Two parts, both on copies of the notebooks (nothing is written into the reposito
 
 - Notebook 00 on its own: run all cells, press ArrowRight four times on the slider of
   the widget round trip, and check that the kernel's answer changed on the page.
-- The tour of ``scripts/browser_tour.py`` over all 12 notebooks, run once for the module:
+- The tour of ``scripts/browser_tour.py`` over all notebooks, run once for the module:
   every notebook runs to the end (Run > Run All Cells), shows no stderr output, each
   dashboard notebook has a dashboard, and every slider and toggle of every dashboard
   redraws its figure after each press: each slider gets Home and End (its far ends, where
