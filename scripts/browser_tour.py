@@ -371,14 +371,14 @@ def tour_notebook(page, url: str, token: str, name: str, *, presses: int = 3,
 
 
 def notebook_names(prefixes: Sequence[str] = ()) -> list[str]:
-    """The course's notebook file names starting with any of ``prefixes`` (none: all 12)."""
-    names = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """The course's notebook file names starting with any of ``prefixes`` (none: all)."""
+    names = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
     return [n for n in names if not prefixes or any(n.startswith(a) for a in prefixes)]
 
 
 def tour(names: Sequence[str] | None = None, *, presses: int = 3,
          sweep: bool = False) -> list[NotebookTour]:  # fmt: skip
-    """Run the tour over ``names`` (notebook file names; default: all 12)."""
+    """Run the tour over ``names`` (notebook file names; default: all)."""
     from playwright.sync_api import sync_playwright
 
     if CHROMIUM is None:

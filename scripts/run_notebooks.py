@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "html")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = parser.parse_args()
-    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     args.out.mkdir(parents=True, exist_ok=True)
     rows, failed = [], 0
     print(f"{'notebook':<40} {'seconds':>8} {'kernel MiB':>10}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted(
-    (Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")
+    (Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]*_*.ipynb")
 )
 
 
@@ -27,7 +27,10 @@ def _source(cell: dict) -> str:
 
 
 def test_the_course_has_its_numbered_notebooks():
-    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    # 00, 00a, 00b, 01, ...: every number once, a lettered part (00a) after its number
+    prefixes = [p.name.split("_")[0] for p in NOTEBOOKS]
+    assert all(re.fullmatch(r"\d\d[a-z]?", prefix) for prefix in prefixes), prefixes
+    numbers = sorted({int(prefix[:2]) for prefix in prefixes})
     assert numbers == list(range(len(numbers))) and len(numbers) >= 1
 
 
@@ -47,7 +50,7 @@ def test_notebook_is_committed_without_outputs(path):
 def test_notebook_follows_the_lesson_skeleton(path):
     cells = _load(path)["cells"]
     markdown = "\n".join(_source(c) for c in cells if c["cell_type"] == "markdown")
-    number = path.name[:2]
+    number = path.name.split("_")[0]  # "04", or "00a" for a lettered part
     assert _source(cells[0]).startswith(f"# {number} · "), "first cell must be the title"
     for heading in ("You will learn", "Before this", "Recap", "References"):
         assert heading in markdown, f"{path.name} has no '{heading}'"

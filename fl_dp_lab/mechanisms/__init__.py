@@ -62,9 +62,13 @@ __all__ = [
     "delta_from_privacy_loss",
     "gaussian_delta",
     "gaussian_epsilon",
+    "gaussian_kl_divergence",
+    "gaussian_log_density_ratio",
     "gaussian_mechanism",
     "gaussian_privacy_loss",
+    "gaussian_renyi_divergence",
     "gaussian_sigma",
+    "laplace_log_density_ratio",
     "laplace_mechanism",
     "local_sensitivity_remove_one",
     "randomized_response",
@@ -272,3 +276,149 @@ def _check_noise_fits(value: np.ndarray, std: float, scale_name: str, scale: flo
 def _check_rng(rng: Any) -> None:
     if not isinstance(rng, np.random.Generator):
         fail("rng", "a numpy.random.Generator (np.random.default_rng(seed))", rng, TypeError)
+
+
+# --- Likelihood ratios and divergences (the probability primer, notebook 00b) ---------------
+
+
+def gaussian_log_density_ratio(x: Any, *, mean_p: float, mean_q: float, sigma: float) -> np.ndarray:
+    """log p(x) / q(x) for p = N(mean_p, sigma^2) and q = N(mean_q, sigma^2), pointwise.
+
+    The normalising constants cancel, leaving
+    ((x - mean_q)^2 - (x - mean_p)^2) / (2 sigma^2)
+    = (mean_p - mean_q) (2x - mean_p - mean_q) / (2 sigma^2): a straight line in x,
+    so it is unbounded. With x ~ p it is the Gaussian mechanism's privacy-loss
+    variable, N(mu, 2 mu) with mu = (mean_p - mean_q)^2 / (2 sigma^2)
+    (``gaussian_privacy_loss``; Balle & Wang, 2018, Lemma 3).
+
+    Args:
+        x: points, a number or an array (a CPU tensor works too).
+        mean_p: mean of p (the numerator).
+        mean_q: mean of q (the denominator).
+        sigma: common standard deviation, > 0.
+
+    Returns:
+        float64 array of the shape of ``x``.
+
+    >>> gaussian_log_density_ratio([-1.0, 0.0, 1.0], mean_p=0.0, mean_q=1.0, sigma=1.0).tolist()
+    [1.5, 0.5, -0.5]
+    """
+    x = _check_value(x)
+    mean_p = check_real("mean_p", mean_p)
+    mean_q = check_real("mean_q", mean_q)
+    sigma = check_real("sigma", sigma, low=0.0, low_open=True)
+    return (mean_p - mean_q) * (2.0 * x - mean_p - mean_q) / (2.0 * sigma**2)
+
+
+def laplace_log_density_ratio(x: Any, *, mean_p: float, mean_q: float, scale: float) -> np.ndarray:
+    """log p(x) / q(x) for p = Laplace(mean_p, b) and q = Laplace(mean_q, b), pointwise.
+
+    With densities exp(-|x - m| / b) / (2b) the ratio is
+    (|x - mean_q| - |x - mean_p|) / b, which by the triangle inequality never
+    leaves [-|mean_p - mean_q| / b, |mean_p - mean_q| / b]: for a shift of at most
+    the sensitivity and b = sensitivity / epsilon it is within [-epsilon, epsilon]
+    everywhere, which is why the Laplace mechanism is epsilon-DP with delta = 0
+    (Dwork & Roth, 2014, Thm. 3.6).
+
+    Args:
+        x: points, a number or an array (a CPU tensor works too).
+        mean_p: location of p (the numerator).
+        mean_q: location of q (the denominator).
+        scale: common scale b, > 0 (standard deviation sqrt(2) b).
+
+    Returns:
+        float64 array of the shape of ``x``.
+
+    >>> laplace_log_density_ratio([-5.0, 0.5, 5.0], mean_p=0.0, mean_q=1.0, scale=1.0).tolist()
+    [1.0, 0.0, -1.0]
+    """
+    x = _check_value(x)
+    mean_p = check_real("mean_p", mean_p)
+    mean_q = check_real("mean_q", mean_q)
+    scale = check_real("scale", scale, low=0.0, low_open=True)
+    return (np.abs(x - mean_q) - np.abs(x - mean_p)) / scale
+
+
+def gaussian_kl_divergence(*, mean_p: float, std_p: float, mean_q: float, std_q: float) -> float:
+    """KL(p || q) = E_p[log p(x) / q(x)] for p = N(mean_p, std_p^2), q = N(mean_q, std_q^2).
+
+    Closed form: log(std_q / std_p) + (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2) - 1/2,
+    in nats; 0 only when p = q, and not symmetric when the variances differ. With
+    equal variances it is (mean_p - mean_q)^2 / (2 sigma^2), the mean mu of the
+    Gaussian privacy loss (Cover & Thomas, 2006, "Elements of Information Theory",
+    Sec. 8.6 and Exercise 8.9 for the differential-entropy ingredients).
+
+    Args:
+        mean_p: mean of p.
+        std_p: standard deviation of p, > 0.
+        mean_q: mean of q.
+        std_q: standard deviation of q, > 0.
+
+    Returns:
+        The divergence in nats, >= 0.
+
+    >>> gaussian_kl_divergence(mean_p=0.0, std_p=1.0, mean_q=1.0, std_q=1.0)
+    0.5
+    """
+    mean_p, std_p, mean_q, std_q = _check_gaussian_pair(mean_p, std_p, mean_q, std_q)
+    shift = mean_p - mean_q
+    ratio = std_p / std_q
+    return float(-math.log(ratio) + 0.5 * (ratio**2 - 1.0) + shift**2 / (2.0 * std_q**2))
+
+
+def gaussian_renyi_divergence(
+    *, order: float, mean_p: float, std_p: float, mean_q: float, std_q: float
+) -> float:
+    """Rényi divergence D_order(p || q) of p = N(mean_p, std_p^2) from q = N(mean_q, std_q^2).
+
+    D_a(p || q) = 1 / (a - 1) * log E_q[(p(x) / q(x))^a] (Rényi, 1961). For
+    Gaussians, with v_a = a std_q^2 + (1 - a) std_p^2,
+
+        D_a = log(std_q / std_p) + log(std_q^2 / v_a) / (2 (a - 1))
+              + a (mean_p - mean_q)^2 / (2 v_a)
+
+    when v_a > 0, and infinity otherwise (the integral diverges) (Gil, Alajaji
+    & Linder, 2013, "Rényi divergence measures for commonly used univariate
+    continuous distributions", Table 2). Order 1 is the limit, the KL
+    divergence. With equal variances it is a (mean_p - mean_q)^2 / (2 sigma^2),
+    the Rényi DP of the Gaussian mechanism (Mironov, 2017, Prop. 7), which
+    ``fl_dp_lab.accounting.rdp_subsampled_gaussian`` gives at sample_rate 1.
+
+    Args:
+        order: the Rényi order a, > 0 (1 gives the KL divergence).
+        mean_p: mean of p.
+        std_p: standard deviation of p, > 0.
+        mean_q: mean of q.
+        std_q: standard deviation of q, > 0.
+
+    Returns:
+        The divergence in nats, >= 0, possibly ``math.inf``.
+
+    >>> gaussian_renyi_divergence(order=2.0, mean_p=0.0, std_p=1.0, mean_q=1.0, std_q=1.0)
+    1.0
+    """
+    order = check_real("order", order, low=0.0, low_open=True)
+    mean_p, std_p, mean_q, std_q = _check_gaussian_pair(mean_p, std_p, mean_q, std_q)
+    if order == 1.0:
+        return gaussian_kl_divergence(mean_p=mean_p, std_p=std_p, mean_q=mean_q, std_q=std_q)
+    mixed = order * std_q**2 + (1.0 - order) * std_p**2
+    if mixed <= 0.0:
+        return math.inf
+    shift = mean_p - mean_q
+    # log(std_q^2 / v_a) / (2 (a - 1)) = r log1p(t) / (2t), t = (1 - a) r: no 0 / 0 at a = 1
+    spread = (std_p**2 - std_q**2) / std_q**2
+    t = (1.0 - order) * spread
+    log_term = 0.5 * spread if t == 0.0 else math.log1p(t) / (2.0 * t) * spread
+    value = math.log(std_q / std_p) + log_term + order * shift**2 / (2.0 * mixed)
+    return float(max(0.0, value))
+
+
+def _check_gaussian_pair(
+    mean_p: float, std_p: float, mean_q: float, std_q: float
+) -> tuple[float, float, float, float]:
+    return (
+        check_real("mean_p", mean_p),
+        check_real("std_p", std_p, low=0.0, low_open=True),
+        check_real("mean_q", mean_q),
+        check_real("std_q", std_q, low=0.0, low_open=True),
+    )
