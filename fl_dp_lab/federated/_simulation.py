@@ -9,14 +9,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fl_dp_lab._validate import check_bool, check_int, check_real, fail
-from fl_dp_lab._vectorised import batched_local_updates
-from fl_dp_lab.client_updates import (
+from fl_dp_lab._validate import check_bool, check_generator, check_int, check_real, fail
+from fl_dp_lab.federated._vectorised import batched_local_updates
+from fl_dp_lab.federated.client_updates import (
     assign_flat_parameters,
     dp_sgd_local_update,
     flatten_parameters,
     local_update,
 )
+from fl_dp_lab.federated.config import LocalDPSGD, LocalSGD
 from fl_dp_lab.training import check_data, evaluate
 
 __all__ = ["FederatedHistory"]
@@ -52,10 +53,9 @@ class _Run:
         self,
         model: nn.Module,
         clients: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        *,
         rounds: int,
-        local_epochs: int,
-        batch_size: int,
-        lr: float,
+        local: LocalSGD | LocalDPSGD,
         server_lr: float,
         generator: torch.Generator,
         x_test: torch.Tensor | None,
@@ -81,12 +81,11 @@ class _Run:
                 check_data(x, y, name=f"client {k}'s x and y")
         if sum(len(y) for _, y in clients) == 0:
             fail("clients", "holding at least one example in all", 0)
-        if not isinstance(generator, torch.Generator):
-            fail("generator", "a torch.Generator", generator, TypeError)
+        check_generator("generator", generator)
+        if not isinstance(local, LocalSGD | LocalDPSGD):
+            fail("local", "a LocalSGD or LocalDPSGD", local, TypeError)
+        self.local = local
         self.rounds_total = check_int("rounds", rounds, minimum=1)
-        self.epochs = check_int("local_epochs", local_epochs, minimum=1)
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.lr = check_real("lr", lr, low=0.0, low_open=True)
         self.server_lr = check_real("server_lr", server_lr, low=0.0, low_open=True)
         self.vectorised = check_bool("vectorised", vectorised)
         self.progress = check_bool("progress", progress)
@@ -110,21 +109,23 @@ class _Run:
             )
         )
 
-    def client_updates(
-        self, ids: torch.Tensor, record_dp: dict[str, float] | None = None
-    ) -> torch.Tensor:
-        """Updates of the clients ``ids`` (rows in the order of ``ids``), shape ``(m, P)``."""
-        seeds = torch.randint(0, 2**62, (len(ids),), generator=self.generator)
+    def client_updates(self, ids: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """Updates of the clients ``ids`` (rows in the order of ``ids``), shape ``(m, P)``.
+
+        Client ``ids[i]`` shuffles its batches (or draws its DP-SGD batches
+        and noise) with a generator seeded by ``seeds[i]``.
+        """
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         data = [self.clients[int(k)] for k in ids]
-        if self.vectorised and record_dp is None:
+        local = self.local
+        if self.vectorised and isinstance(local, LocalSGD):
             return batched_local_updates(
                 self.model,
                 [x for x, _ in data],
                 [y for _, y in data],
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
+                epochs=local.epochs,
+                batch_size=local.batch_size,
+                lr=local.lr,
                 generators=gens,
                 loss_fn=self.loss_fn,
             )
@@ -132,15 +133,15 @@ class _Run:
         for (x, y), gen in zip(data, gens, strict=True):
             if len(y) == 0:
                 rows.append(torch.zeros_like(self.flat))
-            elif record_dp is None:
+            elif isinstance(local, LocalSGD):
                 rows.append(
                     local_update(
                         self.model,
                         x,
                         y,
-                        epochs=self.epochs,
-                        batch_size=self.batch_size,
-                        lr=self.lr,
+                        epochs=local.epochs,
+                        batch_size=local.batch_size,
+                        lr=local.lr,
                         generator=gen,
                         loss_fn=self.loss_fn,
                     )
@@ -151,11 +152,13 @@ class _Run:
                         self.model,
                         x,
                         y,
-                        epochs=self.epochs,
-                        lr=self.lr,
+                        epochs=local.epochs,
+                        lr=local.lr,
+                        sample_rate=local.sample_rate,
+                        noise_multiplier=local.noise_multiplier,
+                        max_grad_norm=local.max_grad_norm,
                         generator=gen,
                         loss_fn=self.loss_fn,
-                        **record_dp,
                     )
                 )
         return torch.stack(rows) if rows else self.flat.new_zeros(0, self.flat.numel())
