@@ -2,7 +2,7 @@
 
 The expected values below were measured on the pre-refactor code (the
 25-parameter ``run_dp_fedavg`` and a DP-FedAvg server round written
-separately in ``flower_server``), with the same seeds, data and settings.
+separately in ``fl_dp_lab.flower_server``), with the same seeds, data and settings.
 They must not change: a refactoring of the federated package keeps every
 seeded run identical, random draw for random draw. If one of them moves,
 the order of the random draws or the arithmetic changed; find out why
@@ -26,8 +26,8 @@ from fl_dp_lab.federated import (
     run_dp_fedavg,
     run_fedavg,
 )
-from fl_dp_lab.flower_app import digits_clients, make_model
-from fl_dp_lab.flower_server import make_server_app
+from fl_dp_lab.flower.app import digits_clients, make_model
+from fl_dp_lab.flower.server import make_server_app
 
 LOCAL = LocalSGD(epochs=1, batch_size=16, lr=0.5)
 PRIVACY = UserLevelDP(noise_multiplier=0.5, clip_norm=2.0, sample_rate=0.5, delta=1e-3)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from fl_dp_lab.federated import FederatedHistory
 from fl_dp_lab.data import dirichlet_partition
+from fl_dp_lab.federated import FederatedHistory
 from fl_dp_lab.plots.federated import (
     client_label_counts,
     dirichlet_figure,

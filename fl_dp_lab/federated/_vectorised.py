@@ -72,9 +72,7 @@ def batched_local_updates(
     x_all = torch.cat([xs[k] for k in order])
     y_all = torch.cat([ys[k] for k in order])
     # every client starts from the global model: stack K copies
-    params = {
-        n: start[n].unsqueeze(0).repeat(num_clients, *[1] * start[n].dim()) for n in trained
-    }
+    params = {n: start[n].unsqueeze(0).repeat(num_clients, *[1] * start[n].dim()) for n in trained}
 
     def per_example_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return loss_fn(output.unsqueeze(0), target.unsqueeze(0))

@@ -16,7 +16,7 @@ object is built, before any round trains. Override one field with
   accountant; optionally ``AdaptiveClipping`` (Andrew et al., 2021).
 
 The Flower app builds the same objects from its run config
-(``fl_dp_lab.flower_app.privacy_config`` and ``local_config``).
+(``fl_dp_lab.flower.app.privacy_config`` and ``local_config``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``DPFedAvgServer.round`` is the server side of McMahan et al. (2018,
 Algorithm 1): sample clients, collect their updates, clip and noise the
 sum, move the adaptive clip norm, account. ``run_dp_fedavg`` trains the
-sampled clients in this process; ``fl_dp_lab.flower_server`` sends them
+sampled clients in this process; ``fl_dp_lab.flower.server`` sends them
 ``train`` messages. Both hand the round a ``train(ids, seeds)`` callback, so
 both draw from the run's one generator in the same order:
 

@@ -1,7 +1,7 @@
 """DP-FedAvg on Flower: the ClientApp, and the pieces both sides share.
 
 Flower (Beutel et al., 2020) runs the same two programs in a simulation and
-on real machines: a ``ServerApp`` (``fl_dp_lab.flower_server``) that sends
+on real machines: a ``ServerApp`` (``fl_dp_lab.flower.server``) that sends
 ``Message`` objects through a ``Grid`` to SuperNodes, and this ``ClientApp``
 that answers them. The client is ``fl_dp_lab.federated.local_update`` and
 nothing more: it receives the global weights and a seed, trains a copy with
@@ -49,7 +49,7 @@ from fl_dp_lab.federated import (
     flatten_parameters,
     local_update,
 )
-from fl_dp_lab.flower_simulation import captured_flower_log
+from fl_dp_lab.flower.simulation import captured_flower_log
 from fl_dp_lab.models import LogisticRegression
 from fl_dp_lab.training import evaluate
 
@@ -186,9 +186,7 @@ def local_config(config: Mapping[str, Any]) -> LocalSGD:
     LocalSGD(epochs=1, batch_size=16, lr=0.5)
     """
     config = check_run_config(config)
-    return LocalSGD(
-        epochs=config["local-epochs"], batch_size=config["batch-size"], lr=config["lr"]
-    )
+    return LocalSGD(epochs=config["local-epochs"], batch_size=config["batch-size"], lr=config["lr"])
 
 
 def make_model() -> nn.Module:
@@ -327,7 +325,7 @@ def make_client_app(train_mods: Sequence[Any] = (), app_mods: Sequence[Any] = ()
     return app
 
 
-#: The ClientApp that ``flwr run`` loads (``fl_dp_lab.flower_app:client_app``).
+#: The ClientApp that ``flwr run`` loads (``fl_dp_lab.flower.app:client_app``).
 client_app = make_client_app()
 
 

@@ -49,6 +49,7 @@ sigma*C/m matches the sensitivity only when all clients are equally large.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -69,7 +70,7 @@ from fl_dp_lab.federated import (
     assign_flat_parameters,
     flatten_parameters,
 )
-from fl_dp_lab.flower_app import (
+from fl_dp_lab.flower.app import (
     DEFAULT_RUN_CONFIG,
     arrays_to_flat,
     check_run_config,
@@ -79,7 +80,7 @@ from fl_dp_lab.flower_app import (
     make_model,
     privacy_config,
 )
-from fl_dp_lab.flower_simulation import without_flower_log
+from fl_dp_lab.flower.simulation import without_flower_log
 from fl_dp_lab.training import evaluate
 
 __all__ = [
@@ -112,7 +113,7 @@ class FlowerResult:
 def run_config(context: Context | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
     """``DEFAULT_RUN_CONFIG``, then the context's run config, then ``overrides``, checked.
 
-    Every value is checked by ``fl_dp_lab.flower_app.check_run_config``
+    Every value is checked by ``fl_dp_lab.flower.app.check_run_config``
     (a ValueError or TypeError naming the key).
 
     >>> run_config(overrides={"num-rounds": 2})["num-rounds"]
@@ -221,32 +222,9 @@ def _dp_fedavg(grid: Grid, config: dict, out: FlowerResult) -> None:
     generator = torch.Generator().manual_seed(int(config["seed"]))
     server = DPFedAvgServer(privacy, num_clients=len(nodes), generator=generator)
     flat = flatten_parameters(make_model())
+    timeout = float(config["timeout"])
     for r in range(1, int(config["num-rounds"]) + 1):
-
-        def train(ids: torch.Tensor, seeds: torch.Tensor, r: int = r) -> torch.Tensor:
-            """The sampled nodes' updates: one ``train`` message each, every reply required."""
-            messages = [
-                Message(
-                    RecordDict(
-                        {
-                            "arrays": flat_to_arrays(flat),
-                            "config": ConfigRecord(_train_config(local, int(seed))),
-                        }
-                    ),
-                    dst_node_id=nodes[int(k)],
-                    message_type="train",
-                    group_id=str(r),
-                )
-                for k, seed in zip(ids, seeds, strict=True)
-            ]
-            sampled = [nodes[int(k)] for k in ids]
-            replies = _by_node(
-                grid.send_and_receive(messages, timeout=float(config["timeout"])), "train", sampled
-            )
-            rows = [arrays_to_flat(replies[node].content["arrays"]) - flat for node in sampled]
-            return torch.stack(rows) if rows else flat.new_zeros(0, flat.numel())
-
-        step = server.round(train)
+        step = server.round(functools.partial(_train, grid, nodes, flat, local, timeout, r))
         flat = flat + float(config["server-lr"]) * step.average
         loss, accuracy = _evaluate_flat(flat, x_test, y_test)
         history = out.history
@@ -258,6 +236,40 @@ def _dp_fedavg(grid: Grid, config: dict, out: FlowerResult) -> None:
         history.epsilon.append(step.epsilon)
     out.weights = flat
     out.federated_accuracy = _federated_accuracy(grid, nodes, flat, float(config["timeout"]))
+
+
+def _train(
+    grid: Grid,
+    nodes: list[int],
+    flat: torch.Tensor,
+    local: LocalSGD,
+    timeout: float,
+    round_number: int,
+    ids: torch.Tensor,
+    seeds: torch.Tensor,
+) -> torch.Tensor:
+    """The sampled nodes' updates, rows in the order of ``ids``: one ``train`` message each.
+
+    Every sampled node must reply (see the module docstring).
+    """
+    messages = [
+        Message(
+            RecordDict(
+                {
+                    "arrays": flat_to_arrays(flat),
+                    "config": ConfigRecord(_train_config(local, int(seed))),
+                }
+            ),
+            dst_node_id=nodes[int(k)],
+            message_type="train",
+            group_id=str(round_number),
+        )
+        for k, seed in zip(ids, seeds, strict=True)
+    ]
+    sampled = [nodes[int(k)] for k in ids]
+    replies = _by_node(grid.send_and_receive(messages, timeout=timeout), "train", sampled)
+    rows = [arrays_to_flat(replies[node].content["arrays"]) - flat for node in sampled]
+    return torch.stack(rows) if rows else flat.new_zeros(0, flat.numel())
 
 
 def _nodes_by_partition(grid: Grid, timeout: float) -> tuple[list[int], list[int]]:
@@ -352,5 +364,5 @@ def _save(out: FlowerResult, path: str) -> None:
     os.replace(partial, path)  # readers never see a half-written file
 
 
-#: The ServerApp that ``flwr run`` loads (``fl_dp_lab.flower_server:server_app``).
+#: The ServerApp that ``flwr run`` loads (``fl_dp_lab.flower.server:server_app``).
 server_app = make_server_app()
