@@ -14,6 +14,8 @@ One module per idea, named after it and mirroring the notebooks:
 - ``federated``: FedAvg and DP-FedAvg (08-09), built from ``client_updates``
   (local training, clipping), ``adaptive_clipping`` (quantile clipping of
   Andrew et al.) and ``secure_aggregation`` (pairwise masks, a toy)
+- ``populations``: clients made on demand from (seed, k), Poisson sampling
+  of 10^8 clients without a length-K mask (09b)
 - ``auditing``, ``canaries``: empirical epsilon lower bounds and the canary
   games that feed them (10)
 - ``flower_app``, ``flower_server``, ``flower_simulation``: the Flower
@@ -48,6 +50,7 @@ __all__ = [
     "numdiff",
     "opacus_bridge",
     "plots",
+    "populations",
     "secure_aggregation",
     "training",
     "tuning",
