@@ -15,6 +15,8 @@ One module per idea, named after it and mirroring the notebooks:
   (``federated.config``), local training (``federated.client_updates``),
   adaptive clipping, one DP-FedAvg server round shared with Flower
   (``federated.server``), secure aggregation (a toy)
+- ``populations``: clients made on demand from (seed, k), Poisson sampling
+  of 10^8 clients without a length-K mask (09b)
 - ``auditing``, ``canaries``: empirical epsilon lower bounds and the canary
   games that feed them (10)
 - ``flower``: the Flower ClientApp (``flower.app``), the DP-FedAvg ServerApp
@@ -45,6 +47,7 @@ __all__ = [
     "numdiff",
     "opacus_bridge",
     "plots",
+    "populations",
     "training",
     "tuning",
     "widgets",
