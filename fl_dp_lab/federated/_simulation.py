@@ -18,6 +18,7 @@ from fl_dp_lab.federated.client_updates import (
     local_update,
 )
 from fl_dp_lab.federated.config import LocalDPSGD, LocalSGD
+from fl_dp_lab.populations import ClientPopulation
 from fl_dp_lab.training import check_data, evaluate
 
 __all__ = ["FederatedHistory"]
@@ -52,7 +53,7 @@ class _Run:
     def __init__(
         self,
         model: nn.Module,
-        clients: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        clients: Sequence[tuple[torch.Tensor, torch.Tensor]] | ClientPopulation,
         *,
         rounds: int,
         local: LocalSGD | LocalDPSGD,
@@ -66,21 +67,18 @@ class _Run:
     ) -> None:
         if not isinstance(model, nn.Module):
             fail("model", "a torch.nn.Module", model, TypeError)
-        if not isinstance(clients, Sequence):
-            fail("clients", "a list of (x, y) pairs", type(clients).__name__, TypeError)
-        if len(clients) == 0:
-            fail("clients", "a non-empty list of (x, y) pairs", clients)
-        for k, (x, y) in enumerate(clients):
-            if (
-                not isinstance(x, torch.Tensor)
-                or not isinstance(y, torch.Tensor)
-                or len(x) != len(y)
-            ):
-                fail("clients", "(x, y) pairs of tensors with the same length", (x, y), TypeError)
-            if len(y) > 0:  # checked once here, so no round ever trains on a NaN row
-                check_data(x, y, name=f"client {k}'s x and y")
-        if sum(len(y) for _, y in clients) == 0:
-            fail("clients", "holding at least one example in all", 0)
+        if (x_test is None) != (y_test is None):
+            fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
+        self.population: ClientPopulation | None = None
+        if isinstance(clients, ClientPopulation) and not isinstance(clients, Sequence):
+            # made on demand: nothing of size K is read or copied; each sampled client
+            # is checked when it is made (``_client``)
+            self.population = clients
+            self.num_clients = check_int("clients.num_clients", clients.num_clients, minimum=1)
+            if x_test is None:
+                fail("x_test and y_test", "given when clients is a population", None)
+        else:
+            self.num_clients = _check_client_list(clients)
         check_generator("generator", generator)
         if not isinstance(local, LocalSGD | LocalDPSGD):
             fail("local", "a LocalSGD or LocalDPSGD", local, TypeError)
@@ -89,8 +87,6 @@ class _Run:
         self.server_lr = check_real("server_lr", server_lr, low=0.0, low_open=True)
         self.vectorised = check_bool("vectorised", vectorised)
         self.progress = check_bool("progress", progress)
-        if (x_test is None) != (y_test is None):
-            fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
         if x_test is None:
             x_test = torch.cat([x for x, _ in clients])
             y_test = torch.cat([y for _, y in clients])
@@ -98,6 +94,7 @@ class _Run:
         self.x_test, self.y_test = x_test, y_test
         self.flat = flatten_parameters(model)
         self.history = FederatedHistory()
+        self.round_sizes = torch.zeros(0, dtype=torch.float64)
 
     def rounds(self) -> Iterator[int]:
         return iter(
@@ -116,7 +113,8 @@ class _Run:
         and noise) with a generator seeded by ``seeds[i]``.
         """
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        data = [self.clients[int(k)] for k in ids]
+        data = [self._client(int(k)) for k in ids]
+        self.round_sizes = torch.tensor([len(y) for _, y in data], dtype=torch.float64)
         local = self.local
         if self.vectorised and isinstance(local, LocalSGD):
             return batched_local_updates(
@@ -163,6 +161,20 @@ class _Run:
                 )
         return torch.stack(rows) if rows else self.flat.new_zeros(0, self.flat.numel())
 
+    def _client(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Client k's data: from the list, or made by the population and checked now."""
+        if self.population is None:
+            return self.clients[k]
+        data = self.population.client(k)
+        if not isinstance(data, tuple) or len(data) != 2:
+            fail(f"population.client({k})", "an (x, y) pair of tensors", type(data), TypeError)
+        x, y = data
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
+            fail(f"population.client({k})", "(x, y) tensors of one length", (x, y), TypeError)
+        if len(y) > 0:
+            check_data(x, y, name=f"client {k}'s x and y")
+        return x, y
+
     def apply(self, average: torch.Tensor) -> None:
         self.flat = self.flat + self.server_lr * average.to(self.flat.dtype)
         assign_flat_parameters(self.model, self.flat)
@@ -173,3 +185,24 @@ class _Run:
         self.history.loss.append(loss)
         self.history.accuracy.append(accuracy)
         self.history.clients.append(num_clients)
+
+
+def _check_client_list(clients: object) -> int:
+    """Check a list of ``(x, y)`` client pairs once, so no round trains on a NaN row."""
+    if not isinstance(clients, Sequence):
+        fail(
+            "clients",
+            "a list of (x, y) pairs or a ClientPopulation",
+            type(clients).__name__,
+            TypeError,
+        )
+    if len(clients) == 0:
+        fail("clients", "a non-empty list of (x, y) pairs", clients)
+    for k, (x, y) in enumerate(clients):
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
+            fail("clients", "(x, y) pairs of tensors with the same length", (x, y), TypeError)
+        if len(y) > 0:
+            check_data(x, y, name=f"client {k}'s x and y")
+    if sum(len(y) for _, y in clients) == 0:
+        fail("clients", "holding at least one example in all", 0)
+    return len(clients)

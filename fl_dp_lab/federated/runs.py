@@ -17,6 +17,7 @@ from fl_dp_lab._validate import check_int, fail
 from fl_dp_lab.federated._simulation import FederatedHistory, _Run
 from fl_dp_lab.federated.config import LocalDPSGD, LocalSGD, UserLevelDP
 from fl_dp_lab.federated.server import DPFedAvgServer, client_seeds
+from fl_dp_lab.populations import ClientPopulation
 
 __all__ = ["run_dp_fedavg", "run_fedavg"]
 
@@ -25,7 +26,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def run_fedavg(
     model: nn.Module,
-    clients: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    clients: Sequence[tuple[torch.Tensor, torch.Tensor]] | ClientPopulation,
     *,
     rounds: int,
     clients_per_round: int,
@@ -41,7 +42,8 @@ def run_fedavg(
     """Federated averaging (McMahan et al., 2017, Algorithm 1), training ``model`` in place.
 
     Each round: pick m = ``clients_per_round`` clients uniformly without
-    replacement; each runs ``local_update`` (``local``: E local epochs of
+    replacement (``randperm`` for a list, distinct uniform ids for a
+    population); each runs ``local_update`` (``local``: E local epochs of
     SGD with batch size B and learning rate lr) from the global weights
     theta; the server moves theta <- theta + server_lr * sum_k n_k Delta_k /
     sum_k n_k, the client-size-weighted average of the updates (server_lr =
@@ -51,7 +53,9 @@ def run_fedavg(
 
     Args:
         model: the global model, trained in place.
-        clients: one ``(x_k, y_k)`` pair per client (see ``split_by_client``).
+        clients: one ``(x_k, y_k)`` pair per client (see ``split_by_client``), or a
+            ``ClientPopulation`` (``fl_dp_lab.populations``): only the sampled
+            clients are made, each round (then ``x_test``, ``y_test`` are needed).
         rounds: communication rounds, >= 1.
         clients_per_round: m in [1, len(clients)].
         local: the clients' local SGD (epochs, batch_size, lr).
@@ -80,12 +84,15 @@ def run_fedavg(
         vectorised=vectorised,
         progress=progress,
     )
-    check_int("clients_per_round", clients_per_round, minimum=1, maximum=len(clients))
-    sizes = torch.tensor([len(c[1]) for c in clients], dtype=torch.float64)
+    m = check_int("clients_per_round", clients_per_round, minimum=1, maximum=run.num_clients)
     for r in run.rounds():
-        ids = torch.randperm(len(clients), generator=generator)[:clients_per_round].sort().values
+        if run.population is None:
+            ids = torch.randperm(run.num_clients, generator=generator)[:m].sort().values
+        else:
+            ids = _distinct_ids(run.num_clients, m, generator)
         updates = run.client_updates(ids, client_seeds(len(ids), generator))
-        weights = sizes[ids] / sizes[ids].sum().clamp(min=1.0)
+        sizes = run.round_sizes  # n_k of the clients just trained
+        weights = sizes / sizes.sum().clamp(min=1.0)
         run.apply(weights.to(updates.dtype) @ updates)
         run.record(r, len(ids))
     return run.history
@@ -93,7 +100,7 @@ def run_fedavg(
 
 def run_dp_fedavg(
     model: nn.Module,
-    clients: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    clients: Sequence[tuple[torch.Tensor, torch.Tensor]] | ClientPopulation,
     *,
     rounds: int,
     privacy: UserLevelDP,
@@ -131,7 +138,11 @@ def run_dp_fedavg(
 
     Args:
         model: the global model, trained in place.
-        clients: one ``(x_k, y_k)`` pair per client (see ``split_by_client``).
+        clients: one ``(x_k, y_k)`` pair per client (see ``split_by_client``), or a
+            ``ClientPopulation``: only the sampled clients are made, each round,
+            and the round is drawn by ``sample_client_ids`` (Binomial round size,
+            then distinct ids: the same Poisson sampling, without K coin flips;
+            the accountant is unchanged, q = ``privacy.sample_rate``).
         rounds: communication rounds T, >= 1.
         privacy: the user-level DP settings (q, C, sigma, delta, accountant,
             adaptive clipping).
@@ -161,7 +172,12 @@ def run_dp_fedavg(
         vectorised=vectorised,
         progress=progress,
     )
-    server = DPFedAvgServer(privacy, num_clients=len(clients), generator=generator)
+    server = DPFedAvgServer(
+        privacy,
+        num_clients=run.num_clients,
+        generator=generator,
+        sampling="per_client" if run.population is None else "round_size",
+    )
     for r in run.rounds():
         step = server.round(run.client_updates)
         run.history.clip_norm.append(step.clip_norm)
@@ -169,3 +185,20 @@ def run_dp_fedavg(
         run.record(r, len(step.ids))
         run.history.epsilon.append(step.epsilon)
     return run.history
+
+
+def _distinct_ids(num_clients: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``size`` distinct ids uniform among ``num_clients``, sorted, in memory O(size).
+
+    Draw the missing number of ids with replacement and keep the distinct
+    ones, until there are ``size``: every relabelling of the ids leaves the
+    draws' law unchanged, so every subset of that size is equally likely.
+    Above half the population a permutation is as cheap and ends at once.
+    """
+    if 2 * size > num_clients:
+        return torch.randperm(num_clients, generator=generator)[:size].sort().values
+    chosen = torch.empty(0, dtype=torch.int64)
+    while len(chosen) < size:
+        draws = torch.randint(0, num_clients, (size - len(chosen),), generator=generator)
+        chosen = torch.unique(torch.cat([chosen, draws]))
+    return chosen

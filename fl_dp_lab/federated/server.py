@@ -8,7 +8,8 @@ sampled clients in this process; ``fl_dp_lab.flower.server`` sends them
 both draw from the run's one generator in the same order:
 
 1. the sampled client ids (``poisson_client_sample``, or
-   ``sample_client_ids`` for a population too large for a length-K draw);
+   ``fl_dp_lab.populations.sample_client_ids`` for a population too large
+   for K coin flips);
 2. one seed per sampled client, for its batch shuffling;
 3. the Gaussian noise of ``dp_aggregate``;
 4. with adaptive clipping, the noise on the count of unclipped clients.
@@ -21,21 +22,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from fl_dp_lab._validate import check_generator, check_int, fail
+from fl_dp_lab._validate import check_choice, check_generator, check_int, fail
 from fl_dp_lab.dpsgd import MAX_EXAMPLES
 from fl_dp_lab.federated.adaptive_clipping import adaptive_clip_norm, update_noise_multiplier
 from fl_dp_lab.federated.aggregation import dp_aggregate, poisson_client_sample
 from fl_dp_lab.federated.config import UserLevelDP
+from fl_dp_lab.populations import MAX_CLIENTS, sample_client_ids
 
 __all__ = ["DPFedAvgServer", "ServerRound", "client_seeds"]
 
 #: Sampled ids -> one seed per id: the clients' updates, shape (len(ids), P).
 TrainFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: (num_clients, sample_rate, generator) -> the sorted ids of one round.
-SampleFn = Callable[[int, float, torch.Generator], torch.Tensor]
+#: How a round's clients are drawn (both are Poisson sampling at rate q, with different
+#: random draws): "per_client" flips K coins (``poisson_client_sample``, for a list of
+#: clients); "round_size" draws M ~ Binomial(K, q), then M distinct ids
+#: (``fl_dp_lab.populations.sample_client_ids``, for populations too large for K coins).
+Sampling = Literal["per_client", "round_size"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,10 @@ class DPFedAvgServer:
             delta, accountant and adaptive clipping.
         num_clients: K >= 1, the population size (q*K is the fixed denominator).
         generator: all of the server's randomness (see the module docstring).
-        sample: draws one round's ids; default ``poisson_client_sample``.
+        sampling: ``"per_client"`` (K coin flips, ``poisson_client_sample``)
+            or ``"round_size"`` (Binomial round size, then distinct ids,
+            ``sample_client_ids``; memory independent of K). Both are exactly
+            Poisson sampling, which the accountant assumes.
 
     Raises:
         ValueError: with adaptive clipping and no ``count_stddev``, when its
@@ -86,7 +95,7 @@ class DPFedAvgServer:
         *,
         num_clients: int,
         generator: torch.Generator,
-        sample: SampleFn | None = None,
+        sampling: Sampling = "per_client",
     ) -> None:
         if not isinstance(privacy, UserLevelDP):
             fail("privacy", "a UserLevelDP", privacy, TypeError)
@@ -116,9 +125,10 @@ class DPFedAvgServer:
             self.update_sigma = update_noise_multiplier(
                 noise_multiplier=privacy.noise_multiplier, clip_count_stddev=count_stddev
             )
-        self._sample = sample if sample is not None else _poisson
-        if self.num_clients > MAX_EXAMPLES and sample is None:
-            fail("num_clients", f"at most {MAX_EXAMPLES} for Poisson sampling", num_clients)
+        self.sampling = check_choice("sampling", sampling, ("per_client", "round_size"))
+        most = MAX_EXAMPLES if sampling == "per_client" else MAX_CLIENTS
+        if self.num_clients > most:
+            fail("num_clients", f"at most {most} for {sampling!r} sampling", num_clients)
 
     def round(self, train: TrainFn) -> ServerRound:
         """Sample, train (``train(ids, seeds)``), clip and noise, move C, account.
@@ -130,7 +140,14 @@ class DPFedAvgServer:
         from fl_dp_lab import accounting
 
         privacy = self.privacy
-        ids = self._sample(self.num_clients, privacy.sample_rate, self.generator)
+        if self.sampling == "per_client":
+            ids = poisson_client_sample(
+                self.num_clients, sample_rate=privacy.sample_rate, generator=self.generator
+            )
+        else:
+            ids = sample_client_ids(
+                self.num_clients, sample_rate=privacy.sample_rate, generator=self.generator
+            )
         seeds = client_seeds(len(ids), self.generator)
         updates = train(ids, seeds)
         norms = torch.linalg.vector_norm(updates, dim=1)
@@ -162,10 +179,6 @@ class DPFedAvgServer:
             accountant=privacy.accountant,
         )
         return ServerRound(ids=ids, average=average, clip_norm=used, epsilon=epsilon)
-
-
-def _poisson(num_clients: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:
-    return poisson_client_sample(num_clients, sample_rate=sample_rate, generator=generator)
 
 
 def _check_finite_updates(norms: torch.Tensor, ids: torch.Tensor) -> None:
