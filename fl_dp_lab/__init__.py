@@ -15,17 +15,19 @@ error format) and ``_types`` (``LossFn``, the History family) are shared by all.
   cost of a hyperparameter sweep, private selection (07, 09)
 - ``dpsgd``: per-sample gradients, clipping, noise, Poisson sampling (06)
 - ``opacus_bridge``: the same step through Opacus, side by side with ours (07)
-- ``federated``: FedAvg and DP-FedAvg (08-09), built from ``client_updates``
-  (local training, clipping), ``adaptive_clipping`` (quantile clipping of
-  Andrew et al.) and ``secure_aggregation`` (pairwise masks, a toy)
-- ``distributed_dp``: integer noise shares for secure aggregation (exact
-  discrete Gaussian, Skellam, rounding, modular wrap, the sum's accountant) (12)
-- ``trust_models``: local vs central vs distributed DP noise, and the per-batch
-  client-side "DP" snippet taken apart (12)
+- ``federated``: FedAvg and DP-FedAvg (08-09), a package: run settings
+  (``federated.config``), local training (``federated.client_updates``),
+  adaptive clipping, one DP-FedAvg server round shared with Flower
+  (``federated.server``), secure aggregation (a toy), integer noise shares
+  for it (``federated.distributed_dp``: discrete Gaussian, Skellam, the sum's
+  accountant) and local / central / distributed DP side by side
+  (``federated.trust_models``, 12)
+- ``populations``: clients made on demand from (seed, k), Poisson sampling
+  of 10^8 clients without a length-K mask (09b)
 - ``auditing``: empirical epsilon lower bounds, and in ``auditing.canaries``
   the canary games that feed them (10)
-- ``flower_app``, ``flower_server``, ``flower_simulation``: the Flower
-  ClientApp/ServerApp, its DP-FedAvg strategy and the simulation runner (11)
+- ``flower``: the Flower ClientApp (``flower.app``), the DP-FedAvg ServerApp
+  (``flower.server``) and the simulation runner (``flower.simulation``) (11)
 - ``plots``, ``widgets``: figures and thin ipywidgets dashboards
 - ``exercises``: ``check_*`` feedback for the notebooks' exercises
 
@@ -39,25 +41,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "accounting",
-    "adaptive_clipping",
     "attacks",
     "auditing",
-    "client_updates",
     "data",
-    "distributed_dp",
     "dpsgd",
     "exercises",
     "federated",
-    "flower_app",
-    "flower_server",
-    "flower_simulation",
+    "flower",
     "mechanisms",
     "models",
     "numdiff",
     "opacus_bridge",
     "plots",
-    "secure_aggregation",
+    "populations",
     "training",
-    "trust_models",
     "widgets",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "load_mnist",
     "make_synthetic_federated",
     "shard_partition",
+    "synthetic_client",
 ]
 
 #: Where the shipped ``.npz`` files live (the repository's ``data/`` folder).
@@ -356,18 +357,11 @@ def make_synthetic_federated(
     test_fraction = check_real("test_fraction", test_fraction, low=0.0, high=1.0, high_open=True)
     rng = np.random.default_rng(check_int("seed", seed, minimum=0))
 
-    std = np.arange(1, dim + 1, dtype=np.float64) ** (-0.6)  # sqrt(j^-1.2)
-    # log-normal sizes with median mean_samples / 1.5 and a floor of 4 rows
-    sizes = np.maximum(4, rng.lognormal(np.log(mean_samples / 1.5), 0.9, num_clients)).astype(int)
+    sizes = _synthetic_sizes(rng, mean_samples, num_clients)
     train: dict[str, list[np.ndarray]] = {"x": [], "y": [], "id": []}
     test: dict[str, list[np.ndarray]] = {"x": [], "y": [], "id": []}
     for k in range(num_clients):
-        u = rng.normal(0.0, np.sqrt(alpha))
-        w = rng.normal(u, 1.0, (num_classes, dim))
-        b = rng.normal(u, 1.0, num_classes)
-        v = rng.normal(rng.normal(0.0, np.sqrt(beta)), 1.0, dim)
-        x = rng.normal(v, std, (sizes[k], dim))
-        y = np.argmax(x @ w.T + b, axis=1)
+        x, y = _synthetic_rows(rng, int(sizes[k]), alpha, beta, dim, num_classes)
         n_test = int(np.floor(test_fraction * sizes[k]))
         n_train = sizes[k] - n_test
         for part, rows in ((train, slice(0, n_train)), (test, slice(n_train, None))):
@@ -384,6 +378,46 @@ def make_synthetic_federated(
         num_clients=num_clients,
         num_classes=num_classes,
     )
+
+
+def synthetic_client(
+    rng: np.random.Generator,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    dim: int = 60,
+    num_classes: int = 10,
+    mean_samples: int = 24,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One client of Synthetic(alpha, beta), drawn from ``rng``: its size, model and rows.
+
+    The client of ``make_synthetic_federated`` (same law, same parameters):
+    a log-normal size (at least 4 rows, mean about ``mean_samples``), then
+    u ~ N(0, alpha), W ~ N(u, 1), b ~ N(u, 1), v ~ N(N(0, beta), 1),
+    x ~ N(v, diag(j^-1.2)) and y = argmax(W x + b). A population that makes
+    client k on demand passes a generator seeded by (seed, k)
+    (``fl_dp_lab.populations.SyntheticPopulation``).
+
+    Args:
+        rng: the ``numpy.random.Generator`` every draw comes from.
+        alpha, beta, dim, num_classes, mean_samples: as in ``make_synthetic_federated``.
+
+    Returns:
+        ``(x, y)``: float64 rows of shape ``(n, dim)`` and int64 labels, n >= 4.
+
+    >>> x, y = synthetic_client(np.random.default_rng(0), dim=5)
+    >>> x.shape[1], bool(len(x) == len(y) >= 4), bool(y.max() < 10)
+    (5, True, True)
+    """
+    if not isinstance(rng, np.random.Generator):
+        fail("rng", "a numpy.random.Generator, e.g. np.random.default_rng(0)", rng, TypeError)
+    alpha = check_real("alpha", alpha, low=0.0)
+    beta = check_real("beta", beta, low=0.0)
+    dim = check_int("dim", dim, minimum=1)
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    mean_samples = check_int("mean_samples", mean_samples, minimum=4)
+    size = int(_synthetic_sizes(rng, mean_samples, 1)[0])
+    return _synthetic_rows(rng, size, alpha, beta, dim, num_classes)
 
 
 def sha256_of(path: str | Path) -> str:
@@ -421,6 +455,24 @@ def _load(name: str, data_dir: str | Path | None, scale: float) -> Arrays:
         (x_test.astype(np.float32) / scale),
         y_test.astype(np.int64),
     )
+
+
+def _synthetic_sizes(rng: np.random.Generator, mean_samples: int, num_clients: int) -> np.ndarray:
+    """Synthetic(alpha, beta) client sizes: log-normal, median mean_samples / 1.5, at least 4."""
+    return np.maximum(4, rng.lognormal(np.log(mean_samples / 1.5), 0.9, num_clients)).astype(int)
+
+
+def _synthetic_rows(
+    rng: np.random.Generator, size: int, alpha: float, beta: float, dim: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One Synthetic(alpha, beta) client's model and ``size`` rows (Li et al. 2020, Sec. 5.1)."""
+    std = np.arange(1, dim + 1, dtype=np.float64) ** (-0.6)  # sqrt(j^-1.2)
+    u = rng.normal(0.0, np.sqrt(alpha))
+    w = rng.normal(u, 1.0, (num_classes, dim))
+    b = rng.normal(u, 1.0, num_classes)
+    v = rng.normal(rng.normal(0.0, np.sqrt(beta)), 1.0, dim)
+    x = rng.normal(v, std, (size, dim))
+    return x, np.argmax(x @ w.T + b, axis=1)
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:

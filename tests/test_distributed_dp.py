@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from fl_dp_lab import accounting
-from fl_dp_lab.distributed_dp import (
+from fl_dp_lab.federated.distributed_dp import (
     discrete_gaussian,
     discrete_gaussian_pmf,
     distributed_discrete_gaussian_epsilon,

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from fl_dp_lab.exercises import check_batch_clip_influence, check_local_noise_factor
-from fl_dp_lab.trust_models import noise_std_on_average
+from fl_dp_lab.federated.trust_models import noise_std_on_average
 
 
 def test_local_noise_factor(capsys):

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from fl_dp_lab.distributed_dp import noise_share_std, unwrap
-from fl_dp_lab.secure_aggregation import (
+from fl_dp_lab.federated.distributed_dp import noise_share_std, unwrap
+from fl_dp_lab.federated.secure_aggregation import (
     MODULUS,
     distributed_dp_encode,
     distributed_dp_sum,

@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 
 from fl_dp_lab import accounting
 from fl_dp_lab.federated import dp_aggregate
-from fl_dp_lab.mechanisms import gaussian_sigma
-from fl_dp_lab.models import LogisticRegression
-from fl_dp_lab.secure_aggregation import distributed_dp_sum
-from fl_dp_lab.trust_models import (
+from fl_dp_lab.federated.secure_aggregation import distributed_dp_sum
+from fl_dp_lab.federated.trust_models import (
     local_epsilon,
     noise_std_on_average,
     one_example_influence,
     snippet_client_upload,
 )
+from fl_dp_lab.mechanisms import gaussian_sigma
+from fl_dp_lab.models import LogisticRegression
 
 
 def _gen(seed: int = 0) -> torch.Generator:

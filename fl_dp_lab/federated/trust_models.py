@@ -17,7 +17,7 @@ clipped to L2 norm C, and the same (epsilon, delta) for one round:
   uploads through secure aggregation; the server decodes only the noisy sum,
   whose noise is central's. The price is the integers (the rounding raises the
   sensitivity to s C + sqrt(d) at scale s) and the discrete sum's small extra
-  epsilon (``fl_dp_lab.distributed_dp``).
+  epsilon (``fl_dp_lab.federated.distributed_dp``).
 
 ``noise_std_on_average`` gives the three numbers; ``local_epsilon`` the
 epsilon of one client's own release.

@@ -35,7 +35,7 @@ Gaussian with its accountant (the rounding and the modular wrap-around are
 not accounted for). ``distributed_dp_encode`` and ``distributed_dp_sum`` do
 the step over the integers, end to end: each client clips, scales, rounds
 without bias, adds an exact discrete-Gaussian (or Skellam) share from
-``fl_dp_lab.distributed_dp`` and masks modulo M; the server decodes only the
+``fl_dp_lab.federated.distributed_dp`` and masks modulo M; the server decodes only the
 noisy sum. A client that drops out takes its noise share with it.
 
 What a real protocol adds to the toy. Bonawitz et al. (2017): seeds agreed
@@ -64,8 +64,8 @@ from collections.abc import Iterable
 
 import torch
 
-from fl_dp_lab import distributed_dp
 from fl_dp_lab._validate import check_choice, check_generator, check_int, check_real, fail
+from fl_dp_lab.federated import distributed_dp
 
 __all__ = [
     "MAX_CLIENTS",
