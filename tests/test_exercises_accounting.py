@@ -49,7 +49,7 @@ def test_calibrated_sigma_right_rdp_too_little_and_too_much(capsys):
     rdp = noise_multiplier_for_epsilon(target_epsilon=2.0, accountant="rdp", **setting)
     assert rdp > right * 1.01  # RDP needs visibly more noise, so the hint can tell them apart
     assert check_calibrated_sigma(rdp) is False
-    assert "RDP's σ" in capsys.readouterr().out
+    assert "RDP accountant's σ" in capsys.readouterr().out
     assert check_calibrated_sigma(right * 0.9) is False
     assert "too little noise" in capsys.readouterr().out
     assert check_calibrated_sigma(right * 1.3) is False

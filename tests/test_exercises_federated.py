@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -38,11 +40,11 @@ def test_fedavg_average_right_unweighted_and_malformed(capsys):
 def test_local_steps_catches_rounding_down_and_one_epoch(capsys):
     assert check_local_steps(15) is True
     assert check_local_steps(12) is False
-    assert "round 45 / 10 up" in capsys.readouterr().out
+    assert "short but still a step" in capsys.readouterr().out
     assert check_local_steps(5) is False
     assert "one epoch" in capsys.readouterr().out
     assert check_local_steps(16) is False
-    assert "E * ceil(n / B)" in capsys.readouterr().out
+    assert "✗" in capsys.readouterr().out
     assert check_local_steps(...) is False
     with pytest.raises(TypeError, match="answer must be a real number"):
         check_local_steps("15")
@@ -69,7 +71,7 @@ def test_dp_aggregate_right_and_the_usual_slips(capsys):
     assert check_dp_aggregate(_dp_average(clip=False)) is False
     assert "clip every row" in capsys.readouterr().out
     assert check_dp_aggregate(_dp_average(denominator="actual")) is False
-    assert "expected number of clients" in capsys.readouterr().out
+    assert "how many clients came" in capsys.readouterr().out
     assert check_dp_aggregate(_dp_average(noise_scale="sigma")) is False
     assert "noise of std sigma" in capsys.readouterr().out
 
@@ -97,7 +99,7 @@ def test_dp_aggregate_right_and_the_usual_slips(capsys):
 
     # each slip that sigma * C = 1 would hide (variance = std = sqrt(std)) is caught
     assert check_dp_aggregate(slip(noise_std=lambda s, c: (s * c) ** 2)) is False
-    assert "is the variance" in capsys.readouterr().out
+    assert "the variance used as the std" in capsys.readouterr().out
     assert check_dp_aggregate(slip(noise_std=lambda s, c: (s * c) ** 0.5)) is False
     assert "noise std came out" in capsys.readouterr().out
     assert check_dp_aggregate(slip(noise_std=lambda s, c: c)) is False  # noise even at sigma 0
@@ -125,7 +127,7 @@ def test_user_level_epsilon_catches_per_round_and_no_sampling(capsys):
     assert check_user_level_epsilon(no_sampling) is False
     assert "amplification" in capsys.readouterr().out
     assert check_user_level_epsilon(2 * right) is False
-    assert "call fl_dp_lab.accounting.epsilon" in capsys.readouterr().out
+    assert "✗" in capsys.readouterr().out
     rdp = epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=50, delta=1e-5, accountant="rdp")
     assert rdp > 1.1 * right  # far enough from PLD that only the RDP branch accepts it
     assert check_user_level_epsilon(rdp) is True
@@ -156,18 +158,18 @@ def _weighted(shift=0.0, divide_by="total", power=1):
         (lambda updates, sizes: torch.tensor([1.5, 1.6]), "same vector for different updates"),
         (lambda updates, sizes: torch.zeros(updates.shape[1]), "same vector for different"),
         (lambda updates, sizes: updates.mean(0), "plain mean"),
-        (_weighted(shift=1.0), "off by one (n_k + 1)"),
-        (_weighted(shift=-1.0), "off by one (n_k - 1)"),
-        (_weighted(divide_by="nothing"), "divide it by sum_k n_k"),
-        (_weighted(divide_by="clients"), "not by the number of clients"),
-        (_weighted(power=2), "compute sum_k n_k * Delta_k, then divide"),
-        (lambda updates, sizes: updates[0], "compute sum_k n_k * Delta_k, then divide"),
+        (_weighted(shift=1.0), "off by one (one more"),
+        (_weighted(shift=-1.0), "off by one (one less"),
+        (_weighted(divide_by="nothing"), "not yet an average"),
+        (_weighted(divide_by="clients"), "dividing by the number of clients"),
+        (_weighted(power=2), "not the size-weighted average"),
+        (lambda updates, sizes: updates[0], "not the size-weighted average"),
     ],
 )
 def test_fedavg_average_rejects_wrong_answers_with_their_hint(answer, hint, capsys):
     assert check_fedavg_average(answer) is False
     out = capsys.readouterr().out
-    assert out.startswith("✗ Exercise 08.1: not yet. Hint: ") and hint in out
+    assert re.match(r"✗ Exercise 08\.1: not yet \(try \d+\)\. Hint: ", out) and hint in out
 
 
 def test_fedavg_average_accepts_right_answers_written_differently(capsys):

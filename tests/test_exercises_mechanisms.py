@@ -49,7 +49,7 @@ def test_basic_composition_right_and_wrong(capsys):
     assert check_basic_composition(0.25, 1e-6) is False
     assert "ONE release" in capsys.readouterr().out
     assert check_basic_composition(1.0, 1e-6) is False
-    assert "deltas add up" in capsys.readouterr().out
+    assert "delta is one release's" in capsys.readouterr().out
     assert check_basic_composition(0.5, 4e-6) is False
     assert check_basic_composition(..., 4e-6) is False
     assert "not answered yet" in capsys.readouterr().out

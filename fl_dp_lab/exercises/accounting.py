@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from fl_dp_lab.accounting import epsilon, noise_multiplier_for_epsilon, rdp_to_epsilon
-from fl_dp_lab.exercises._core import as_number, feedback, is_unanswered, report_unanswered
+from fl_dp_lab.exercises._core import as_number, feedback, hints, is_unanswered, report_unanswered
 
 __all__ = ["check_calibrated_sigma", "check_gaussian_rdp_epsilon"]
 
@@ -18,19 +18,36 @@ RDP_EXERCISE_ORDERS = np.arange(2, 257)
 #: Exercise 05.2's setting: the budget and the training run to calibrate sigma for.
 CALIBRATION_EXERCISE = {"target_epsilon": 2.0, "sample_rate": 0.01, "steps": 3000, "delta": 1e-5}
 
+hints(
+    "Exercise 05.1",
+    idea="Rényi DP composes by adding: find one step's RDP at every order, add it up over the "
+    "steps, and convert to (epsilon, delta) only once, at the end.",
+    step="one Gaussian step with noise multiplier sigma has RDP alpha / (2 sigma^2) at order "
+    "alpha; multiply by the number of steps, then take the best order of the conversion.",
+    solution="rdp = steps * orders / (2 * sigma**2); "
+    "rdp_to_epsilon(rdp=rdp, orders=orders, delta=delta)[0].",
+)
+hints(
+    "Exercise 05.2",
+    idea="epsilon falls as sigma grows: search for the smallest sigma whose epsilon is still "
+    "within the budget.",
+    step="bisect on sigma with accounting.epsilon (the PLD accountant) until the spent epsilon "
+    "is just under 2, or let the library search for you.",
+    solution="noise_multiplier_for_epsilon(target_epsilon=2.0, sample_rate=0.01, steps=3000, "
+    "delta=1e-5)",
+)
+
 
 def check_gaussian_rdp_epsilon(answer: Any) -> bool:
     """Exercise 05.1: epsilon of 1000 Gaussian steps (sigma = 10, q = 1) by RDP, delta = 1e-5.
 
-    One step has RDP a / (2 sigma^2) at order a; T steps add up to
-    T a / (2 sigma^2); ``rdp_to_epsilon`` over the orders 2 ... 256 converts it.
-    Catches one step only (T forgotten), Mironov's classic conversion
-    rdp + log(1/delta) / (a - 1), and T times the one-step epsilon (basic
-    composition). The library's RDP accountant (fractional orders, a little
-    tighter: 19.05 against 19.80) is accepted with a note, and the whole
-    ``(epsilon, order)`` pair ``rdp_to_epsilon`` returns gets a hint.
+    Compared, to a relative 1e-3, with the library's RDP computed over the
+    integer orders 2 ... 256; the library's RDP accountant (which also tries
+    fractional orders) is accepted with a note. One step only, the classic
+    conversion, basic composition of the per-step epsilons and an
+    (epsilon, order) pair are each named.
     """
-    from fl_dp_lab.accounting import epsilon
+    from fl_dp_lab.accounting import rdp_subsampled_gaussian
 
     name = "Exercise 05.1"
     if is_unanswered(answer):
@@ -46,17 +63,17 @@ def check_gaussian_rdp_epsilon(answer: Any) -> bool:
     value = as_number("answer", answer)
     sigma, steps, delta = (RDP_EXERCISE[k] for k in ("noise_multiplier", "steps", "delta"))
     orders = RDP_EXERCISE_ORDERS
-    one_step = orders / (2 * sigma**2)
+    one_step = np.asarray(
+        rdp_subsampled_gaussian(noise_multiplier=sigma, sample_rate=1.0, orders=orders)
+    )
     expected = rdp_to_epsilon(rdp=steps * one_step, orders=orders, delta=delta)[0]
     single = rdp_to_epsilon(rdp=one_step, orders=orders, delta=delta)[0]
     wrong = {
         single: "that is ONE step. Rényi DP composes by adding: T steps have T times the RDP "
         "at every order, and only then do you convert.",
         float(np.min(steps * one_step + math.log(1 / delta) / (orders - 1))): "that is "
-        "Mironov's classic conversion; use rdp_to_epsilon, whose bound (Balle et al. 2020) is "
-        "tighter by log(1 - 1/a) - log(a) / (a - 1).",
-        steps * single: "that converts one step and multiplies epsilon by T: basic composition. "
-        "Add the RDP first, convert once.",
+        "Mironov's classic conversion; the course's conversion (Balle et al. 2020) is tighter.",
+        steps * single: "that converts one step and multiplies epsilon by T: basic composition.",
     }
     for candidate, hint in wrong.items():
         if math.isclose(value, candidate, rel_tol=1e-3):
@@ -72,7 +89,6 @@ def check_gaussian_rdp_epsilon(answer: Any) -> bool:
             success=f"ε ≈ {library:.2f} from the library's RDP accountant, which also tries "
             f"fractional orders; the integer orders 2 ... 256 give {expected:.2f}. Try it by "
             "hand too: the sum of RDP over steps is the whole idea.",
-            hint="",
         )
     return feedback(
         name,
@@ -81,8 +97,6 @@ def check_gaussian_rdp_epsilon(answer: Any) -> bool:
         "Adding RDP and converting once is what makes long training affordable: ε grows like "
         "sqrt(T) while each step's privacy loss is small, and closer to linearly once the "
         "composed loss, T / (2 sigma^2), becomes large (here it is already 5).",
-        hint="rdp = steps * orders / (2 * sigma**2), then "
-        "rdp_to_epsilon(rdp=rdp, orders=orders, delta=delta)[0].",
     )
 
 
@@ -92,10 +106,11 @@ def check_calibrated_sigma(answer: Any) -> bool:
     q = 0.01, T = 3000, delta = 1e-5, by the PLD accountant. Right when the PLD
     epsilon of the answer is at most the target and at least 99 % of it: a
     calibrated sigma never spends more than the budget, not even 0.1 % more.
-    Catches too little noise (over budget, printed with as many digits as it
-    takes to see that it is over), the RDP calibration (safe but wasteful) and
-    too much noise. Never raises: a string, NaN, infinity, a negative number or
-    a list gets a hint, ``...`` or ``None`` the "not answered yet" line.
+    Too little noise (over budget, printed with as many digits as it takes to
+    see that it is over), the RDP calibration (safe but wasteful) and too much
+    noise are each named. Never raises: a string, NaN, infinity, a negative
+    number or a list gets a hint, ``...`` or ``None`` the "not answered yet"
+    line.
     """
     name = "Exercise 05.2"
     if is_unanswered(answer):
@@ -139,16 +154,15 @@ def check_calibrated_sigma(answer: Any) -> bool:
             name,
             False,
             success="",
-            hint="that is RDP's σ: safe, but the PLD "
-            "accountant proves the same ε with less noise. Use accountant='pld'.",
+            hint="that is the RDP accountant's σ: safe, but the PLD accountant proves the same "
+            "ε with less noise.",
         )
     return feedback(
         name,
         spent >= 0.99 * target,
         success=f"σ = {sigma:.4f} spends ε = {_digits(spent, target)} <= {target:g}. Every bit "
         "of noise you do not need is accuracy you keep.",
-        hint=f"σ = {sigma:.4g} spends only ε = {spent:.4g}: more noise than the budget needs. "
-        "noise_multiplier_for_epsilon(target_epsilon=2.0, ...) finds the smallest σ.",
+        hint=f"σ = {sigma:.4g} spends only ε = {spent:.4g}: more noise than the budget needs.",
     )
 
 

@@ -20,17 +20,43 @@ from fl_dp_lab._validate import check_int, check_real  # noqa: E402
 from fl_dp_lab.exercises._core import (  # noqa: E402
     as_number,
     feedback,
+    hints,
     is_unanswered,
     report_unanswered,
+)
+
+hints(
+    "Exercise 07.1",
+    idea="Opacus does not read the loader's batch size: it derives the sampling rate from how "
+    "many batches the loader has.",
+    step="count the loader's batches (the last one may be short); the rate is one over that "
+    "count, and the expected batch size is the rate times N, rounded down.",
+    solution="q = 1 / math.ceil(4000 / 256); expected_batch_size = int(4000 * q).",
+)
+hints(
+    "Exercise 07.2",
+    idea="follow the DPOptimizer: noise is added to the clipped sum, then everything is divided.",
+    step="the noise on the sum has std noise_multiplier * max_grad_norm; what does the optimizer "
+    "divide the sum by?",
+    solution="answer = noise_multiplier * max_grad_norm / expected_batch_size (or measure the "
+    "std of p.grad after a step on zero gradients).",
+)
+hints(
+    "Exercise 07.3",
+    idea="Opacus refuses layers that mix examples in a batch; its validator lists them and can "
+    "replace them.",
+    step="ModuleValidator.validate(model, strict=False) lists what Opacus refuses; the "
+    "validator has a second method that returns a repaired copy.",
+    solution="model = ModuleValidator.fix(model)",
 )
 
 
 def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool:
     """Exercise 07.1: what Opacus derives from a loader of 4,000 examples in batches of 256.
 
-    ``make_private`` sets q = 1 / len(data_loader) = 1 / ceil(4000 / 256) = 1/16
-    = 0.0625 (not 256 / 4000 = 0.064) and divides every noisy gradient sum by
-    the expected batch size int(4000 * q) = 250 (not 256).
+    The sampling rate and the expected batch size ``make_private`` uses,
+    compared to 1e-9 with what a loader of that size gives. The rate the
+    batch size suggests and the loader's nominal batch size are each named.
     """
     name = "Exercise 07.1"
     if is_unanswered(sample_rate) or is_unanswered(expected_batch_size):
@@ -42,25 +68,21 @@ def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool
             name,
             False,
             success="",
-            hint="256 / 4000 is what you would expect, but "
-            "Opacus computes the rate from the loader: q = 1 / len(data_loader), and "
-            "len(data_loader) = ceil(4000 / 256).",
+            hint="that is batch size / N, what you would expect, but Opacus computes the rate "
+            "from the loader itself.",
         )
     if abs(q - 1 / 16) < 1e-9 and abs(b - 256) < 1e-9:
         return feedback(
             name,
             False,
             success="",
-            hint="the rate is right. The expected batch "
-            "size is q * N = 4000 / 16, rounded down by int(), not the loader's 256.",
+            hint="the rate is right; the expected batch size is not the loader's nominal one.",
         )
     return feedback(
         name,
         abs(q - 1 / 16) < 1e-9 and abs(b - 250) < 1e-9,
-        success="q = 1/16 and the DPOptimizer divides by 250. Use the same two numbers in your "
-        "own accountant and step, or the two will not match.",
-        hint="q = 1 / len(data_loader) with len(data_loader) = ceil(N / batch_size); "
-        "the expected batch size is int(N * q).",
+        success="use the same two numbers in your own accountant and step, or the two will "
+        "not match.",
     )
 
 
@@ -69,11 +91,11 @@ def check_opacus_noise_std(
 ) -> bool:
     """Exercise 07.2: the std of the noise in ``p.grad`` after one Opacus ``DPOptimizer`` step.
 
-    Opacus adds N(0, (sigma C)^2) to the clipped sum, then divides by the
-    expected batch size: the noise left in every coordinate of ``p.grad`` has
-    std sigma * C / expected_batch_size. A measured value within 1.5 % counts
-    (101,770 draws measure it to about 0.2 %); dividing by a nearby batch size
-    instead, such as a loader's 256 for an expected 250 (2.3 % off), is caught.
+    For the given noise multiplier, clipping norm and expected batch size.
+    A measured value within 1.5 % counts (101,770 draws measure it to about
+    0.2 %); the std on the sum, the sensitivity left out, the variance and a
+    nearby batch size (such as a loader's nominal one, 2.3 % off) are each
+    named.
     """
     name = "Exercise 07.2"
     if is_unanswered(answer):
@@ -90,8 +112,7 @@ def check_opacus_noise_std(
     wrong = {
         sigma * c: "that is the std of the noise on the *sum*; the optimizer then divides "
         "the noisy sum by the expected batch size.",
-        sigma / b: "the noise is scaled by the sensitivity C too: std = noise_multiplier * "
-        "max_grad_norm before the division.",
+        sigma / b: "the noise is scaled by the sensitivity C too.",
         (sigma * c / b) ** 2: "that is the variance; the question asks for the standard deviation.",
     }
     for target, hint in wrong.items():
@@ -104,23 +125,22 @@ def check_opacus_noise_std(
             False,
             success="",
             hint=f"that is about σC / {divisor:.0f}; the DPOptimizer divides by the *expected* "
-            f"batch size, {b}, not by a batch's actual size or the loader's nominal one.",
+            "batch size, not by a batch's actual size or the loader's nominal one.",
         )
     return feedback(
         name,
         near(expected),
-        success=f"σC / B = {expected:.3g}: the sensitivity of the clipped sum is C, and the "
+        success=f"{expected:.3g}: the sensitivity of the clipped sum is C, and the "
         "mean divides everything, noise included, by the expected batch size.",
-        hint="follow the DPOptimizer: noise std on the clipped sum, then the division.",
     )
 
 
 def check_opacus_compatible(model: Any) -> bool:
     """Exercise 07.3: make a model with BatchNorm acceptable to Opacus.
 
-    The answer is ``ModuleValidator.fix(model)``: it returns a *new* model in
-    which every BatchNorm is replaced by a GroupNorm, which normalises each
-    example on its own, so per-example gradients exist again.
+    Right when the answer is a model with no BatchNorm left that Opacus's
+    validator accepts. A list of problems instead of a model, and a model
+    still holding BatchNorm layers, are each named.
     """
     from opacus.validators import ModuleValidator
     from torch import nn
@@ -133,8 +153,8 @@ def check_opacus_compatible(model: Any) -> bool:
             name,
             False,
             success="",
-            hint=f"that is a list of {len(model)} problem(s), what ModuleValidator.validate "
-            "reports; the answer is the model that ModuleValidator.fix(model) returns.",
+            hint=f"that is a list of {len(model)} problem(s), what the validator reports; the "
+            "answer is a model.",
         )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -144,16 +164,14 @@ def check_opacus_compatible(model: Any) -> bool:
             name,
             False,
             success="",
-            hint="the model still has "
-            f"{len(batch_norms)} BatchNorm layer(s). ModuleValidator.fix(model) "
-            "returns a new model: assign its result.",
+            hint=f"the model still has {len(batch_norms)} BatchNorm layer(s). The repair "
+            "returns a new model: did you assign its result?",
         )
     return feedback(
         name,
         ModuleValidator.is_valid(model),
         success="no BatchNorm left: each example is normalised on its own, so its gradient "
         "does not depend on the other examples in the batch.",
-        hint="run ModuleValidator.validate(model, strict=False) to list what Opacus refuses.",
     )
 
 
@@ -166,20 +184,46 @@ import torch  # noqa: E402
 
 from fl_dp_lab.exercises._core import WrongShape, as_array, graded  # noqa: E402
 
+hints(
+    "Exercise 06.1",
+    idea="clipping shrinks a gradient that is too long onto the ball of radius C and leaves a "
+    "short one alone; it never stretches.",
+    step="the factor that brings a norm n down to C is C / n; a gradient already inside the "
+    "ball keeps factor 1.",
+    solution="[min(1, C / n) for n in (0.5, 2, 4)] with C = 1.",
+)
+hints(
+    "Exercise 06.2",
+    idea="scale the whole vector by one factor, so that its direction stays and its L2 norm "
+    "is at most max_grad_norm.",
+    step="compute the norm of g; the factor is C / norm when that is below 1, and 1 otherwise; "
+    "guard the division for g = 0.",
+    solution="def clip(g, max_grad_norm): return g * min(1.0, max_grad_norm / "
+    "(float(g.norm()) + 1e-6))",
+)
+hints(
+    "Exercise 06.3",
+    idea="a Poisson batch is empty when every example's coin comes up 'out'.",
+    step="each example stays out with probability 1 - q, independently of the others.",
+    solution="(1 - q) ** N with q = 0.05 and N = 20.",
+)
+
 
 @graded("Exercise 06.1")
 def check_clip_factors(answer: Any) -> bool:
     """Exercise 06.1: the clip factors of gradients with norms 0.5, 2 and 4 at C = 1.
 
-    Each gradient is multiplied by min(1, C / ||g||): [1, 0.5, 0.25]. A gradient
-    already inside the ball is left alone, never scaled up. Opacus's 1e-6 guard
-    (C / (||g|| + 1e-6)) is accepted too.
+    Three factors, compared with the library's clipping to 1e-5 (Opacus's
+    1e-6 guard passes). A factor that stretches, factors upside down and one
+    factor for the whole batch are each named.
     """
     name = "Exercise 06.1"
     if is_unanswered(answer):
         return report_unanswered(name)
     value = as_array("answer", answer, shape=(3,), why="one factor per gradient")
-    expected = [1.0, 0.5, 0.25]
+    norms = torch.tensor([0.5, 2.0, 4.0], dtype=torch.float64)
+    clipped = _library_clip(torch.diag(norms), 1.0)  # row i: norm norms[i], clipped at C = 1
+    expected = (clipped.norm(dim=1) / norms).tolist()
 
     def near(target: list[float]) -> bool:
         return all(abs(v - t) <= 1e-5 for v, t in zip(value, target))
@@ -189,16 +233,14 @@ def check_clip_factors(answer: Any) -> bool:
             name,
             False,
             success="",
-            hint="C / ||g|| = 2 for the first gradient "
-            "would scale it *up*; clipping only ever shrinks: take min(1, C / ||g||).",
+            hint="the first factor would scale that gradient *up*; clipping only ever shrinks.",
         )
     if near([0.5, 2.0, 4.0]) or near([1.0, 2.0, 4.0]):
         return feedback(
             name,
             False,
             success="",
-            hint="that is ||g|| / C, upside down: the "
-            "factor that brings a norm of 4 down to 1 is 1/4.",
+            hint="upside down: these factors make long gradients longer.",
         )
     batch_factor = 1.0 / math.sqrt(0.5**2 + 2.0**2 + 4.0**2)  # C / norm of the whole batch
     if near([batch_factor] * 3):
@@ -206,16 +248,14 @@ def check_clip_factors(answer: Any) -> bool:
             name,
             False,
             success="",
-            hint=f"{batch_factor:.4f} for all three is C divided by the norm of the whole "
-            "batch: that clips the batch (what torch.nn.utils.clip_grad_norm_ does), not each "
-            "example. DP-SGD needs one factor per example, min(1, C / ||g_i||).",
+            hint="one factor for all three is C divided by the norm of the whole batch: that "
+            "clips the batch (what torch.nn.utils.clip_grad_norm_ does), not each example.",
         )
     return feedback(
         name,
         near(expected),
-        success="[1, 0.5, 0.25]: every clipped gradient now has norm at most C = 1, so one "
-        "example can move the sum by at most C.",
-        hint="for each norm n, the factor is min(1, C / n) with C = 1.",
+        success="every clipped gradient now has norm at most C = 1, so one example can move "
+        "the sum by at most C.",
     )
 
 
@@ -273,7 +313,7 @@ def check_clip_function(clip: Any) -> bool:
             return _clip_hint(
                 name,
                 "a short gradient was stretched to norm C; "
-                "clipping leaves gradients inside the ball alone (use min(1, ...)).",
+                "clipping leaves gradients inside the ball alone.",
             )
         if torch.allclose(out_long, torch.full((2,), c), atol=1e-4):
             return _clip_hint(
@@ -300,7 +340,7 @@ def check_clip_function(clip: Any) -> bool:
                 f"at max_grad_norm = {c:g}: a gradient of norm {5 * c:g} gave "
                 f"norm {float(out_long.norm()):.4g} (want {c:g}), one of norm "
                 f"{0.3 * c:g} gave norm {float(out_short.norm()):.4g} (want it "
-                "unchanged). Multiply g by min(1, C / ||g||).",
+                "unchanged).",
             )
     batch = _clip_batch()
     for c in _CLIP_NORMS:
@@ -321,7 +361,6 @@ def check_clip_function(clip: Any) -> bool:
         True,
         success="at every C, long gradients shrink onto the sphere of radius C, short ones pass "
         "untouched, zero stays zero, and each example of a batch is clipped by its own norm.",
-        hint="",
     )
 
 
@@ -342,23 +381,21 @@ def _clip_hint(name: str, hint: str) -> bool:
 def check_empty_batch_probability(answer: Any) -> bool:
     """Exercise 06.3: the chance that a Poisson batch is empty, N = 20 examples, q = 0.05.
 
-    Every example stays out independently with probability 1 - q, so
-    P(empty) = (1 - q)^N = 0.95^20 = 0.358: a small client in notebook 09 takes
-    many noise-only steps.
+    Accepted to 1e-4. The chance that every example joins, the complement,
+    zero and the Poisson approximation are each named.
     """
     name = "Exercise 06.3"
     if is_unanswered(answer):
         return report_unanswered(name)
     value = as_number("answer", answer)
-    expected = 0.95**20
+    q, n = 0.05, 20
+    expected = math.prod([1 - q] * n)
     wrongs = {
-        0.05**20: "that is the chance that *every* example joins. Empty means every example stays "
-        "out, each with probability 1 - q.",
-        1 - 0.95**20: "that is the chance that the batch is *not* empty.",
+        q**n: "that is the chance that *every* example joins.",
+        1 - expected: "that is the chance that the batch is *not* empty.",
         0.0: "a Poisson batch has no minimum size: each of the 20 coins can come up 'out'.",
-        math.exp(
-            -1.0
-        ): "close, but q N = 1 is the Poisson approximation; compute (1 - q)^N exactly.",
+        math.exp(-q * n): "close, but that is the Poisson approximation; the exact chance is "
+        "asked for.",
     }
     for target, hint in wrongs.items():
         if math.isclose(value, target, rel_tol=1e-6, abs_tol=0.0):
@@ -366,7 +403,13 @@ def check_empty_batch_probability(answer: Any) -> bool:
     return feedback(
         name,
         abs(value - expected) < 1e-4,
-        success=f"(1 - q)^N = {expected:.3f}: more than a third of the steps see no data, yet "
-        "each still adds noise, and the accountant counts it.",
-        hint="each example independently stays out with probability 1 - q; multiply over N.",
+        success="more than a third of the steps see no data, yet each still adds noise, and "
+        "the accountant counts it.",
     )
+
+
+def _library_clip(rows: torch.Tensor, c: float) -> torch.Tensor:
+    """Each row clipped to norm ``c`` by the library's per-example clipping."""
+    from fl_dp_lab.dpsgd import clip_per_sample
+
+    return clip_per_sample({"g": rows}, max_grad_norm=c)["g"]

@@ -16,9 +16,11 @@ from fl_dp_lab.exercises._core import (
     as_number,
     feedback,
     graded,
+    hints,
     is_unanswered,
     report_unanswered,
 )
+from fl_dp_lab.numdiff import central_difference
 
 __all__ = [
     "check_numerical_gradient",
@@ -27,16 +29,53 @@ __all__ = [
     "check_softmax_regression_gradient",
 ]
 
+hints(
+    "Exercise 01.1",
+    idea="a gradient is one partial derivative per coordinate: move one coordinate at a time "
+    "and leave the others where they are.",
+    step="loop over np.ndindex(x.shape); for each index, evaluate f on two copies of x, one with "
+    "that coordinate moved up by h and one moved down by h.",
+    solution="grad = np.empty_like(x); for i in np.ndindex(x.shape): up, down = x.copy(), "
+    "x.copy(); up[i] += h; down[i] -= h; grad[i] = (f(up) - f(down)) / (2 * h). Return grad.",
+)
+hints(
+    "Exercise 01.2",
+    idea="a smaller h lowers the truncation error but raises the round-off error; the best h "
+    "makes the two about equal.",
+    step="write the total error as h^2/6 (truncation, third derivative of order 1) plus eps/h "
+    "(round-off, |f| of order 1), and find where its derivative in h is zero.",
+    solution="def h_best(eps): return (3 * eps) ** (1 / 3)",
+)
+hints(
+    "Exercise 02.1",
+    idea="differentiate the loss of one example through the softmax: the gradient of "
+    "cross-entropy with respect to the logits is strikingly simple.",
+    step="with P the softmax probabilities and Y the one-hot labels, the gradient with respect "
+    "to the logits z is (P - Y) / n; chain it through z = x W^T + b.",
+    solution="P = softmax(x @ weight.T + bias) (row by row); Y = one-hot(y); "
+    "return (P - Y).T @ x / n, (P - Y).mean(0).",
+)
+hints(
+    "Exercise 02.2",
+    idea="each example gets its own backward pass (or its own closed-form gradient), and its "
+    "norm runs over every parameter tensor at once.",
+    step="for each i: the loss of example i alone, torch.autograd.grad over "
+    "model.parameters(), then the squares of every gradient tensor added up.",
+    solution="norms = [torch.sqrt(sum(g.pow(2).sum() for g in torch.autograd.grad("
+    "F.cross_entropy(model(x[i:i+1]), y[i:i+1]), list(model.parameters())))) for i in "
+    "range(len(x))]. For logistic regression, at once: ||softmax(model(x))_i - "
+    "one_hot(y_i)|| * sqrt(||x_i||^2 + 1).",
+)
+
 
 @graded("Exercise 01.1")
 def check_numerical_gradient(numerical_gradient: Any) -> bool:
     """Exercise 01.1: ``numerical_gradient(f, x, h)``, the central-difference gradient.
 
-    For a scalar function f of an array x, coordinate i of the answer is
-    (f(x + h e_i) - f(x - h e_i)) / (2h), with e_i the i-th unit vector; the
-    result has x's shape and x is left unchanged. Tested on two functions
-    against the exact central difference, so a forward difference, a missing
-    factor 2 or an x modified in place is caught.
+    Called on two functions of arrays of two shapes the learner does not see
+    and compared with the library's ``central_difference`` (its shape and
+    values); x must be left unchanged. A one-sided difference, a wrong
+    divisor and an x modified in place are each named.
     """
     name = "Exercise 01.1"
     if is_unanswered(numerical_gradient):
@@ -71,52 +110,45 @@ def check_numerical_gradient(numerical_gradient: Any) -> bool:
                 "(z = x.copy()), or save the old value and put it back "
                 "(old = x[i]; ...; x[i] = old).",
             )
-        central = _reference(f, x, h, central=True)
+        central = np.asarray(central_difference(f, x, h))
         if np.allclose(got, _reference(f, x, h, central=False), rtol=1e-9, atol=1e-12):
             return feedback(
                 name,
                 False,
                 success="",
-                hint="that is the forward difference "
-                "(f(x + h e_i) - f(x)) / h; step both ways and divide by 2h.",
+                hint="that is the forward difference: it steps one way only.",
             )
         if np.allclose(got, 2 * central, rtol=1e-9, atol=1e-12):
             return feedback(
                 name,
                 False,
                 success="",
-                hint="off by a factor 2: the two points x + h e_i and x - h e_i are 2h apart.",
+                hint="off by a factor 2: how far apart are the two points you evaluate?",
             )
         if not np.allclose(got, central, rtol=1e-9, atol=1e-12):
             return feedback(
                 name,
                 False,
                 success="",
-                hint="coordinate i needs f evaluated at x with "
-                "only x[i] moved by +h and by -h; loop over np.ndindex(x.shape).",
+                hint="",
             )
     return feedback(
         name,
         True,
         success="one loop of 2 evaluations per coordinate: 2n calls of f for n parameters. "
         "That is why training uses backpropagation and keeps differences for checking.",
-        hint="",
     )
 
 
 def check_optimal_step(answer: Any) -> bool:
-    """Exercise 01.2: the best central-difference step as a function of machine epsilon.
+    """Exercise 01.2: the best central-difference step as a function ``h_best(eps)``.
 
-    Balancing truncation h^2/6 |f'''| with round-off eps |f| / h (|f| and
-    |f'''| of order 1) gives h*(eps) = (3 eps)^(1/3) ~ eps^(1/3). The answer
-    is a function ``h_best(eps)``; it is called with float32's eps (1.2e-7,
-    h* = 4.9e-3) and float64's (2.2e-16, h* = 6.1e-6) and must land within a
-    factor 4 of eps^(1/3) at both, so a number that happens to fit one
-    precision does not pass. Wrong powers of eps are named from the slope
-    log(h64 / h32) / log(eps64 / eps32): 0 (a hard-coded number such as the
-    text's 1e-2 or the table's 8e-3), 1/4, 1/2 (forward difference, e.g.
-    10 sqrt(eps)) and 2/3 (the best error, not the step). A plain number is
-    a wrong answer with its own hint.
+    Called with float32's and float64's machine epsilon, the step must land
+    within a factor 4 of the step that balances truncation against round-off
+    at both, so a number that fits one precision does not pass. Wrong powers
+    of eps are named from how the step changes between the two precisions; a
+    plain number (such as one copied from the text or the table) gets its own
+    hint.
     """
     name = "Exercise 01.2"
     if is_unanswered(answer):
@@ -146,40 +178,34 @@ def check_optimal_step(answer: Any) -> bool:
             True,
             success=f"h* ~ eps^(1/3): {h32:.1e} in float32, {h64:.1e} in float64 ({h32 / h64:.0f}x "
             "larger). This is why float32 gradient checks need a big h and stay noisy.",
-            hint="",
         )
     power = float(np.log(h64 / h32) / np.log(eps64 / eps32))  # h ~ c eps^power
     named = (
         (0.0, "your h does not change with eps: a hard-coded number (like the text's 1e-2 or "
               "the table's 8e-3) is right for one precision only. Make h a power of eps."),
         (1 / 4, "that is eps^(1/4): it shrinks too slowly with eps (in float64 it is 20x too "
-                "large). Set the derivative of h^2/6 + eps/h to zero: h^3 ~ eps."),
+                "large)."),
         (1 / 2, "that scales as eps^(1/2) (10 sqrt(eps) too), the forward difference's step; "
                 "the central difference's truncation error is O(h^2), so the balance moves."),
         (2 / 3, "eps^(2/3) is the size of the best error, not the step that reaches it; the "
                 "step balances h^2/6 against eps/h."),
-        (1 / 3, "the right power of eps, eps^(1/3), but the constant in front is off by more "
-                "than 4x: with |f| and |f'''| of order 1, h = (3 eps)^(1/3)."),
+        (1 / 3, "the right power of eps, but the constant in front is off by more than 4x: "
+                "with |f| and its third derivative of order 1, so is the constant."),
     )  # fmt: skip
     for exponent, hint in named:
         if abs(power - exponent) < 0.04:
             return feedback(name, False, success="", hint=hint)
-    return feedback(
-        name,
-        False,
-        success="",
-        hint="minimise h^2/6 + eps/h: set its derivative to zero and solve for h in terms of eps.",
-    )
+    return feedback(name, False, success="")
 
 
 @graded("Exercise 02.1")
 def check_softmax_regression_gradient(gradient: Any) -> bool:
     """Exercise 02.1: ``gradient(weight, bias, x, y)`` of the mean softmax cross-entropy.
 
-    With logits z = x W^T + b, probabilities P = softmax(z) and one-hot labels
-    Y, the mean loss L = -1/n sum_i log P[i, y_i] has
-    dL/dW = (P - Y)^T x / n (shape of W) and dL/db = sum_i (P - Y)_i / n.
-    Checked against torch autograd in float64 on random data.
+    Returns the pair (gradient for the weight, gradient for the bias), each
+    shaped like its parameter. Checked against torch autograd in float64 on
+    random data the learner does not see; a sum instead of a mean and a
+    flipped sign are named.
     """
     name = "Exercise 02.1"
     if is_unanswered(gradient):
@@ -204,12 +230,13 @@ def check_softmax_regression_gradient(gradient: Any) -> bool:
     true_w, true_b = w.grad.numpy(), b.grad.numpy()
     if np.allclose(g_w, len(x) * true_w) and np.allclose(g_b, len(x) * true_b):
         return feedback(
-            name, False, success="", hint="the loss is the mean over the batch: divide by n."
+            name,
+            False,
+            success="",
+            hint="that is n times too large: the loss is the mean over the batch, not the sum.",
         )
     if np.allclose(g_w, -true_w) and np.allclose(g_b, -true_b):
-        return feedback(
-            name, False, success="", hint="the sign is flipped: it is P - Y, not Y - P."
-        )
+        return feedback(name, False, success="", hint="the sign is flipped.")
     # float32 answers (torch's default) are right to about 1e-7 relative
     ok = np.allclose(g_w, true_w, rtol=1e-5, atol=1e-7) and np.allclose(
         g_b, true_b, rtol=1e-5, atol=1e-7
@@ -217,10 +244,8 @@ def check_softmax_regression_gradient(gradient: Any) -> bool:
     return feedback(
         name,
         ok,
-        success="(P - Y)^T x / n: the error of each prediction times its input. "
+        success="the error of each prediction times its input, averaged. "
         "Every example contributes its own term, which is what DP-SGD will clip.",
-        hint="compute P = softmax(x @ weight.T + bias) row by row, subtract the one-hot labels, "
-        "then grad_weight = (P - Y).T @ x / n and grad_bias = (P - Y).mean(0).",
     )
 
 
@@ -228,10 +253,9 @@ def check_softmax_regression_gradient(gradient: Any) -> bool:
 def check_per_example_norms(norms: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> bool:
     """Exercise 02.2: the L2 norm of each example's gradient, all parameters together.
 
-    For example i, g_i = grad of cross_entropy(model(x[i:i+1]), y[i:i+1]) with
-    respect to every parameter, and the answer is ||g_i||_2 (one number per
-    example, the square root of the sum of squares over all parameters).
-    Checked against a plain loop with autograd.
+    One number per example, checked against a loop of single-example
+    backward passes on the given model and data. Squared norms and the norm
+    of one parameter tensor only are named.
     """
     name = "Exercise 02.2"
     if is_unanswered(norms):
@@ -245,35 +269,20 @@ def check_per_example_norms(norms: Any, model: nn.Module, x: torch.Tensor, y: to
     squares = np.array(per_parameter)
     truth = np.sqrt(squares.sum(1))
     if np.allclose(got, truth**2, rtol=1e-4):
-        return feedback(
-            name, False, success="", hint="those are squared norms: take the square root."
-        )
+        return feedback(name, False, success="", hint="those are squared norms.")
     if any(np.allclose(got, np.sqrt(squares[:, j]), rtol=1e-4) for j in range(squares.shape[1])):
         return feedback(
             name,
             False,
             success="",
-            hint="that is one parameter tensor only; "
-            "sum the squares over all of them (weights and biases) first.",
-        )
-    linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if len(linear) == 1 and len(list(model.parameters())) == 2:  # logistic regression
-        hint = (
-            "example i's error is softmax(model(x))[i] - one_hot(y[i]) (probabilities, not "
-            "logits, and one example's loss, not the batch mean), and its norm is "
-            "||error_i|| * sqrt(||x_i||^2 + 1); compute all rows at once under torch.no_grad()."
-        )
-    else:
-        hint = (
-            "for each i: loss of example i alone, torch.autograd.grad over "
-            "model.parameters(), then sqrt(sum of g.pow(2).sum() over the parameters)."
+            hint="that is one parameter tensor only; the norm runs over all of them "
+            "(weights and biases).",
         )
     return feedback(
         name,
         np.allclose(got, truth, rtol=1e-4, atol=1e-7),
         success=f"norms from {truth.min():.2g} to {truth.max():.2g}: one example can move the "
         "model far more than another. Clipping (notebook 06) caps exactly these numbers.",
-        hint=hint,
     )
 
 
