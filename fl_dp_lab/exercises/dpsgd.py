@@ -1,8 +1,26 @@
-"""Exercises of notebooks 06-07."""
+"""Exercises of notebooks 06-07 (DP-SGD from scratch, DP-SGD with Opacus)."""
 
 from __future__ import annotations
 
-__all__: list[str] = [
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from fl_dp_lab._validate import check_int, check_real
+from fl_dp_lab.exercises._core import (
+    WrongShape,
+    as_array,
+    as_number,
+    feedback,
+    graded,
+    hints,
+    is_unanswered,
+    report_unanswered,
+)
+
+__all__ = [
     "check_clip_factors",
     "check_clip_function",
     "check_empty_batch_probability",
@@ -12,177 +30,8 @@ __all__: list[str] = [
 ]
 
 
-# --- Notebook 07 (DP-SGD with Opacus) ---------------------------------------
-
-from typing import Any  # noqa: E402
-
-from fl_dp_lab._validate import check_int, check_real  # noqa: E402
-from fl_dp_lab.exercises._core import (  # noqa: E402
-    as_number,
-    feedback,
-    hints,
-    is_unanswered,
-    report_unanswered,
-)
-
-hints(
-    "Exercise 07.1",
-    idea="Opacus does not read the loader's batch size: it derives the sampling rate from how "
-    "many batches the loader has.",
-    step="count the loader's batches (the last one may be short); the rate is one over that "
-    "count, and the expected batch size is the rate times N, rounded down.",
-    solution="q = 1 / math.ceil(4000 / 256); expected_batch_size = int(4000 * q).",
-)
-hints(
-    "Exercise 07.2",
-    idea="follow the DPOptimizer: noise is added to the clipped sum, then everything is divided.",
-    step="the noise on the sum has std noise_multiplier * max_grad_norm; what does the optimizer "
-    "divide the sum by?",
-    solution="answer = noise_multiplier * max_grad_norm / expected_batch_size (or measure the "
-    "std of p.grad after a step on zero gradients).",
-)
-hints(
-    "Exercise 07.3",
-    idea="Opacus refuses layers that mix examples in a batch; its validator lists them and can "
-    "replace them.",
-    step="ModuleValidator.validate(model, strict=False) lists what Opacus refuses; the "
-    "validator has a second method that returns a repaired copy.",
-    solution="model = ModuleValidator.fix(model)",
-)
-
-
-def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool:
-    """Exercise 07.1: what Opacus derives from a loader of 4,000 examples in batches of 256.
-
-    The sampling rate and the expected batch size ``make_private`` uses,
-    compared to 1e-9 with what a loader of that size gives. The rate the
-    batch size suggests and the loader's nominal batch size are each named.
-    """
-    name = "Exercise 07.1"
-    if is_unanswered(sample_rate) or is_unanswered(expected_batch_size):
-        return report_unanswered(name)
-    q = as_number("sample_rate", sample_rate)
-    b = as_number("expected_batch_size", expected_batch_size)
-    if abs(q - 256 / 4000) < 1e-9:
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="that is batch size / N, what you would expect, but Opacus computes the rate "
-            "from the loader itself.",
-        )
-    if abs(q - 1 / 16) < 1e-9 and abs(b - 256) < 1e-9:
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="the rate is right; the expected batch size is not the loader's nominal one.",
-        )
-    return feedback(
-        name,
-        abs(q - 1 / 16) < 1e-9 and abs(b - 250) < 1e-9,
-        success="use the same two numbers in your own accountant and step, or the two will "
-        "not match.",
-    )
-
-
-def check_opacus_noise_std(
-    answer: Any, *, noise_multiplier: float, max_grad_norm: float, expected_batch_size: int
-) -> bool:
-    """Exercise 07.2: the std of the noise in ``p.grad`` after one Opacus ``DPOptimizer`` step.
-
-    For the given noise multiplier, clipping norm and expected batch size.
-    A measured value within 1.5 % counts (101,770 draws measure it to about
-    0.2 %); the std on the sum, the sensitivity left out, the variance and a
-    nearby batch size (such as a loader's nominal one, 2.3 % off) are each
-    named.
-    """
-    name = "Exercise 07.2"
-    if is_unanswered(answer):
-        return report_unanswered(name)
-    value = as_number("answer", answer)
-    sigma = check_real("noise_multiplier", noise_multiplier, low=0.0, low_open=True)
-    c = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
-    b = check_int("expected_batch_size", expected_batch_size, minimum=1)
-    expected = sigma * c / b
-
-    def near(target: float) -> bool:
-        return abs(value - target) <= 0.015 * target
-
-    wrong = {
-        sigma * c: "that is the std of the noise on the *sum*; the optimizer then divides "
-        "the noisy sum by the expected batch size.",
-        sigma / b: "the noise is scaled by the sensitivity C too.",
-        (sigma * c / b) ** 2: "that is the variance; the question asks for the standard deviation.",
-    }
-    for target, hint in wrong.items():
-        if not near(expected) and near(target):
-            return feedback(name, False, success="", hint=hint)
-    divisor = sigma * c / value if value > 0 else math.inf
-    if not near(expected) and 0.8 * b <= divisor <= 1.25 * b:
-        return feedback(
-            name,
-            False,
-            success="",
-            hint=f"that is about σC / {divisor:.0f}; the DPOptimizer divides by the *expected* "
-            "batch size, not by a batch's actual size or the loader's nominal one.",
-        )
-    return feedback(
-        name,
-        near(expected),
-        success=f"{expected:.3g}: the sensitivity of the clipped sum is C, and the "
-        "mean divides everything, noise included, by the expected batch size.",
-    )
-
-
-def check_opacus_compatible(model: Any) -> bool:
-    """Exercise 07.3: make a model with BatchNorm acceptable to Opacus.
-
-    Right when the answer is a model with no BatchNorm left that Opacus's
-    validator accepts. A list of problems instead of a model, and a model
-    still holding BatchNorm layers, are each named.
-    """
-    from opacus.validators import ModuleValidator
-    from torch import nn
-
-    name = "Exercise 07.3"
-    if is_unanswered(model):
-        return report_unanswered(name)
-    if isinstance(model, list):  # what ModuleValidator.validate returns
-        return feedback(
-            name,
-            False,
-            success="",
-            hint=f"that is a list of {len(model)} problem(s), what the validator reports; the "
-            "answer is a model.",
-        )
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    batch_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if batch_norms:
-        return feedback(
-            name,
-            False,
-            success="",
-            hint=f"the model still has {len(batch_norms)} BatchNorm layer(s). The repair "
-            "returns a new model: did you assign its result?",
-        )
-    return feedback(
-        name,
-        ModuleValidator.is_valid(model),
-        success="no BatchNorm left: each example is normalised on its own, so its gradient "
-        "does not depend on the other examples in the batch.",
-    )
-
-
 # --- Notebook 06 (DP-SGD from scratch) --------------------------------------
 
-import math  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-import torch  # noqa: E402
-
-from fl_dp_lab.exercises._core import WrongShape, as_array, graded  # noqa: E402
 
 hints(
     "Exercise 06.1",
@@ -413,3 +262,156 @@ def _library_clip(rows: torch.Tensor, c: float) -> torch.Tensor:
     from fl_dp_lab.dpsgd import clip_per_sample
 
     return clip_per_sample({"g": rows}, max_grad_norm=c)["g"]
+
+
+# --- Notebook 07 (DP-SGD with Opacus) ---------------------------------------
+
+
+hints(
+    "Exercise 07.1",
+    idea="Opacus does not read the loader's batch size: it derives the sampling rate from how "
+    "many batches the loader has.",
+    step="count the loader's batches (the last one may be short); the rate is one over that "
+    "count, and the expected batch size is the rate times N, rounded down.",
+    solution="q = 1 / math.ceil(4000 / 256); expected_batch_size = int(4000 * q).",
+)
+hints(
+    "Exercise 07.2",
+    idea="follow the DPOptimizer: noise is added to the clipped sum, then everything is divided.",
+    step="the noise on the sum has std noise_multiplier * max_grad_norm; what does the optimizer "
+    "divide the sum by?",
+    solution="answer = noise_multiplier * max_grad_norm / expected_batch_size (or measure the "
+    "std of p.grad after a step on zero gradients).",
+)
+hints(
+    "Exercise 07.3",
+    idea="Opacus refuses layers that mix examples in a batch; its validator lists them and can "
+    "replace them.",
+    step="ModuleValidator.validate(model, strict=False) lists what Opacus refuses; the "
+    "validator has a second method that returns a repaired copy.",
+    solution="model = ModuleValidator.fix(model)",
+)
+
+
+def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool:
+    """Exercise 07.1: what Opacus derives from a loader of 4,000 examples in batches of 256.
+
+    The sampling rate and the expected batch size ``make_private`` uses,
+    compared to 1e-9 with what a loader of that size gives. The rate the
+    batch size suggests and the loader's nominal batch size are each named.
+    """
+    name = "Exercise 07.1"
+    if is_unanswered(sample_rate) or is_unanswered(expected_batch_size):
+        return report_unanswered(name)
+    q = as_number("sample_rate", sample_rate)
+    b = as_number("expected_batch_size", expected_batch_size)
+    if abs(q - 256 / 4000) < 1e-9:
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="that is batch size / N, what you would expect, but Opacus computes the rate "
+            "from the loader itself.",
+        )
+    if abs(q - 1 / 16) < 1e-9 and abs(b - 256) < 1e-9:
+        return feedback(
+            name,
+            False,
+            success="",
+            hint="the rate is right; the expected batch size is not the loader's nominal one.",
+        )
+    return feedback(
+        name,
+        abs(q - 1 / 16) < 1e-9 and abs(b - 250) < 1e-9,
+        success="use the same two numbers in your own accountant and step, or the two will "
+        "not match.",
+    )
+
+
+def check_opacus_noise_std(
+    answer: Any, *, noise_multiplier: float, max_grad_norm: float, expected_batch_size: int
+) -> bool:
+    """Exercise 07.2: the std of the noise in ``p.grad`` after one Opacus ``DPOptimizer`` step.
+
+    For the given noise multiplier, clipping norm and expected batch size.
+    A measured value within 1.5 % counts (101,770 draws measure it to about
+    0.2 %); the std on the sum, the sensitivity left out, the variance and a
+    nearby batch size (such as a loader's nominal one, 2.3 % off) are each
+    named.
+    """
+    name = "Exercise 07.2"
+    if is_unanswered(answer):
+        return report_unanswered(name)
+    value = as_number("answer", answer)
+    sigma = check_real("noise_multiplier", noise_multiplier, low=0.0, low_open=True)
+    c = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    b = check_int("expected_batch_size", expected_batch_size, minimum=1)
+    expected = sigma * c / b
+
+    def near(target: float) -> bool:
+        return abs(value - target) <= 0.015 * target
+
+    wrong = {
+        sigma * c: "that is the std of the noise on the *sum*; the optimizer then divides "
+        "the noisy sum by the expected batch size.",
+        sigma / b: "the noise is scaled by the sensitivity C too.",
+        (sigma * c / b) ** 2: "that is the variance; the question asks for the standard deviation.",
+    }
+    for target, hint in wrong.items():
+        if not near(expected) and near(target):
+            return feedback(name, False, success="", hint=hint)
+    divisor = sigma * c / value if value > 0 else math.inf
+    if not near(expected) and 0.8 * b <= divisor <= 1.25 * b:
+        return feedback(
+            name,
+            False,
+            success="",
+            hint=f"that is about σC / {divisor:.0f}; the DPOptimizer divides by the *expected* "
+            "batch size, not by a batch's actual size or the loader's nominal one.",
+        )
+    return feedback(
+        name,
+        near(expected),
+        success=f"{expected:.3g}: the sensitivity of the clipped sum is C, and the "
+        "mean divides everything, noise included, by the expected batch size.",
+    )
+
+
+def check_opacus_compatible(model: Any) -> bool:
+    """Exercise 07.3: make a model with BatchNorm acceptable to Opacus.
+
+    Right when the answer is a model with no BatchNorm left that Opacus's
+    validator accepts. A list of problems instead of a model, and a model
+    still holding BatchNorm layers, are each named.
+    """
+    from opacus.validators import ModuleValidator
+    from torch import nn
+
+    name = "Exercise 07.3"
+    if is_unanswered(model):
+        return report_unanswered(name)
+    if isinstance(model, list):  # what ModuleValidator.validate returns
+        return feedback(
+            name,
+            False,
+            success="",
+            hint=f"that is a list of {len(model)} problem(s), what the validator reports; the "
+            "answer is a model.",
+        )
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    batch_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if batch_norms:
+        return feedback(
+            name,
+            False,
+            success="",
+            hint=f"the model still has {len(batch_norms)} BatchNorm layer(s). The repair "
+            "returns a new model: did you assign its result?",
+        )
+    return feedback(
+        name,
+        ModuleValidator.is_valid(model),
+        success="no BatchNorm left: each example is normalised on its own, so its gradient "
+        "does not depend on the other examples in the batch.",
+    )

@@ -1,4 +1,4 @@
-"""Exercises of notebook 03 (gradients leak)."""
+"""Exercises of notebook 03 (attacks: gradients leak)."""
 
 from __future__ import annotations
 
