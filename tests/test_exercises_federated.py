@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
 import torch
 
 from fl_dp_lab.accounting import epsilon
+from fl_dp_lab.client_updates import flatten_parameters
 from fl_dp_lab.exercises import (
     check_dp_aggregate,
     check_fedavg_average,
-    check_local_steps,
+    check_fedprox_update,
     check_user_level_epsilon,
 )
+from fl_dp_lab.training import shuffled_batches
 
 
 def test_fedavg_average_right_unweighted_and_malformed(capsys):
@@ -37,17 +40,54 @@ def test_fedavg_average_right_unweighted_and_malformed(capsys):
     assert "does the function end with `return`" in capsys.readouterr().out
 
 
-def test_local_steps_catches_rounding_down_and_one_epoch(capsys):
-    assert check_local_steps(15) is True
-    assert check_local_steps(12) is False
-    assert "short but still a step" in capsys.readouterr().out
-    assert check_local_steps(5) is False
-    assert "one epoch" in capsys.readouterr().out
-    assert check_local_steps(16) is False
-    assert "✗" in capsys.readouterr().out
-    assert check_local_steps(...) is False
-    with pytest.raises(TypeError, match="answer must be a real number"):
-        check_local_steps("15")
+def _fedprox(sign=1.0, factor=1.0, copy_model=True, weights=False):
+    """FedProx's local update, right or with one slip."""
+
+    def fedprox_update(model, x, y, *, epochs, batch_size, lr, mu, generator):
+        local = copy.deepcopy(model) if copy_model else model
+        before = flatten_parameters(model).clone()
+        params = list(local.parameters())
+        anchor = [p.detach().clone() for p in params]
+        for _ in range(epochs):
+            for batch in shuffled_batches(len(x), batch_size, generator):
+                loss = torch.nn.functional.cross_entropy(local(x[batch]), y[batch])
+                grads = torch.autograd.grad(loss, params)
+                with torch.no_grad():
+                    for p, g, p0 in zip(params, grads, anchor, strict=True):
+                        p -= lr * (g + sign * factor * mu * (p - p0))
+        after = flatten_parameters(local)
+        return after if weights else after - before
+
+    return fedprox_update
+
+
+def test_fedprox_update_right_answer_passes(capsys):
+    assert check_fedprox_update(_fedprox()) is True
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("slip", "words"),
+    [
+        (dict(sign=-1.0), "pushes away"),
+        (dict(factor=0.5), "wrong factor"),
+        (dict(factor=2.0), "wrong factor"),
+        (dict(factor=0.0), "proximal term is missing"),
+        (dict(copy_model=False), "caller's model changed"),
+        (dict(weights=True), "new weights"),
+    ],
+)
+def test_fedprox_update_rejects_the_usual_slips(slip, words, capsys):
+    assert check_fedprox_update(_fedprox(**slip)) is False
+    out = capsys.readouterr().out
+    assert "✗" in out and words in out, out
+
+
+def test_fedprox_update_unanswered_and_malformed(capsys):
+    assert check_fedprox_update(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="fedprox_update must be a function"):
+        check_fedprox_update(0.1)
 
 
 def _dp_average(clip=True, denominator="expected", noise_scale="sigma_c"):

@@ -22,8 +22,8 @@ hints(
     "Exercise 05.1",
     idea="Rényi DP composes by adding: find one step's RDP at every order, add it up over the "
     "steps, and convert to (epsilon, delta) only once, at the end.",
-    step="one Gaussian step with noise multiplier sigma has RDP alpha / (2 sigma^2) at order "
-    "alpha; multiply by the number of steps, then take the best order of the conversion.",
+    step="one Gaussian step's RDP at order alpha is linear in alpha (the notebook derives it); "
+    "multiply by the number of steps, then convert once, taking the best order.",
     solution="rdp = steps * orders / (2 * sigma**2); "
     "rdp_to_epsilon(rdp=rdp, orders=orders, delta=delta)[0].",
 )

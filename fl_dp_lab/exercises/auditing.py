@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from fl_dp_lab.exercises._core import as_number, feedback, hints, is_unanswered, report_unanswered
+import numpy as np
+import torch
 
-__all__ = ["check_audit_ceiling", "check_fpr_upper_bound", "check_trials_needed"]
+from fl_dp_lab.exercises._core import (
+    as_number,
+    feedback,
+    graded,
+    hints,
+    is_unanswered,
+    report_unanswered,
+)
 
-hints(
-    "Exercise 10.1",
-    idea="3 errors in 500 is an estimate; the audit needs a rate the true FPR stays below with "
-    "high confidence, the upper end of an exact binomial interval.",
-    step="the upper end of the two-sided 95 % Clopper-Pearson interval is a quantile of a Beta "
-    "distribution; which tail, and which parameters?",
-    solution="scipy.stats.beta.ppf(0.975, 3 + 1, 500 - 3), or "
-    "fl_dp_lab.auditing.clopper_pearson(3, 500)[1].",
-)
-hints(
-    "Exercise 10.2",
-    idea="the strongest possible attack makes no error at all; even then the audit only knows "
-    "the error rates up to a confidence interval.",
-    step="with no errors in n trials, the upper end of the interval is u = 1 - 0.025^(1/n); "
-    "put u in for both error rates of the audit's bound.",
-    solution="epsilon_lower_bound(true_positives=500, false_positives=0, true_negatives=500, "
-    "false_negatives=0, delta=1e-5)",
-)
+__all__ = ["check_audit_verdict", "check_clopper_pearson_upper", "check_trials_needed"]
+
 hints(
     "Exercise 10.3",
     idea="the ceiling of a perfect attack grows with the number of trials; find where it first "
@@ -36,95 +29,6 @@ hints(
     solution="n = 1; while epsilon_lower_bound(true_positives=n, false_positives=0, "
     "true_negatives=n, false_negatives=0, delta=1e-5) <= 4.38: n += 1",
 )
-
-
-def check_fpr_upper_bound(answer: Any) -> bool:
-    """Exercise 10.1: the 95 % Clopper-Pearson upper bound on the FPR for 3 errors in 500.
-
-    Compared, to a relative 5e-3, with the library's ``clopper_pearson``. The
-    plug-in rate, a one-sided bound, the lower end's family and the lower
-    end itself are each named.
-    """
-    from scipy import stats  # here, not at the top: importing it costs every notebook ~1 s
-
-    name = "Exercise 10.1"
-    if is_unanswered(answer):
-        return report_unanswered(name)
-    from fl_dp_lab.auditing import clopper_pearson
-
-    value = as_number("answer", answer)
-    k, n = 3, 500
-    expected = clopper_pearson(k, n, confidence=0.95)[1]
-    wrong = {
-        k / n: "that is the plug-in rate; the audit needs an upper confidence bound, "
-        "a rate the true FPR stays below with 97.5 % probability.",
-        float(stats.beta.ppf(0.95, k + 1, n - k)): "that is a one-sided 95 % bound; the two-sided "
-        "95 % interval leaves 2.5 % in each tail.",
-        float(stats.beta.ppf(0.975, k, n - k + 1)): "that Beta distribution belongs to the "
-        "lower end; the upper end's has other parameters.",
-        float(stats.beta.ppf(0.025, k, n - k + 1)): "that is the lower end of the interval; the "
-        "audit plugs in the upper end (the worst case for the attack).",
-    }
-    # 3 significant digits (0.0174) pass; the slips below are all more than 10 % away
-    for value_wrong, hint in wrong.items():
-        if math.isclose(value, value_wrong, rel_tol=5e-3):
-            return feedback(name, False, success="", hint=hint)
-    return feedback(
-        name,
-        math.isclose(value, expected, rel_tol=5e-3),
-        success=f"FPR <= {expected:.4f} with 97.5 % confidence, almost three times the "
-        "plug-in 0.006: with few errors, the interval, not the estimate, sets the bound.",
-    )
-
-
-def check_audit_ceiling(answer: Any) -> bool:
-    """Exercise 10.2: the largest epsilon an audit with 500 held-out trials a world can certify.
-
-    Compared, to a relative 2e-3, with the library's ``epsilon_lower_bound``
-    for an attack that makes no error, at delta = 1e-5. The plug-in rates
-    (an infinite answer), both worlds counted together, a one-sided bound
-    and the rule of thumb log(n) are each named.
-    """
-    name = "Exercise 10.2"
-    if is_unanswered(answer):
-        return report_unanswered(name)
-    value = as_number("answer", answer)
-    delta = 1e-5
-
-    def ceiling(trials: int, tail: float) -> float:
-        u = 1.0 - tail ** (1.0 / trials)
-        return math.log((1.0 - delta - u) / u)
-
-    if math.isinf(value):
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="with the plug-in rates 0 / 500 the bound divides by zero; the audit uses "
-            "upper confidence bounds on the rates, which are never 0.",
-        )
-    wrong = {
-        ceiling(1000, 0.025): "only the held-out half is counted: n = 500 per world, not 1,000.",
-        ceiling(500, 0.05): "that is a one-sided 95 % bound; the two-sided interval's upper end "
-        "leaves 2.5 %.",
-        math.log(500): "log(n) is the right order of magnitude, but the question asks for the "
-        "bound itself.",
-    }
-    # 3 significant digits (4.91) pass, with or without delta; the slips are >= 4 % away
-    for value_wrong, hint in wrong.items():
-        if math.isclose(value, value_wrong, rel_tol=2e-3):
-            return feedback(name, False, success="", hint=hint)
-    from fl_dp_lab.auditing import epsilon_lower_bound
-
-    expected = epsilon_lower_bound(
-        true_positives=500, false_positives=0, true_negatives=500, false_negatives=0, delta=delta
-    )
-    return feedback(
-        name,
-        math.isclose(value, expected, rel_tol=2e-3),
-        success="that is all that 500 trials a world can ever certify: an accountant claiming "
-        "ε = 8 cannot be caught by this audit, bug or no bug.",
-    )
 
 
 def check_trials_needed(answer: Any) -> bool:
@@ -176,3 +80,169 @@ def check_trials_needed(answer: Any) -> bool:
         success=f"n = {expected}: with fewer counted trials a world, even a bug that leaks "
         "everything passes an audit of one step at sigma = 1.",
     )
+
+
+hints(
+    "Exercise 10.1",
+    idea="3 errors in 500 is an estimate; the audit needs a rate the true rate stays below with "
+    "high confidence, the upper end of an exact binomial interval, for any k and n.",
+    step="the upper end of the two-sided Clopper-Pearson interval is a quantile of a Beta "
+    "distribution: which tail (alpha / 2 is left in it), which parameters, and what when k = n?",
+    solution="def cp_upper(k, n, confidence=0.95): return 1.0 if k == n else "
+    "stats.beta.ppf(1 - (1 - confidence) / 2, k + 1, n - k)",
+)
+hints(
+    "Exercise 10.2",
+    idea="an audit accuses code only when its lower bound on epsilon, which holds with 95 % "
+    "confidence, is above what the accountant claims.",
+    step="play the membership game with canary_scores (the canary, C and sigma above), "
+    "turn the scores into a bound with audit_scores, and compare its epsilon with the claim.",
+    solution="def leaks(mechanism, trials): scores = canary_scores(mechanism, grads, canary, "
+    "trials=trials, max_grad_norm=C, noise_multiplier=SIGMA, generator=generator); return "
+    "audit_scores(*scores, delta=DELTA).epsilon > claimed",
+)
+
+#: Exercise 10.1's hidden cases: (successes, trials, confidence), the edges k = 0 and k = n too.
+_CP_CASES = ((3, 500, 0.95), (0, 50, 0.95), (40, 40, 0.9), (17, 40, 0.99), (1, 1000, 0.95))
+
+
+@graded("Exercise 10.1")
+def check_clopper_pearson_upper(cp_upper: Any) -> bool:
+    """Exercise 10.1: ``cp_upper(k, n, confidence)``, the upper end of a Clopper-Pearson interval.
+
+    Called on hidden cases (a few errors in many trials, no error at all,
+    nothing but errors, and other confidence levels) and compared, to a
+    relative 1e-7, with the library's ``clopper_pearson``. The plug-in rate,
+    a one-sided bound, the lower end's Beta distribution and a missing value
+    when k = n are each named.
+    """
+    from scipy import stats  # here, not at the top: importing it costs every notebook ~1 s
+
+    from fl_dp_lab.auditing import clopper_pearson
+
+    name = "Exercise 10.1"
+    if is_unanswered(cp_upper):
+        return report_unanswered(name)
+    if not callable(cp_upper):
+        raise TypeError(f"cp_upper must be a function cp_upper(k, n, confidence), got {cp_upper!r}")
+    for k, n, confidence in _CP_CASES:
+        value = as_number("cp_upper(k, n, confidence)", cp_upper(k, n, confidence))
+        expected = clopper_pearson(k, n, confidence=confidence)[1]
+        if math.isclose(value, expected, rel_tol=1e-7):
+            continue
+        alpha = 1 - confidence
+        case = f"at k = {k}, n = {n}, confidence = {confidence:g}"
+        if math.isnan(value):
+            hint = f"{case} the result is nan: what is the upper end when every trial is an error?"
+        elif math.isclose(value, k / n, rel_tol=1e-9, abs_tol=1e-12):
+            hint = f"{case} that is the plug-in rate k / n, not an upper confidence bound."
+        elif k < n and math.isclose(value, stats.beta.ppf(1 - alpha, k + 1, n - k), rel_tol=1e-7):
+            hint = f"{case} that is a one-sided bound; the two-sided interval leaves alpha / 2 in "
+            hint += "each tail."
+        elif k > 0 and math.isclose(
+            value, stats.beta.ppf(1 - alpha / 2, k, n - k + 1), rel_tol=1e-7
+        ):
+            hint = f"{case} that Beta distribution belongs to the lower end."
+        elif k == 0 and math.isclose(value, 0.0, abs_tol=1e-12):
+            hint = f"{case} an upper bound of 0 after no error would certify anything: the "
+            hint += "upper end is never 0."
+        else:
+            hint = f"{case} the result is off."
+        return feedback(name, False, success="", hint=hint)
+    return feedback(
+        name,
+        True,
+        success="the exact interval for every k and n: with few errors the interval, not the "
+        "estimate, sets the bound, and even no error at all leaves a bound above 0.",
+    )
+
+
+@graded("Exercise 10.2")
+def check_audit_verdict(leaks: Any) -> bool:
+    """Exercise 10.2: ``leaks(mechanism, trials)``, an audit that says whether a noisy sum leaks.
+
+    The learner's function is called (with a few hundred trials per world)
+    on implementations it has never seen:
+    a correct one (a new wrapper around ``noisy_clipped_sum``, so comparing
+    functions by identity fails) and planted bugs that are not in the
+    notebook, and must answer False for the correct code and True for each
+    bug. An audit that accuses correct code and one that misses a bug are
+    each named.
+    """
+    name = "Exercise 10.2"
+    if is_unanswered(leaks):
+        return report_unanswered(name)
+    if not callable(leaks):
+        raise TypeError(f"leaks must be a function leaks(mechanism, trials), got {leaks!r}")
+    for mechanism, buggy in _audit_suspects():
+        verdict = leaks(mechanism, _AUDIT_TRIALS)
+        if not isinstance(verdict, bool | np.bool_):
+            raise TypeError(f"leaks(mechanism) must be True or False, got {verdict!r}")
+        if bool(verdict) == buggy:
+            continue
+        if not buggy:
+            hint = (
+                "your audit accused correct code (a wrapper you have not seen around "
+                "noisy_clipped_sum). Does it compare the certified lower bound, counted on "
+                "held-out trials, with the accountant's claim?"
+            )
+        else:
+            hint = (
+                "your audit missed a planted bug that leaks far more than the accountant claims. "
+                "Is the score the projection on the canary, at C > 1?"
+            )
+        return feedback(name, False, success="", hint=hint)
+    return feedback(
+        name,
+        True,
+        success="your audit caught planted bugs it had never seen (noise sized for a mean but "
+        "added to a sum; noise on one parameter tensor only) and passed correct code: a "
+        "black-box test of privacy code, with a 95 % guarantee on every accusation.",
+    )
+
+
+def _audit_suspects() -> list[tuple[Callable[..., dict[str, torch.Tensor]], bool]]:
+    """(mechanism, has a bug): a correct wrapper and planted bugs the notebook does not show."""
+    from fl_dp_lab.canaries import noisy_clipped_sum
+    from fl_dp_lab.dpsgd import add_noise, clip_per_sample
+
+    def correct(per_sample_grads, *, max_grad_norm, noise_multiplier, generator):
+        return noisy_clipped_sum(
+            per_sample_grads,
+            max_grad_norm=max_grad_norm,
+            noise_multiplier=noise_multiplier,
+            generator=generator,
+        )
+
+    def noise_for_the_mean(per_sample_grads, *, max_grad_norm, noise_multiplier, generator):
+        clipped = clip_per_sample(per_sample_grads, max_grad_norm=max_grad_norm)
+        rows = len(next(iter(clipped.values())))
+        summed = {key: grad.sum(0) for key, grad in clipped.items()}
+        return add_noise(
+            summed,
+            max_grad_norm=max_grad_norm / rows,  # the mean's sensitivity, on the sum
+            noise_multiplier=noise_multiplier,
+            generator=generator,
+        )
+
+    def noise_on_last_tensor_only(per_sample_grads, *, max_grad_norm, noise_multiplier, generator):
+        clipped = clip_per_sample(per_sample_grads, max_grad_norm=max_grad_norm)
+        summed = {key: grad.sum(0) for key, grad in clipped.items()}
+        last = list(summed)[-1]
+        noisy = add_noise(
+            {last: summed[last]},
+            max_grad_norm=max_grad_norm,
+            noise_multiplier=noise_multiplier,
+            generator=generator,
+        )
+        return {**summed, **noisy}
+
+    return [
+        (correct, False),
+        (noise_for_the_mean, True),  # noise sized for the mean (sigma C / B), added to the sum
+        (noise_on_last_tensor_only, True),  # the other tensors are released without noise
+    ]
+
+
+#: trials per world the check asks of the learner's audit (the held-out half is counted)
+_AUDIT_TRIALS = 400

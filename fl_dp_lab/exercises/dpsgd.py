@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from fl_dp_lab._validate import check_int, check_real
 from fl_dp_lab.exercises._core import (
     WrongShape,
     as_array,
@@ -23,9 +22,9 @@ from fl_dp_lab.exercises._core import (
 __all__ = [
     "check_clip_factors",
     "check_clip_function",
-    "check_empty_batch_probability",
+    "check_dp_sgd_step",
+    "check_make_private_with_epsilon",
     "check_opacus_compatible",
-    "check_opacus_noise_std",
     "check_opacus_sample_rate",
 ]
 
@@ -37,24 +36,31 @@ hints(
     "Exercise 06.1",
     idea="clipping shrinks a gradient that is too long onto the ball of radius C and leaves a "
     "short one alone; it never stretches.",
-    step="the factor that brings a norm n down to C is C / n; a gradient already inside the "
-    "ball keeps factor 1.",
+    step="what factor brings a norm n down to exactly C? And what should a gradient already "
+    "inside the ball get?",
     solution="[min(1, C / n) for n in (0.5, 2, 4)] with C = 1.",
 )
 hints(
     "Exercise 06.2",
     idea="scale the whole vector by one factor, so that its direction stays and its L2 norm "
     "is at most max_grad_norm.",
-    step="compute the norm of g; the factor is C / norm when that is below 1, and 1 otherwise; "
-    "guard the division for g = 0.",
+    step="one scalar factor for the whole vector, from its norm and max_grad_norm, never "
+    "above 1; guard the division for g = 0.",
     solution="def clip(g, max_grad_norm): return g * min(1.0, max_grad_norm / "
     "(float(g.norm()) + 1e-6))",
 )
 hints(
     "Exercise 06.3",
-    idea="a Poisson batch is empty when every example's coin comes up 'out'.",
-    step="each example stays out with probability 1 - q, independently of the others.",
-    solution="(1 - q) ** N with q = 0.05 and N = 20.",
+    idea="one DP-SGD step is the four pieces of sections 1-2 in a row: per-example gradients, "
+    "clip each, sum and add Gaussian noise, divide by a size that does not depend on the data.",
+    step="dpsgd.per_sample_gradients, then dpsgd.clip_per_sample, then the sum over examples, "
+    "then dpsgd.add_noise (it draws in the order of the parameters); divide by the expected "
+    "batch size and take a step of lr. An empty batch has a zero sum.",
+    solution="grads = per_sample_gradients(model, F.cross_entropy, x, y) if len(x) else None; "
+    "summed = {k: g.sum(0) for k, g in clip_per_sample(grads, max_grad_norm=C).items()} (zeros "
+    "shaped like each parameter when x is empty); noisy = add_noise(summed, max_grad_norm=C, "
+    "noise_multiplier=sigma, generator=generator); p -= lr * noisy[name] / expected_batch_size "
+    "for each named parameter, under torch.no_grad().",
 )
 
 
@@ -227,34 +233,101 @@ def _clip_hint(name: str, hint: str) -> bool:
     return feedback(name, False, success="", hint=hint)
 
 
-def check_empty_batch_probability(answer: Any) -> bool:
-    """Exercise 06.3: the chance that a Poisson batch is empty, N = 20 examples, q = 0.05.
+#: Exercise 06.3's hidden cases: (model, examples, lr, C, sigma, expected batch size, seed);
+#: a case without noise isolates clipping and scaling, and an empty Poisson batch must still step
+_STEP_CASES = (
+    ("logistic", 7, 0.5, 0.7, 1.3, 6.5, 1),
+    ("mlp", 12, 0.2, 2.0, 0.0, 10.0, 2),
+    ("mlp", 9, 1.0, 0.3, 0.8, 9.0, 3),
+    ("logistic", 0, 0.5, 1.0, 1.0, 4.0, 4),
+)
 
-    Accepted to 1e-4. The chance that every example joins, the complement,
-    zero and the Poisson approximation are each named.
+
+@graded("Exercise 06.3")
+def check_dp_sgd_step(my_dp_sgd_step: Any) -> bool:
+    """Exercise 06.3: ``my_dp_sgd_step(model, x, y, *, lr, max_grad_norm, noise_multiplier, ...)``.
+
+    One DP-SGD step in place (keywords ``lr``, ``max_grad_norm``,
+    ``noise_multiplier``, ``expected_batch_size``, ``generator``; the mean
+    cross-entropy loss). Run on hidden models, batches and settings (one
+    without noise, one on an empty Poisson batch) from a copy of the same
+    model and the same generator state as the library's ``dp_sgd_step``; the
+    parameters must agree to 1e-6, noise included. No clipping, the wrong
+    divisor, noise of the wrong scale or drawn differently, an update that
+    never reaches the model and a failure on an empty batch are each named.
     """
+    import copy
+
+    from fl_dp_lab.dpsgd import dp_sgd_step
+
     name = "Exercise 06.3"
-    if is_unanswered(answer):
+    if is_unanswered(my_dp_sgd_step):
         return report_unanswered(name)
-    value = as_number("answer", answer)
-    q, n = 0.05, 20
-    expected = math.prod([1 - q] * n)
-    wrongs = {
-        q**n: "that is the chance that *every* example joins.",
-        1 - expected: "that is the chance that the batch is *not* empty.",
-        0.0: "a Poisson batch has no minimum size: each of the 20 coins can come up 'out'.",
-        math.exp(-q * n): "close, but that is the Poisson approximation; the exact chance is "
-        "asked for.",
-    }
-    for target, hint in wrongs.items():
-        if math.isclose(value, target, rel_tol=1e-6, abs_tol=0.0):
-            return feedback(name, False, success="", hint=hint)
+    if not callable(my_dp_sgd_step):
+        raise TypeError(f"my_dp_sgd_step must be a function, got {my_dp_sgd_step!r}")
+    loss_fn = torch.nn.functional.cross_entropy
+    for kind, n, lr, c, sigma, size, seed in _STEP_CASES:
+        model, x, y = _step_case(kind, n, seed)
+        setting = {
+            "lr": lr,
+            "max_grad_norm": c,
+            "noise_multiplier": sigma,
+            "expected_batch_size": size,
+        }
+        library = copy.deepcopy(model)
+        dp_sgd_step(
+            library, loss_fn, x, y, generator=torch.Generator().manual_seed(seed), **setting
+        )
+        mine = copy.deepcopy(model)
+        at = f"on a batch of {n} at C = {c:g}, sigma = {sigma:g}:"
+        try:
+            my_dp_sgd_step(mine, x, y, generator=torch.Generator().manual_seed(seed), **setting)
+        except Exception as error:  # noqa: BLE001 - a learner's step failing is a wrong answer here
+            if n == 0:
+                hint = f"{at} your step raised {type(error).__name__}. A Poisson batch can be "
+                hint += "empty, and the step must still add noise (the sum of no gradients is 0)."
+                return feedback(name, False, success="", hint=hint)
+            raise
+        got, want = _flat(mine), _flat(library)
+        if torch.allclose(got, want, rtol=0.0, atol=1e-6):
+            continue
+        if torch.equal(got, _flat(model)):
+            hint = f"{at} the model did not change: the step updates its parameters in place."
+        else:
+            hint = f"{at} the parameters are off."
+            for variant, words in _STEP_SLIPS:
+                other = copy.deepcopy(model)
+                _variant_step(
+                    other, x, y, generator=torch.Generator().manual_seed(seed), **setting, **variant
+                )
+                if torch.allclose(got, _flat(other), rtol=0.0, atol=1e-6):
+                    hint = f"{at} {words}"
+                    break
+            else:
+                if sigma > 0:
+                    hint += " Without noise your step matched: draw the noise from the generator "
+                    hint += (
+                        "you are given, in the order of model.named_parameters() (add_noise does)."
+                    )
+        return feedback(name, False, success="", hint=hint)
     return feedback(
         name,
-        abs(value - expected) < 1e-4,
-        success="more than a third of the steps see no data, yet each still adds noise, and "
-        "the accountant counts it.",
+        True,
+        success="your step is the library's, draw for draw: per-example gradients, each clipped "
+        "to C, summed, Gaussian noise of std sigma C, divided by the expected batch size, even "
+        "when the Poisson batch is empty.",
     )
+
+
+_STEP_SLIPS = (
+    ({"clip": False}, "the gradients were not clipped: one example moves the step without bound."),
+    ({"divisor": "actual"}, "that divides by the batch's actual size, which depends on the data; "
+     "the step divides by the expected batch size."),
+    ({"noise_c": False}, "the noise's std forgot the clipping norm: the sum's sensitivity is C."),
+    ({"noise_after": True}, "the noise was added after the division, so it is expected batch size "
+     "times too large."),
+    ({"sign": -1.0}, "the step climbs the loss: parameters move against the gradient."),
+)  # fmt: skip
 
 
 def _library_clip(rows: torch.Tensor, c: float) -> torch.Tensor:
@@ -262,6 +335,67 @@ def _library_clip(rows: torch.Tensor, c: float) -> torch.Tensor:
     from fl_dp_lab.dpsgd import clip_per_sample
 
     return clip_per_sample({"g": rows}, max_grad_norm=c)["g"]
+
+
+def _step_case(kind: str, n: int, seed: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    from fl_dp_lab.models import MLP, LogisticRegression
+
+    generator = torch.Generator().manual_seed(100 + seed)
+    if kind == "mlp":
+        model: torch.nn.Module = MLP(6, 5, 3, generator=generator)
+    else:
+        model = LogisticRegression(6, 3, generator=generator)
+    x = torch.randn(n, 6, generator=generator)
+    return model, x, torch.randint(0, 3, (n,), generator=generator)
+
+
+def _flat(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _variant_step(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lr: float,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    expected_batch_size: float,
+    generator: torch.Generator,
+    clip: bool = True,
+    divisor: str = "expected",
+    noise_c: bool = True,
+    noise_after: bool = False,
+    sign: float = 1.0,
+) -> None:
+    """A DP-SGD step with one of the usual slips, built from the library's pieces."""
+    from fl_dp_lab.dpsgd import add_noise, clip_per_sample, per_sample_gradients
+
+    params = dict(model.named_parameters())
+    if len(x):
+        grads = per_sample_gradients(model, torch.nn.functional.cross_entropy, x, y)
+        if clip:
+            grads = clip_per_sample(grads, max_grad_norm=max_grad_norm)
+        summed = {key: g.sum(0) for key, g in grads.items()}
+    else:
+        summed = {key: torch.zeros_like(p.detach()) for key, p in params.items()}
+    scale = max_grad_norm if noise_c else 1.0
+    denominator = expected_batch_size if divisor == "expected" else max(len(x), 1)
+    if noise_after:
+        zeros = {key: torch.zeros_like(g) for key, g in summed.items()}
+        noise = add_noise(
+            zeros, max_grad_norm=scale, noise_multiplier=noise_multiplier, generator=generator
+        )
+        step = {key: summed[key] / denominator + noise[key] for key in summed}
+    else:
+        noisy = add_noise(
+            summed, max_grad_norm=scale, noise_multiplier=noise_multiplier, generator=generator
+        )
+        step = {key: g / denominator for key, g in noisy.items()}
+    with torch.no_grad():
+        for key, p in params.items():
+            p -= sign * lr * step[key]
 
 
 # --- Notebook 07 (DP-SGD with Opacus) ---------------------------------------
@@ -277,11 +411,14 @@ hints(
 )
 hints(
     "Exercise 07.2",
-    idea="follow the DPOptimizer: noise is added to the clipped sum, then everything is divided.",
-    step="the noise on the sum has std noise_multiplier * max_grad_norm; what does the optimizer "
-    "divide the sum by?",
-    solution="answer = noise_multiplier * max_grad_norm / expected_batch_size (or measure the "
-    "std of p.grad after a step on zero gradients).",
+    idea="start from the budget: Opacus's PrivacyEngine can search the noise multiplier that "
+    "spends a target epsilon in a planned number of epochs, while it makes the three objects "
+    "private.",
+    step="make a PrivacyEngine() and call its make_private_with_epsilon with the module, the "
+    "optimizer, the data loader, the target epsilon and delta, the epochs and max_grad_norm.",
+    solution="return PrivacyEngine().make_private_with_epsilon(module=model, optimizer=optimizer, "
+    "data_loader=loader, target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, "
+    "max_grad_norm=max_grad_norm)",
 )
 hints(
     "Exercise 07.3",
@@ -328,55 +465,6 @@ def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool
     )
 
 
-def check_opacus_noise_std(
-    answer: Any, *, noise_multiplier: float, max_grad_norm: float, expected_batch_size: int
-) -> bool:
-    """Exercise 07.2: the std of the noise in ``p.grad`` after one Opacus ``DPOptimizer`` step.
-
-    For the given noise multiplier, clipping norm and expected batch size.
-    A measured value within 1.5 % counts (101,770 draws measure it to about
-    0.2 %); the std on the sum, the sensitivity left out, the variance and a
-    nearby batch size (such as a loader's nominal one, 2.3 % off) are each
-    named.
-    """
-    name = "Exercise 07.2"
-    if is_unanswered(answer):
-        return report_unanswered(name)
-    value = as_number("answer", answer)
-    sigma = check_real("noise_multiplier", noise_multiplier, low=0.0, low_open=True)
-    c = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
-    b = check_int("expected_batch_size", expected_batch_size, minimum=1)
-    expected = sigma * c / b
-
-    def near(target: float) -> bool:
-        return abs(value - target) <= 0.015 * target
-
-    wrong = {
-        sigma * c: "that is the std of the noise on the *sum*; the optimizer then divides "
-        "the noisy sum by the expected batch size.",
-        sigma / b: "the noise is scaled by the sensitivity C too.",
-        (sigma * c / b) ** 2: "that is the variance; the question asks for the standard deviation.",
-    }
-    for target, hint in wrong.items():
-        if not near(expected) and near(target):
-            return feedback(name, False, success="", hint=hint)
-    divisor = sigma * c / value if value > 0 else math.inf
-    if not near(expected) and 0.8 * b <= divisor <= 1.25 * b:
-        return feedback(
-            name,
-            False,
-            success="",
-            hint=f"that is about σC / {divisor:.0f}; the DPOptimizer divides by the *expected* "
-            "batch size, not by a batch's actual size or the loader's nominal one.",
-        )
-    return feedback(
-        name,
-        near(expected),
-        success=f"{expected:.3g}: the sensitivity of the clipped sum is C, and the "
-        "mean divides everything, noise included, by the expected batch size.",
-    )
-
-
 def check_opacus_compatible(model: Any) -> bool:
     """Exercise 07.3: make a model with BatchNorm acceptable to Opacus.
 
@@ -414,4 +502,83 @@ def check_opacus_compatible(model: Any) -> bool:
         ModuleValidator.is_valid(model),
         success="no BatchNorm left: each example is normalised on its own, so its gradient "
         "does not depend on the other examples in the batch.",
+    )
+
+
+@graded("Exercise 07.2")
+def check_make_private_with_epsilon(make_private_for: Any) -> bool:
+    """Exercise 07.2: ``make_private_for(model, optimizer, loader, *, target_epsilon, ...)``.
+
+    Called (keywords ``target_epsilon``, ``delta``, ``epochs``,
+    ``max_grad_norm``) on a model, an optimizer and a loader the learner has
+    not seen, at a hidden target; it must return what Opacus's
+    ``make_private_with_epsilon`` returns. The returned ``DPOptimizer``'s
+    noise multiplier must be the one Opacus's own calibration finds for that
+    loader, target and number of epochs (its default accountant, or RDP with
+    a note), and its clipping norm the one asked for. A noise multiplier
+    chosen by hand, an optimizer that is not private and the wrong clipping
+    norm are each named.
+    """
+    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.optimizers import DPOptimizer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fl_dp_lab.models import MLP
+
+    name = "Exercise 07.2"
+    if is_unanswered(make_private_for):
+        return report_unanswered(name)
+    if not callable(make_private_for):
+        raise TypeError(f"make_private_for must be a function, got {make_private_for!r}")
+    generator = torch.Generator().manual_seed(72)
+    model = MLP(6, 8, 3, generator=generator)
+    x, y = (
+        torch.randn(480, 6, generator=generator),
+        torch.randint(0, 3, (480,), generator=generator),
+    )
+    loader = DataLoader(TensorDataset(x, y), batch_size=40)
+    setting = {"target_epsilon": 1.5, "delta": 1e-5, "epochs": 4, "max_grad_norm": 0.8}
+    out = make_private_for(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, **setting)
+    items = out if isinstance(out, tuple | list) else (out,)
+    optimizers = [item for item in items if isinstance(item, torch.optim.Optimizer)]
+    if not optimizers:
+        raise TypeError(
+            "make_private_for(...) must return what make_private_with_epsilon returns "
+            f"(model, optimizer, loader), got {out!r}"
+        )
+    optimizer = optimizers[0]
+    if not isinstance(optimizer, DPOptimizer):
+        return feedback(name, False, success="", hint="the optimizer you returned is not Opacus's "
+                        "DPOptimizer: it neither clips nor adds noise.")  # fmt: skip
+    if not math.isclose(optimizer.max_grad_norm, setting["max_grad_norm"], rel_tol=1e-9):
+        hint = f"the optimizer clips at {optimizer.max_grad_norm:g}, not at max_grad_norm."
+        return feedback(name, False, success="", hint=hint)
+    sigma = float(optimizer.noise_multiplier)
+    calibration = {
+        "target_epsilon": setting["target_epsilon"],
+        "target_delta": setting["delta"],
+        "sample_rate": 1 / len(loader),
+        "epochs": setting["epochs"],
+    }
+    if math.isclose(sigma, get_noise_multiplier(**calibration, accountant="prv"), rel_tol=1e-6):
+        return feedback(
+            name,
+            True,
+            success=f"the engine searched σ = {sigma:.3f} for this loader and target: you start "
+            "from a budget, and Opacus finds the noise that spends it.",
+        )
+    if math.isclose(sigma, get_noise_multiplier(**calibration, accountant="rdp"), rel_tol=1e-6):
+        return feedback(
+            name,
+            True,
+            success=f"σ = {sigma:.3f}, calibrated with the RDP accountant: a little more noise "
+            "than the default PRV accountant needs for the same target.",
+        )
+    return feedback(
+        name,
+        False,
+        success="",
+        hint=f"σ = {sigma:.3g} is not what Opacus calibrates for this loader, target and number "
+        "of epochs: did the engine search for it, with the target, delta and epochs you were "
+        "given?",
     )

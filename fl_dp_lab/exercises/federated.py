@@ -21,7 +21,7 @@ from fl_dp_lab.exercises._core import (
 __all__ = [
     "check_dp_aggregate",
     "check_fedavg_average",
-    "check_local_steps",
+    "check_fedprox_update",
     "check_user_level_epsilon",
 ]
 
@@ -38,9 +38,12 @@ hints(
 )
 hints(
     "Exercise 08.2",
-    idea="a local epoch is one pass over the client's data in batches; every batch is a step.",
-    step="count the batches of one epoch (a short last batch is still a step), then the epochs.",
-    solution="steps = E * ceil(n / B) = 3 * math.ceil(45 / 10).",
+    idea="FedProx adds (mu / 2) ||theta - theta_global||^2 to every client's loss: a spring that "
+    "pulls the local model back towards the model the client received.",
+    step="train a copy as local_update does, on the same shuffled batches; keep a copy of the "
+    "starting weights, and add the proximal term's gradient to each parameter's gradient.",
+    solution="p -= lr * (g + mu * (p - p0)) for every parameter p, its batch gradient g and its "
+    "starting value p0; return flatten_parameters(local) - flatten_parameters(model).",
 )
 hints(
     "Exercise 09.1",
@@ -122,36 +125,6 @@ def check_fedavg_average(average: Any) -> bool:
         True,
         success="each client counts in proportion to its data, so FedAvg with full "
         "participation and one full-batch step is exactly gradient descent on the pooled data.",
-    )
-
-
-def check_local_steps(answer: Any) -> bool:
-    """Exercise 08.2: local SGD steps of a client with 45 examples, E = 3 epochs, B = 10.
-
-    Compared with the number of batches a loader of that client yields over
-    the epochs. Rounding the batches down (or not at all) and one epoch only
-    are each named.
-    """
-    name = "Exercise 08.2"
-    if is_unanswered(answer):
-        return report_unanswered(name)
-    value = as_number("answer", answer)
-    n, epochs, batch = 45, 3, 10
-    per_epoch = len(range(0, n, batch))  # the batches a loader cuts, the last one short
-    if abs(value - epochs * n / batch) < 1e-9 or abs(value - epochs * (n // batch)) < 1e-9:
-        return feedback(
-            name,
-            False,
-            success="",
-            hint="the last batch of an epoch is short but still a step.",
-        )
-    if abs(value - per_epoch) < 1e-9:
-        return feedback(name, False, success="", hint="that is one epoch; the client runs E = 3.")
-    return feedback(
-        name,
-        value == epochs * per_epoch,
-        success="a big client moves further from the global model than a small one in the "
-        "same round, one source of client drift on non-IID data.",
     )
 
 
@@ -297,3 +270,119 @@ def _library_noise_std(
         generator=torch.Generator().manual_seed(9),
     )
     return float(noisy.std())
+
+
+#: Exercise 08.2's hidden cases: (features, classes, examples, epochs, batch size, lr, mu)
+_PROX_CASES = ((5, 3, 23, 2, 4, 0.3, 0.5), (8, 4, 40, 3, 16, 0.5, 2.0), (4, 2, 9, 1, 4, 0.2, 0.0))
+
+
+@graded("Exercise 08.2")
+def check_fedprox_update(fedprox_update: Any) -> bool:
+    """Exercise 08.2: ``fedprox_update(model, x, y, *, epochs, batch_size, lr, mu, generator)``.
+
+    FedProx's local update, called on hidden models, data and settings
+    (several mu, one of them 0). With mu = 0 it must equal the library's
+    ``local_update``; with mu > 0 it must match, to 1e-6, SGD on the batch
+    loss plus the proximal term, on the same batches. The caller's model
+    must be left unchanged. The proximal term with the wrong sign or the
+    wrong factor, a term that is ignored, and the new weights returned
+    instead of the update are each named.
+    """
+    from fl_dp_lab.client_updates import flatten_parameters, local_update
+    from fl_dp_lab.models import LogisticRegression
+
+    name = "Exercise 08.2"
+    if is_unanswered(fedprox_update):
+        return report_unanswered(name)
+    if not callable(fedprox_update):
+        raise TypeError(f"fedprox_update must be a function, got {fedprox_update!r}")
+    data = torch.Generator().manual_seed(28)
+    for features, classes, n, epochs, batch, lr, mu in _PROX_CASES:
+        model = LogisticRegression(features, classes, generator=data)
+        x, y = (
+            torch.randn(n, features, generator=data),
+            torch.randint(0, classes, (n,), generator=data),
+        )
+        before = flatten_parameters(model).clone()
+        setting = {"epochs": epochs, "batch_size": batch, "lr": lr}
+        got = as_array(
+            "fedprox_update(...)",
+            fedprox_update(
+                model, x, y, mu=mu, generator=torch.Generator().manual_seed(n), **setting
+            ),
+            tuple(before.shape),
+            why="one flat update, as local_update returns",
+        )
+        at = f"at mu = {mu:g}:"
+        if not torch.equal(flatten_parameters(model), before):
+            return feedback(name, False, success="", hint=f"{at} the caller's model changed: train "
+                            "a copy (copy.deepcopy), as local_update does.")  # fmt: skip
+
+        case = (model, x, y, n, setting)
+
+        if mu == 0.0:
+            want = local_update(model, x, y, generator=torch.Generator().manual_seed(n), **setting)
+            want = want.numpy()
+        else:
+            want = _prox(case, mu)
+        if np.allclose(got, want, rtol=0.0, atol=1e-6):
+            continue
+        if np.allclose(got, want + before.numpy(), rtol=0.0, atol=1e-6):
+            hint = f"{at} those are the new weights; the update is new minus old."
+        elif mu > 0 and np.allclose(got, _prox(case, 0.0), atol=1e-6):
+            hint = f"{at} that is plain local_update: the proximal term is missing."
+        elif mu > 0 and np.allclose(got, _prox(case, -mu), atol=1e-6):
+            hint = f"{at} the proximal term pushes away from the global model instead of pulling "
+            hint += "back towards it."
+        elif mu > 0 and (
+            np.allclose(got, _prox(case, mu / 2), atol=1e-6)
+            or np.allclose(got, _prox(case, 2 * mu), atol=1e-6)
+        ):
+            hint = f"{at} the proximal term has the wrong factor: what is the gradient of "
+            hint += "(mu / 2) ||theta - theta_global||^2?"
+        else:
+            hint = f"{at} the update is off (are the batches those of shuffled_batches, one "
+            hint += "permutation per epoch, from the generator you are given?)."
+        return feedback(name, False, success="", hint=hint)
+    return feedback(
+        name,
+        True,
+        success="mu = 0 is FedAvg's local update, and mu > 0 pulls every step back towards the "
+        "global model: clients still fit their own data, but cannot run as far from each other.",
+    )
+
+
+def _prox(case: tuple[Any, ...], mu: float) -> np.ndarray:
+    model, x, y, seed, setting = case
+    return _fedprox_reference(model, x, y, mu=mu, seed=seed, **setting).numpy()
+
+
+def _fedprox_reference(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    mu: float,
+    seed: int,
+) -> torch.Tensor:
+    """SGD on mean cross-entropy + (mu / 2) ||theta - theta_global||^2 (Li et al., 2020)."""
+    import copy
+
+    from fl_dp_lab.client_updates import flatten_parameters
+    from fl_dp_lab.training import shuffled_batches
+
+    generator = torch.Generator().manual_seed(seed)
+    local = copy.deepcopy(model)
+    params = list(local.parameters())
+    anchor = [p.detach().clone() for p in params]
+    for _ in range(epochs):
+        for batch in shuffled_batches(len(x), batch_size, generator):
+            loss = torch.nn.functional.cross_entropy(local(x[batch]), y[batch])
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g, p0 in zip(params, grads, anchor, strict=True):
+                    p -= lr * (g + mu * (p - p0))
+    return flatten_parameters(local) - flatten_parameters(model)
