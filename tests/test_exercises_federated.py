@@ -11,6 +11,7 @@ import torch
 from fl_dp_lab.accounting import epsilon
 from fl_dp_lab.client_updates import flatten_parameters
 from fl_dp_lab.exercises import (
+    check_budget_plan,
     check_dp_aggregate,
     check_fedavg_average,
     check_fedprox_update,
@@ -224,3 +225,51 @@ def test_fedavg_average_accepts_right_answers_written_differently(capsys):
     assert _weighted()(
         torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]), torch.tensor([1.0, 2.0, 7.0])
     ).tolist() == pytest.approx([1.5, 1.6])
+
+
+def _plan(target, *, num_clients, delta):
+    """10 expected clients a round, noise a tenth of C on the average, the most rounds."""
+    q = 10 / num_clients
+    sigma = 0.1 * q * num_clients
+
+    def spend(rounds):
+        return epsilon(noise_multiplier=sigma, sample_rate=q, steps=rounds, delta=delta)
+
+    low, high = 1, 2
+    while spend(high) <= target:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if spend(mid) <= target else (low, mid)
+    return dict(noise_multiplier=sigma, sample_rate=q, rounds=low, clip_norm=1.0)
+
+
+def test_budget_plan_right_answer_passes(capsys):
+    assert check_budget_plan(_plan) is True
+    assert "defend your choice" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("plan", "words"),
+    [
+        (dict(noise_multiplier=0.3, rounds=5000), "over the budget"),
+        (dict(noise_multiplier=1.0, rounds=20), "left unused"),
+        (dict(noise_multiplier=5.0, rounds=50), "noise on the average update"),
+        (dict(noise_multiplier=20.0, rounds=5, sample_rate=0.5), "too few to train"),
+        (dict(noise_multiplier=2.0, rounds=100, sample_rate=1e-3), "clients a round"),
+    ],
+)
+def test_budget_plan_rejects_the_usual_slips(plan, words, capsys):
+    def fixed(target, *, num_clients, delta):
+        return dict(dict(sample_rate=10 / num_clients, clip_norm=1.0), **plan)
+
+    assert check_budget_plan(fixed) is False
+    out = capsys.readouterr().out
+    assert "✗" in out and words in out, out
+
+
+def test_budget_plan_unanswered_and_malformed(capsys):
+    assert check_budget_plan(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="must return a dict"):
+        check_budget_plan(lambda target, *, num_clients, delta: (1.0, 0.01, 100, 1.0))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fl_dp_lab import exercises
-from fl_dp_lab.accounting import epsilon, noise_multiplier_for_epsilon
+from fl_dp_lab.accounting import epsilon
 from fl_dp_lab.exercises._core import (
     SOLUTION_FROM,
     Hints,
@@ -30,12 +30,6 @@ def _fresh_tries():
     reset_tries()
 
 
-def _sigma_for_two() -> float:
-    return noise_multiplier_for_epsilon(
-        target_epsilon=2.0, sample_rate=0.01, steps=3000, delta=1e-5
-    )
-
-
 #: What must never be readable before the third try: each check's expected value(s), written
 #: here independently of the checks, and the formula or call that gives the answer away.
 ANSWERS: dict[str, list[float | str]] = {
@@ -51,7 +45,7 @@ ANSWERS: dict[str, list[float | str]] = {
     "check_private_sum": ["clip / epsilon", "np.clip(incomes, 0"],
     "check_gaussian_privacy_loss": ["||m - m'||^2 / (2 sigma^2)", "2 * mu", "(2 * sigma**2)"],
     "check_gaussian_rdp_epsilon": [19.80, 19.05, "orders / (2 * sigma"],
-    "check_calibrated_sigma": [_sigma_for_two(), "noise_multiplier_for_epsilon("],
+    "check_calibrate": ["math.sqrt(low * high)", "low, high = (low, mid)"],
     "check_clip_factors": [0.25, "min(1, C /"],
     "check_clip_function": ["min(1.0, max_grad_norm", "min(1, C / ||g||)"],
     "check_dp_sgd_step": ["noisy[name] / expected_batch_size", "add_noise(summed"],
@@ -60,6 +54,7 @@ ANSWERS: dict[str, list[float | str]] = {
     "check_opacus_compatible": ["ModuleValidator.fix("],
     "check_fedavg_average": ["/ sum_k n_k", "sizes.sum()"],
     "check_fedprox_update": ["mu * (p - p0)", "g + mu"],
+    "check_budget_plan": ["sigma = 0.1 * q * K", "q = 10 / K"],
     "check_dp_aggregate": ["(sigma*C)^2 I)) /", "torch.randn("],
     "check_user_level_epsilon": [
         epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=50, delta=1e-5),
@@ -143,7 +138,7 @@ WRONG = {
         {},
     ),
     "check_gaussian_rdp_epsilon": lambda: ((3.0,), {}),
-    "check_calibrated_sigma": lambda: ((50.0,), {}),
+    "check_calibrate": lambda: ((lambda spent, target: 50.0,), {}),
     "check_clip_factors": lambda: (([1.0, 0.5, 0.5],), {}),
     "check_clip_function": lambda: ((lambda g, c: g,), {}),
     "check_dp_sgd_step": lambda: ((lambda model, x, y, **setting: None,), {}),
@@ -155,6 +150,14 @@ WRONG = {
     "check_opacus_compatible": lambda: ((_bn_model(),), {}),
     "check_fedavg_average": lambda: ((lambda u, n: u[0],), {}),
     "check_fedprox_update": lambda: ((lambda model, x, y, **setting: torch.zeros(1),), {}),
+    "check_budget_plan": lambda: (
+        (
+            lambda t, *, num_clients, delta: dict(
+                noise_multiplier=9.0, sample_rate=0.5, rounds=1, clip_norm=1.0
+            ),
+        ),
+        {},
+    ),
     "check_dp_aggregate": lambda: ((lambda u, c, s, m, g: torch.zeros(u.shape[1]),), {}),
     "check_user_level_epsilon": lambda: ((10.0,), {}),
     "check_clopper_pearson_upper": lambda: ((lambda k, n, confidence: 0.5,), {}),
@@ -234,7 +237,6 @@ RIGHT = {
         ),
         {},
     ),
-    "check_calibrated_sigma": lambda: ((_sigma_for_two(),), {}),
     "check_clip_factors": lambda: (([1.0, 0.5, 0.25],), {}),
     "check_opacus_sample_rate": lambda: ((1 / 16, 250), {}),
     "check_user_level_epsilon": lambda: (

@@ -19,6 +19,7 @@ from fl_dp_lab.exercises._core import (
 )
 
 __all__ = [
+    "check_budget_plan",
     "check_dp_aggregate",
     "check_fedavg_average",
     "check_fedprox_update",
@@ -63,6 +64,17 @@ hints(
     step="the course's accountant takes the noise multiplier, the chance that a user takes "
     "part in a round, the number of rounds and delta.",
     solution="accounting.epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=50, delta=1e-5)",
+)
+hints(
+    "Exercise 09.3",
+    idea="the accountant's epsilon depends on sigma, q and the rounds T only; the clip norm C "
+    "sets the noise's size in the model's units, and q times K sets how many updates share it.",
+    step="fix q from the clients you want a round (q K >= 10), make sigma / (q K) <= 0.1, then "
+    "search the largest T whose epsilon stays within the budget (and T >= 20); C from the "
+    "update norms you measured.",
+    solution="q = 10 / K; sigma = 0.1 * q * K; rounds = the largest T with "
+    "accounting.epsilon(noise_multiplier=sigma, sample_rate=q, steps=T, delta=delta) <= target "
+    "(double T, then bisect); clip_norm = the median update norm you measured.",
 )
 
 
@@ -386,3 +398,77 @@ def _fedprox_reference(
                 for p, g, p0 in zip(params, grads, anchor, strict=True):
                     p -= lr * (g + mu * (p - p0))
     return flatten_parameters(local) - flatten_parameters(model)
+
+
+#: Exercise 09.3's hidden budgets: (target epsilon, number of clients K), delta = 1e-5
+_PLAN_CASES = ((2.0, 1000), (5.0, 200), (1.0, 5000))
+#: the plan's requirements, stated in the task: enough clients a round, enough rounds, and
+#: noise on the average update at most a tenth of one clipped update
+_PLAN_MIN_CLIENTS, _PLAN_MIN_ROUNDS, _PLAN_MAX_NOISE = 10.0, 20, 0.1
+
+
+@graded("Exercise 09.3")
+def check_budget_plan(plan: Any) -> bool:
+    """Exercise 09.3: ``plan(target_epsilon, *, num_clients, delta)``, a run within a budget.
+
+    The plan is a dict with ``noise_multiplier``, ``sample_rate``, ``rounds``
+    and ``clip_norm``. It is called on hidden budgets and client counts and
+    must, by the library's accountant, spend at most the target and at least
+    90 % of it, while keeping at least 10 expected clients a round, at least
+    20 rounds, and noise on the average update of at most a tenth of one
+    clipped update. A plan over the budget, one that wastes it, too few
+    clients or rounds, too much noise and missing keys are each named.
+    """
+    from fl_dp_lab.accounting import epsilon
+
+    name = "Exercise 09.3"
+    if is_unanswered(plan):
+        return report_unanswered(name)
+    if not callable(plan):
+        raise TypeError(
+            f"plan must be a function plan(target_epsilon, *, num_clients, delta), got {plan!r}"
+        )
+    keys = ("noise_multiplier", "sample_rate", "rounds", "clip_norm")
+    for target, clients in _PLAN_CASES:
+        chosen = plan(target, num_clients=clients, delta=1e-5)
+        if not isinstance(chosen, dict) or any(key not in chosen for key in keys):
+            raise TypeError(f"plan(...) must return a dict with the keys {keys}, got {chosen!r}")
+        sigma, q = (
+            as_number("noise_multiplier", chosen["noise_multiplier"]),
+            as_number("sample_rate", chosen["sample_rate"]),
+        )
+        rounds, clip = (
+            as_number("rounds", chosen["rounds"]),
+            as_number("clip_norm", chosen["clip_norm"]),
+        )
+        at = f"at a budget of {target:g} with {clients} clients:"
+        if not (sigma > 0 and 0 < q <= 1 and clip > 0 and rounds >= 1 and rounds == int(rounds)):
+            hint = f"{at} sigma and C must be > 0, q in (0, 1] and the rounds a whole number >= 1."
+            return feedback(name, False, success="", hint=hint)
+        spent = epsilon(noise_multiplier=sigma, sample_rate=q, steps=int(rounds), delta=1e-5)
+        noise = sigma / (q * clients)  # std of the average's noise, in units of C
+        if spent > target:
+            hint = f"{at} the plan spends epsilon = {spent:.3g}, over the budget."
+        elif q * clients < _PLAN_MIN_CLIENTS:
+            hint = (
+                f"{at} only {q * clients:.3g} clients a round are expected; at least 10 were asked."
+            )
+        elif rounds < _PLAN_MIN_ROUNDS:
+            hint = f"{at} {int(rounds)} rounds are too few to train; at least 20 were asked."
+        elif noise > _PLAN_MAX_NOISE * (1 + 1e-9):  # rounding in sigma = 0.1 q K is not a slip
+            hint = f"{at} the noise on the average update is {noise:.3g} C, above a tenth of one "
+            hint += "clipped update: more clients a round, or less noise."
+        elif spent < 0.9 * target:
+            hint = (
+                f"{at} the plan spends only epsilon = {spent:.3g}: a tenth of the budget or more "
+            )
+            hint += "is left unused (more rounds, or less noise)."
+        else:
+            continue
+        return feedback(name, False, success="", hint=hint)
+    return feedback(
+        name,
+        True,
+        success="every budget spent without going over, with enough clients a round and noise "
+        "the average can carry. Now defend your choice in words: what did you trade for what?",
+    )
