@@ -442,7 +442,12 @@ def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool
         return report_unanswered(name)
     q = as_number("sample_rate", sample_rate)
     b = as_number("expected_batch_size", expected_batch_size)
-    if abs(q - 256 / 4000) < 1e-9:
+    from torch.utils.data import DataLoader
+
+    n, batch = 4000, 256
+    rate = 1 / len(DataLoader(range(n), batch_size=batch))  # what make_private reads off the loader
+    expected = int(n * rate)  # the DPOptimizer's expected batch size
+    if abs(q - batch / n) < 1e-9:
         return feedback(
             name,
             False,
@@ -450,7 +455,7 @@ def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool
             hint="that is batch size / N, what you would expect, but Opacus computes the rate "
             "from the loader itself.",
         )
-    if abs(q - 1 / 16) < 1e-9 and abs(b - 256) < 1e-9:
+    if abs(q - rate) < 1e-9 and abs(b - batch) < 1e-9:
         return feedback(
             name,
             False,
@@ -459,7 +464,7 @@ def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool
         )
     return feedback(
         name,
-        abs(q - 1 / 16) < 1e-9 and abs(b - 250) < 1e-9,
+        abs(q - rate) < 1e-9 and abs(b - expected) < 1e-9,
         success="use the same two numbers in your own accountant and step, or the two will "
         "not match.",
     )
