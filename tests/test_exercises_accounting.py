@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fl_dp_lab.accounting import epsilon, noise_multiplier_for_epsilon, rdp_to_epsilon
-from fl_dp_lab.exercises import check_calibrated_sigma, check_gaussian_rdp_epsilon
+from fl_dp_lab.exercises import check_calibrate, check_gaussian_rdp_epsilon
 
 
 def test_gaussian_rdp_epsilon_right_and_the_usual_slips(capsys):
@@ -41,68 +41,56 @@ def test_gaussian_rdp_epsilon_right_and_the_usual_slips(capsys):
     assert "fractional orders" in capsys.readouterr().out
 
 
-def test_calibrated_sigma_right_rdp_too_little_and_too_much(capsys):
-    setting = dict(sample_rate=0.01, steps=3000, delta=1e-5)
-    right = noise_multiplier_for_epsilon(target_epsilon=2.0, **setting)
-    assert check_calibrated_sigma(right) is True
+def _bisect(spent, target, low=0.1, high=100.0, keep="high", ratio=1 + 1e-4):
+    while high / low > ratio:
+        mid = math.sqrt(low * high)
+        low, high = (low, mid) if spent(mid) <= target else (mid, high)
+    return high if keep == "high" else low
+
+
+def test_calibrate_right_answers_pass(capsys):
+    assert check_calibrate(_bisect) is True
     assert "✓" in capsys.readouterr().out
-    rdp = noise_multiplier_for_epsilon(target_epsilon=2.0, accountant="rdp", **setting)
-    assert rdp > right * 1.01  # RDP needs visibly more noise, so the hint can tell them apart
-    assert check_calibrated_sigma(rdp) is False
-    assert "RDP's σ" in capsys.readouterr().out
-    assert check_calibrated_sigma(right * 0.9) is False
-    assert "too little noise" in capsys.readouterr().out
-    assert check_calibrated_sigma(right * 1.3) is False
-    assert "more noise than the budget needs" in capsys.readouterr().out
-    assert check_calibrated_sigma(0.0) is False
-    assert "too little noise" in capsys.readouterr().out
-    assert check_calibrated_sigma(...) is False
-    assert "not answered yet" in capsys.readouterr().out
-    assert check_calibrated_sigma([1.0, 2.0]) is False  # a wrong answer never raises
-    assert "one number" in capsys.readouterr().out
+
+    def linear(spent, target, low=0.1, high=100.0):  # plain bisection, to an absolute 1e-5
+        while high - low > 1e-5:
+            mid = (low + high) / 2
+            low, high = (low, mid) if spent(mid) <= target else (mid, high)
+        return high
+
+    assert check_calibrate(linear) is True
 
 
-def test_calibrated_sigma_allows_no_slack_over_the_budget_and_shows_why(capsys):
+def test_calibrate_finds_what_the_library_finds():
     setting = dict(sample_rate=0.01, steps=3000, delta=1e-5)
-    right = noise_multiplier_for_epsilon(target_epsilon=2.0, **setting)
-    assert epsilon(noise_multiplier=right, **setting) <= 2.0
-    # a sigma 0.05 % too small spends about 0.02 % too much: the old 0.1 % slack accepted it
-    over = right * 0.9995
-    spent = epsilon(noise_multiplier=over, **setting)
-    assert 2.0 < spent < 2.002
-    assert check_calibrated_sigma(over) is False
-    out = capsys.readouterr().out
-    printed = out.split("spends ε = ")[1].split(" ")[0]
-    assert float(printed) > 2.0  # enough digits that the hint never reads "2 > 2"
-    assert "never spends more than the budget" in out
+    ours = _bisect(lambda s: epsilon(noise_multiplier=s, accountant="rdp", **setting), 2.0)
+    library = noise_multiplier_for_epsilon(target_epsilon=2.0, accountant="rdp", **setting)
+    assert abs(ours / library - 1) < 2e-3
 
 
-def test_calibrated_sigma_classic_wrong_answers_get_hints(capsys):
-    setting = dict(sample_rate=0.01, steps=3000, delta=1e-5)
-    # a hard-coded sigma = 1, "the usual value"
-    assert check_calibrated_sigma(1.0) is False
-    assert "too little noise" in capsys.readouterr().out
-    # calibrated at the wrong delta (1e-4, ten times the budget's)
-    wrong_delta = noise_multiplier_for_epsilon(
-        target_epsilon=2.0, sample_rate=0.01, steps=3000, delta=1e-4
-    )
-    assert check_calibrated_sigma(wrong_delta) is False
-    assert "too little noise" in capsys.readouterr().out
-    # the sampling rate from an off-by-one denominator, q = 1 / 99 (more sampling, more noise):
-    # safe, but if it wastes more than 1 % of the budget it is not the answer
-    off_by_one = noise_multiplier_for_epsilon(target_epsilon=2.0, sample_rate=1 / 99, **{
-        k: v for k, v in setting.items() if k != "sample_rate"})  # fmt: skip
-    spent = epsilon(noise_multiplier=off_by_one, **setting)
-    assert check_calibrated_sigma(off_by_one) is (0.99 * 2.0 <= spent <= 2.0)
-    capsys.readouterr()
+def test_calibrate_rejects_the_usual_slips(capsys):
+    def grid(spent, target):  # steps of 10 %: within budget, but wasteful
+        sigma = 0.1
+        while spent(sigma) > target:
+            sigma *= 1.1
+        return sigma
+
+    for answer, words in (
+        (lambda spent, target: _bisect(spent, target, keep="low"), "over the budget"),
+        (grid, "more noise than needed"),
+        (lambda spent, target: _bisect(spent, target, ratio=1.05), "more noise than needed"),
+        (lambda spent, target: 2.0, "same sigma"),
+        (lambda spent, target: -1.0, "finite number > 0"),
+    ):
+        assert check_calibrate(answer) is False
+        out = capsys.readouterr().out
+        assert "✗" in out and words in out, out
 
 
-@pytest.mark.parametrize("answer", [float("nan"), "1.3", [1.0, 2.0], -1.0, float("inf"), {}])
-def test_calibrated_sigma_never_raises_on_a_wrong_answer(answer, capsys):
-    assert check_calibrated_sigma(answer) is False
-    assert "✗" in capsys.readouterr().out
-
-
-def test_calibrated_sigma_none_is_unanswered(capsys):
-    assert check_calibrated_sigma(None) is False
+def test_calibrate_unanswered_and_malformed(capsys):
+    assert check_calibrate(None) is False
     assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="calibrate must be a function"):
+        check_calibrate(1.3)
+    with pytest.raises(TypeError, match=r"calibrate\(spent, target\) must be a real number"):
+        check_calibrate(lambda spent, target: "1.3")

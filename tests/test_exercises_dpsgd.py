@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from fl_dp_lab.dpsgd import clip_per_sample
+from fl_dp_lab.dpsgd import add_noise, clip_per_sample, per_sample_gradients
 from fl_dp_lab.exercises import (
     check_clip_factors,
     check_clip_function,
-    check_empty_batch_probability,
-    check_opacus_noise_std,
+    check_dp_sgd_step,
     check_opacus_sample_rate,
 )
 
@@ -23,7 +20,7 @@ def test_clip_factors_right_and_the_usual_slips(capsys):
     opacus_style = (1.0 / (torch.tensor([0.5, 2.0, 4.0]) + 1e-6)).clamp(max=1.0)
     assert check_clip_factors(opacus_style) is True
     assert check_clip_factors([2.0, 0.5, 0.25]) is False  # C / ||g|| without the min
-    assert "scale it *up*" in capsys.readouterr().out.split("✓")[-1]
+    assert "*up*" in capsys.readouterr().out.split("✓")[-1]
     assert check_clip_factors([0.5, 2.0, 4.0]) is False  # ||g|| / C
     assert "upside down" in capsys.readouterr().out
     assert check_clip_factors([1.0, 0.5, 0.5]) is False
@@ -66,24 +63,6 @@ def test_clip_function_right_and_the_usual_slips(capsys):
     assert "must be shaped like g" in capsys.readouterr().out
 
 
-def test_empty_batch_probability_right_and_the_usual_slips(capsys):
-    assert check_empty_batch_probability(0.95**20) is True
-    assert "0.358" in capsys.readouterr().out
-    assert check_empty_batch_probability(1 - 0.95**20) is False
-    assert "not* empty" in capsys.readouterr().out
-    assert check_empty_batch_probability(0.05**20) is False
-    assert "*every* example joins" in capsys.readouterr().out
-    assert check_empty_batch_probability(0) is False
-    assert "no minimum size" in capsys.readouterr().out
-    assert check_empty_batch_probability(math.exp(-1)) is False
-    assert "Poisson approximation" in capsys.readouterr().out
-    assert check_empty_batch_probability(0.5) is False
-    assert check_empty_batch_probability(None) is False
-    assert "not answered yet" in capsys.readouterr().out
-    with pytest.raises(TypeError, match="answer must be a real number"):
-        check_empty_batch_probability("0.36")
-
-
 # --- The classic wrong answers: each must be rejected with a hint that names the slip ---------
 
 
@@ -102,7 +81,7 @@ def test_clip_function_rejects_a_hard_coded_norm_and_a_squared_norm(capsys):
         return g * min(1.0, c / 5.0)
 
     assert check_clip_function(fixed_norm) is False
-    assert "Multiply g by min(1, C / ||g||)" in capsys.readouterr().out
+    assert "(want it unchanged)" in capsys.readouterr().out
 
     def squared_norm(g, c):  # ||g||^2 instead of ||g||: right only where ||g|| = 1
         return g * min(1.0, c / (float(g.norm()) ** 2 + 1e-6))
@@ -127,22 +106,73 @@ def test_clip_factors_rejects_clipping_the_batch_instead_of_each_example(capsys)
     by_batch = torch.full((3,), 1.0 / float(norms.norm()))  # C / ||whole batch||, C = 1
     assert check_clip_factors(by_batch) is False
     out = capsys.readouterr().out
-    assert "clips the batch" in out and "one factor per example" in out
+    assert "clips the batch" in out and "not each example" in out
 
 
-def test_opacus_checks_reject_off_by_one_denominators_and_noise_not_scaled_by_c(capsys):
+def test_opacus_sample_rate_rejects_off_by_one_denominators(capsys):
     # the loader's nominal batch, 256, where Opacus divides by int(4000 / 16) = 250
     assert check_opacus_sample_rate(1 / 16, 256) is False
-    assert "rounded down by int()" in capsys.readouterr().out
+    assert "not the loader's nominal one" in capsys.readouterr().out
     assert check_opacus_sample_rate(256 / 4000, 256) is False  # q from the batch size
-    assert "len(data_loader)" in capsys.readouterr().out
+    assert "from the loader itself" in capsys.readouterr().out
     assert check_opacus_sample_rate(1 / 15, 266) is False  # floor instead of ceil
-    assert "ceil" in capsys.readouterr().out
-    setting = dict(noise_multiplier=1.1, max_grad_norm=0.5, expected_batch_size=250)
-    assert check_opacus_noise_std(1.1 * 0.5 / 256, **setting) is False
-    assert "not by a batch's actual size" in capsys.readouterr().out
-    assert check_opacus_noise_std(1.1 / 250, **setting) is False  # noise not scaled by C
-    assert "scaled by the sensitivity C" in capsys.readouterr().out
-    assert check_opacus_noise_std(1.1 * 0.5, **setting) is False  # noise on the sum, undivided
-    assert "*sum*" in capsys.readouterr().out
-    assert check_opacus_noise_std(1.1 * 0.5 / 250, **setting) is True
+    assert "✗" in capsys.readouterr().out
+
+
+def _dp_step(clip=True, divisor="expected", noise_c=True, empty=True, in_place=True, order=1):
+    """A DP-SGD step from the library's pieces, right or with one slip."""
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def step(model, x, y, *, lr, max_grad_norm, noise_multiplier, expected_batch_size, generator):
+        params = dict(model.named_parameters())
+        if len(x):
+            grads = per_sample_gradients(model, loss_fn, x, y)
+            if clip:
+                grads = clip_per_sample(grads, max_grad_norm=max_grad_norm)
+            summed = {name: g.sum(0) for name, g in grads.items()}
+        elif empty:
+            summed = {name: torch.zeros_like(p.detach()) for name, p in params.items()}
+        else:
+            raise ValueError("no examples")
+        if order < 0:
+            summed = dict(reversed(summed.items()))
+        scale = max_grad_norm if noise_c else 1.0
+        noisy = add_noise(summed, max_grad_norm=scale, noise_multiplier=noise_multiplier,
+                          generator=generator)  # fmt: skip
+        size = expected_batch_size if divisor == "expected" else max(len(x), 1)
+        if in_place:
+            with torch.no_grad():
+                for name, p in params.items():
+                    p -= lr * noisy[name] / size
+        return noisy
+
+    return step
+
+
+def test_dp_sgd_step_right_answer_matches_the_library(capsys):
+    assert check_dp_sgd_step(_dp_step()) is True
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("slip", "words"),
+    [
+        (dict(clip=False), "not clipped"),
+        (dict(divisor="actual"), "actual size"),
+        (dict(noise_c=False), "forgot the clipping norm"),
+        (dict(empty=False), "can be empty"),
+        (dict(in_place=False), "did not change"),
+        (dict(order=-1), "Without noise your step matched"),
+    ],
+)
+def test_dp_sgd_step_rejects_the_usual_slips_with_their_hint(slip, words, capsys):
+    assert check_dp_sgd_step(_dp_step(**slip)) is False
+    out = capsys.readouterr().out
+    assert "✗" in out and words in out, out
+
+
+def test_dp_sgd_step_unanswered_and_malformed(capsys):
+    assert check_dp_sgd_step(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="my_dp_sgd_step must be a function"):
+        check_dp_sgd_step(0.5)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import re
+
 import pytest
 import torch
 
 from fl_dp_lab.accounting import epsilon
 from fl_dp_lab.exercises import (
+    check_budget_plan,
     check_dp_aggregate,
     check_fedavg_average,
-    check_local_steps,
+    check_fedprox_update,
     check_user_level_epsilon,
 )
+from fl_dp_lab.federated.client_updates import flatten_parameters
+from fl_dp_lab.training import shuffled_batches
 
 
 def test_fedavg_average_right_unweighted_and_malformed(capsys):
@@ -35,17 +41,54 @@ def test_fedavg_average_right_unweighted_and_malformed(capsys):
     assert "does the function end with `return`" in capsys.readouterr().out
 
 
-def test_local_steps_catches_rounding_down_and_one_epoch(capsys):
-    assert check_local_steps(15) is True
-    assert check_local_steps(12) is False
-    assert "round 45 / 10 up" in capsys.readouterr().out
-    assert check_local_steps(5) is False
-    assert "one epoch" in capsys.readouterr().out
-    assert check_local_steps(16) is False
-    assert "E * ceil(n / B)" in capsys.readouterr().out
-    assert check_local_steps(...) is False
-    with pytest.raises(TypeError, match="answer must be a real number"):
-        check_local_steps("15")
+def _fedprox(sign=1.0, factor=1.0, copy_model=True, weights=False):
+    """FedProx's local update, right or with one slip."""
+
+    def fedprox_update(model, x, y, *, epochs, batch_size, lr, mu, generator):
+        local = copy.deepcopy(model) if copy_model else model
+        before = flatten_parameters(model).clone()
+        params = list(local.parameters())
+        anchor = [p.detach().clone() for p in params]
+        for _ in range(epochs):
+            for batch in shuffled_batches(len(x), batch_size, generator):
+                loss = torch.nn.functional.cross_entropy(local(x[batch]), y[batch])
+                grads = torch.autograd.grad(loss, params)
+                with torch.no_grad():
+                    for p, g, p0 in zip(params, grads, anchor, strict=True):
+                        p -= lr * (g + sign * factor * mu * (p - p0))
+        after = flatten_parameters(local)
+        return after if weights else after - before
+
+    return fedprox_update
+
+
+def test_fedprox_update_right_answer_passes(capsys):
+    assert check_fedprox_update(_fedprox()) is True
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("slip", "words"),
+    [
+        (dict(sign=-1.0), "pushes away"),
+        (dict(factor=0.5), "wrong factor"),
+        (dict(factor=2.0), "wrong factor"),
+        (dict(factor=0.0), "proximal term is missing"),
+        (dict(copy_model=False), "caller's model changed"),
+        (dict(weights=True), "new weights"),
+    ],
+)
+def test_fedprox_update_rejects_the_usual_slips(slip, words, capsys):
+    assert check_fedprox_update(_fedprox(**slip)) is False
+    out = capsys.readouterr().out
+    assert "✗" in out and words in out, out
+
+
+def test_fedprox_update_unanswered_and_malformed(capsys):
+    assert check_fedprox_update(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="fedprox_update must be a function"):
+        check_fedprox_update(0.1)
 
 
 def _dp_average(clip=True, denominator="expected", noise_scale="sigma_c"):
@@ -69,7 +112,7 @@ def test_dp_aggregate_right_and_the_usual_slips(capsys):
     assert check_dp_aggregate(_dp_average(clip=False)) is False
     assert "clip every row" in capsys.readouterr().out
     assert check_dp_aggregate(_dp_average(denominator="actual")) is False
-    assert "expected number of clients" in capsys.readouterr().out
+    assert "how many clients came" in capsys.readouterr().out
     assert check_dp_aggregate(_dp_average(noise_scale="sigma")) is False
     assert "noise of std sigma" in capsys.readouterr().out
 
@@ -97,7 +140,7 @@ def test_dp_aggregate_right_and_the_usual_slips(capsys):
 
     # each slip that sigma * C = 1 would hide (variance = std = sqrt(std)) is caught
     assert check_dp_aggregate(slip(noise_std=lambda s, c: (s * c) ** 2)) is False
-    assert "is the variance" in capsys.readouterr().out
+    assert "the variance used as the std" in capsys.readouterr().out
     assert check_dp_aggregate(slip(noise_std=lambda s, c: (s * c) ** 0.5)) is False
     assert "noise std came out" in capsys.readouterr().out
     assert check_dp_aggregate(slip(noise_std=lambda s, c: c)) is False  # noise even at sigma 0
@@ -125,7 +168,7 @@ def test_user_level_epsilon_catches_per_round_and_no_sampling(capsys):
     assert check_user_level_epsilon(no_sampling) is False
     assert "amplification" in capsys.readouterr().out
     assert check_user_level_epsilon(2 * right) is False
-    assert "call fl_dp_lab.accounting.epsilon" in capsys.readouterr().out
+    assert "✗" in capsys.readouterr().out
     rdp = epsilon(noise_multiplier=1.0, sample_rate=0.05, steps=50, delta=1e-5, accountant="rdp")
     assert rdp > 1.1 * right  # far enough from PLD that only the RDP branch accepts it
     assert check_user_level_epsilon(rdp) is True
@@ -156,18 +199,18 @@ def _weighted(shift=0.0, divide_by="total", power=1):
         (lambda updates, sizes: torch.tensor([1.5, 1.6]), "same vector for different updates"),
         (lambda updates, sizes: torch.zeros(updates.shape[1]), "same vector for different"),
         (lambda updates, sizes: updates.mean(0), "plain mean"),
-        (_weighted(shift=1.0), "off by one (n_k + 1)"),
-        (_weighted(shift=-1.0), "off by one (n_k - 1)"),
-        (_weighted(divide_by="nothing"), "divide it by sum_k n_k"),
-        (_weighted(divide_by="clients"), "not by the number of clients"),
-        (_weighted(power=2), "compute sum_k n_k * Delta_k, then divide"),
-        (lambda updates, sizes: updates[0], "compute sum_k n_k * Delta_k, then divide"),
+        (_weighted(shift=1.0), "off by one (one more"),
+        (_weighted(shift=-1.0), "off by one (one less"),
+        (_weighted(divide_by="nothing"), "not yet an average"),
+        (_weighted(divide_by="clients"), "dividing by the number of clients"),
+        (_weighted(power=2), "not the size-weighted average"),
+        (lambda updates, sizes: updates[0], "not the size-weighted average"),
     ],
 )
 def test_fedavg_average_rejects_wrong_answers_with_their_hint(answer, hint, capsys):
     assert check_fedavg_average(answer) is False
     out = capsys.readouterr().out
-    assert out.startswith("✗ Exercise 08.1: not yet. Hint: ") and hint in out
+    assert re.match(r"✗ Exercise 08\.1: not yet \(try \d+\)\. Hint: ", out) and hint in out
 
 
 def test_fedavg_average_accepts_right_answers_written_differently(capsys):
@@ -182,3 +225,51 @@ def test_fedavg_average_accepts_right_answers_written_differently(capsys):
     assert _weighted()(
         torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]), torch.tensor([1.0, 2.0, 7.0])
     ).tolist() == pytest.approx([1.5, 1.6])
+
+
+def _plan(target, *, num_clients, delta):
+    """10 expected clients a round, noise a tenth of C on the average, the most rounds."""
+    q = 10 / num_clients
+    sigma = 0.1 * q * num_clients
+
+    def spend(rounds):
+        return epsilon(noise_multiplier=sigma, sample_rate=q, steps=rounds, delta=delta)
+
+    low, high = 1, 2
+    while spend(high) <= target:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if spend(mid) <= target else (low, mid)
+    return dict(noise_multiplier=sigma, sample_rate=q, rounds=low, clip_norm=1.0)
+
+
+def test_budget_plan_right_answer_passes(capsys):
+    assert check_budget_plan(_plan) is True
+    assert "defend your choice" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("plan", "words"),
+    [
+        (dict(noise_multiplier=0.3, rounds=5000), "over the budget"),
+        (dict(noise_multiplier=1.0, rounds=20), "left unused"),
+        (dict(noise_multiplier=5.0, rounds=50), "noise on the average update"),
+        (dict(noise_multiplier=20.0, rounds=5, sample_rate=0.5), "too few to train"),
+        (dict(noise_multiplier=2.0, rounds=100, sample_rate=1e-3), "clients a round"),
+    ],
+)
+def test_budget_plan_rejects_the_usual_slips(plan, words, capsys):
+    def fixed(target, *, num_clients, delta):
+        return dict(dict(sample_rate=10 / num_clients, clip_norm=1.0), **plan)
+
+    assert check_budget_plan(fixed) is False
+    out = capsys.readouterr().out
+    assert "✗" in out and words in out, out
+
+
+def test_budget_plan_unanswered_and_malformed(capsys):
+    assert check_budget_plan(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="must return a dict"):
+        check_budget_plan(lambda target, *, num_clients, delta: (1.0, 0.01, 100, 1.0))

@@ -7,6 +7,15 @@ starts with a mark, and returns ``True`` only for a right answer:
 - ``✗`` not yet, with a hint that points at the idea, not the answer;
 - ``…`` unanswered (the cell still holds ``...``), with what to do.
 
+Hints come in tiers. Every exercise registers its ``Hints`` (``hints``): the
+idea, the next step and the solution. The check counts the wrong tries of each
+exercise, and the first wrong answer gets the idea, the second the next step,
+and the formula or code only from the third (``SOLUTION_FROM``). A wrong
+answer the check recognises (a forward difference, a one-sided bound) is named
+too, in words that do not give the answer away. ``reset_tries`` starts the
+count again. Docstrings say what a check tests, never the value it expects,
+and a success message never prints a number that answers another exercise.
+
 A wrong answer never raises, so a learner can try again and the notebook
 still runs top to bottom. An answer of the wrong shape is a wrong answer too
 (a transposed gradient, one number where one per coordinate is due): a check
@@ -22,6 +31,7 @@ from __future__ import annotations
 import functools
 import numbers
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -29,14 +39,78 @@ import numpy as np
 from fl_dp_lab._validate import fail
 
 __all__ = [
+    "SOLUTION_FROM",
+    "Hints",
     "WrongShape",
     "as_array",
     "as_number",
     "feedback",
     "graded",
+    "hints",
     "is_unanswered",
+    "registered_hints",
     "report_unanswered",
+    "reset_tries",
+    "tries",
 ]
+
+#: The wrong try from which the solution itself is shown (the 1st gets the idea, the 2nd the step).
+SOLUTION_FROM = 3
+
+
+@dataclass(frozen=True)
+class Hints:
+    """The three tiers of help for one exercise: the idea, the next step, the solution."""
+
+    idea: str
+    step: str
+    solution: str
+
+    def at(self, attempt: int) -> str:
+        """The help for wrong try number ``attempt`` (1, 2, ...).
+
+        >>> tiers = Hints(idea="think", step="do", solution="x = 1")
+        >>> [tiers.at(n) for n in (1, 2, 3)]
+        ['Idea: think', 'Next step: do', 'Solution: x = 1']
+        """
+        if attempt >= SOLUTION_FROM:
+            return f"Solution: {self.solution}"
+        if attempt == 2:
+            return f"Next step: {self.step}"
+        return f"Idea: {self.idea}"
+
+
+_HINTS: dict[str, Hints] = {}
+_TRIES: dict[str, int] = {}
+
+
+def hints(name: str, *, idea: str, step: str, solution: str) -> Hints:
+    """Register (and return) the tiered help of exercise ``name``."""
+    _HINTS[name] = Hints(idea=idea, step=step, solution=solution)
+    return _HINTS[name]
+
+
+def registered_hints() -> dict[str, Hints]:
+    """Every exercise's tiered help, by exercise name (a copy)."""
+    return dict(_HINTS)
+
+
+def tries(name: str) -> int:
+    """How many wrong answers exercise ``name`` has had since the last reset."""
+    return _TRIES.get(name, 0)
+
+
+def reset_tries(name: str | None = None) -> None:
+    """Start counting wrong tries again, for exercise ``name`` or (``None``) for every exercise.
+
+    >>> reset_tries("Exercise 0.1")
+    >>> tries("Exercise 0.1")
+    0
+    """
+    if name is None:
+        _TRIES.clear()
+    else:
+        _TRIES.pop(name, None)
 
 
 Check = TypeVar("Check", bound=Callable[..., bool])
@@ -56,8 +130,9 @@ def graded(name: str) -> Callable[[Check], Check]:
     >>> check_pair([1, 2])
     ✓ Exercise 0.0: correct. 1 + 2.
     True
+    >>> reset_tries("Exercise 0.0")
     >>> check_pair([1, 2, 3])
-    ✗ Exercise 0.0: not yet. Hint: answer has shape (3,), but it must have shape (2,).
+    ✗ Exercise 0.0: not yet (try 1). Hint: answer has shape (3,), but it must have shape (2,).
     False
     """
 
@@ -85,13 +160,21 @@ def report_unanswered(name: str) -> bool:
     return False
 
 
-def feedback(name: str, ok: bool, *, success: str, hint: str) -> bool:
-    """Print ✓ with ``success`` or ✗ with ``hint`` for exercise ``name``; return ``ok``."""
+def feedback(name: str, ok: bool, *, success: str, hint: str = "") -> bool:
+    """Print ✓ with ``success``, or ✗ with ``hint`` and the tier of help due; return ``ok``.
+
+    ``hint`` names what is wrong with this answer (empty when the check has
+    nothing specific to say); the registered ``Hints`` of ``name`` add the
+    idea, the next step or the solution, by the number of wrong tries so far.
+    """
     if ok:
         print(f"✓ {name}: correct. {success}")
-    else:
-        print(f"✗ {name}: not yet. Hint: {hint}")
-    return bool(ok)
+        return True
+    attempt = _TRIES[name] = _TRIES.get(name, 0) + 1
+    tiers = _HINTS.get(name)
+    parts = [text for text in (hint, tiers.at(attempt) if tiers else "") if text]
+    print(f"✗ {name}: not yet (try {attempt}). Hint: {' '.join(parts)}")
+    return False
 
 
 def as_number(name: str, answer: Any) -> float:

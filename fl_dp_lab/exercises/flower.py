@@ -5,19 +5,40 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fl_dp_lab.exercises._core import as_number, feedback, is_unanswered, report_unanswered
+from fl_dp_lab.exercises._core import as_number, feedback, hints, is_unanswered, report_unanswered
 
 __all__ = ["check_empty_round_probability", "check_flower_noise_std", "check_train_mods"]
+
+hints(
+    "Exercise 11.1",
+    idea="the wrapper adds noise to the average of m clipped updates; the noise has to cover "
+    "one client's largest influence on that average.",
+    step="the sum of m clipped updates has L2 sensitivity C, so the noise on the sum has std "
+    "sigma * C; what happens to it when the sum becomes an average?",
+    solution="0.8 * 1.5 / 4 (noise_multiplier * clipping_norm / num_sampled_clients).",
+)
+hints(
+    "Exercise 11.2",
+    idea="a round is empty when every client's coin comes up 'out'.",
+    step="each client stays out with probability 1 - q, independently of the others.",
+    solution="(1 - q) ** K with q = 0.3 and K = 10.",
+)
+hints(
+    "Exercise 11.3",
+    idea="the clipping mod must wrap the replies to train messages, and leave evaluate "
+    "messages alone (they carry no clipping norm).",
+    step="make_client_app takes mods for the whole app and mods for the train handler only.",
+    solution="app = make_client_app(train_mods=[fixedclipping_mod])",
+)
 
 
 def check_flower_noise_std(answer: Any) -> bool:
     """Exercise 11.1: the noise std Flower's server-side DP wrapper adds to the average.
 
-    ``DifferentialPrivacyServerSideFixedClipping`` with noise_multiplier
-    sigma = 0.8, clipping_norm C = 1.5 and num_sampled_clients m = 4 adds
-    N(0, (sigma*C/m)^2) to every coordinate of the averaged model: the sum
-    has sensitivity C, and the average is the sum divided by m.
-    Right answer: 0.8 * 1.5 / 4 = 0.3.
+    ``DifferentialPrivacyServerSideFixedClipping`` with noise_multiplier 0.8,
+    clipping_norm 1.5 and num_sampled_clients 4, to a relative 1e-4. The std
+    on the sum, the sensitivity left out and the bare multiplier are each
+    named.
     """
     name = "Exercise 11.1"
     if is_unanswered(answer):
@@ -25,11 +46,9 @@ def check_flower_noise_std(answer: Any) -> bool:
     value = as_number("answer", answer)
     sigma, clip, m = 0.8, 1.5, 4
     wrong = {
-        sigma * clip: "that is the std on the *sum*; Flower adds noise to the average, "
-        "so divide by the number of sampled clients.",
-        sigma / m: "the noise has to cover the sensitivity C of the clipped sum, "
-        "so it is sigma times C before dividing by m.",
-        sigma: "sigma is a multiplier: the std is sigma * C on the sum, then divided by m.",
+        sigma * clip: "that is the std on the *sum*; Flower adds noise to the average.",
+        sigma / m: "the noise has to cover the sensitivity C of the clipped sum.",
+        sigma: "sigma is a multiplier, not a standard deviation.",
     }
     # relative 1e-4: a float32 0.3 passes; the slips are at least 30 % away
     for bad, hint in wrong.items():
@@ -38,26 +57,24 @@ def check_flower_noise_std(answer: Any) -> bool:
     return feedback(
         name,
         math.isclose(value, sigma * clip / m, rel_tol=1e-4),
-        success="sigma*C/m = 0.3: Flower divides by the fixed m, our dp_aggregate by q*K.",
-        hint="the sum of m clipped updates has L2 sensitivity C; the noise std on the sum is "
-        "sigma*C, and the average divides everything by m.",
+        success="Flower divides by the fixed m, our dp_aggregate by q*K.",
     )
 
 
 def check_empty_round_probability(answer: Any) -> bool:
     """Exercise 11.2: how often a Poisson-sampled round has no client at all.
 
-    With K = 10 clients each joining with probability q = 0.3, a round is
-    empty with probability (1 - q)^K = 0.7^10 ~ 0.0282 (accepted to 3 digits;
-    a simulated frequency within 25 % gets a hint to use the formula). Flower's fixed-size
-    sampling never has an empty round; the course's ServerApp then releases
-    pure noise, as the accountant assumes.
+    K = 10 clients, each joining with probability q = 0.3; accepted to a
+    relative 5e-3, and a simulated frequency within 25 % gets a hint to find
+    the exact probability. Zero and the chance that every client joins are
+    each named.
     """
     name = "Exercise 11.2"
     if is_unanswered(answer):
         return report_unanswered(name)
     value = as_number("answer", answer)
-    expected = 0.7**10
+    q, k = 0.3, 10
+    expected = math.prod([1 - q] * k)
     if abs(value) < 1e-12:
         return feedback(
             name,
@@ -66,13 +83,12 @@ def check_empty_round_probability(answer: Any) -> bool:
             hint="with fixed-size sampling it would be 0, but here every client flips its own "
             "coin: all ten can say no.",
         )
-    if abs(value - 0.3**10) < 1e-12:
+    if abs(value - q**k) < 1e-12:
         return feedback(
             name,
             False,
             success="",
-            hint="0.3**10 is the chance that *every* client joins; an empty round needs every "
-            "client to stay out, each with probability 1 - q.",
+            hint="that is the chance that *every* client joins.",
         )
     if not math.isclose(value, expected, rel_tol=5e-3) and abs(value / expected - 1) < 0.25:
         return feedback(
@@ -80,25 +96,21 @@ def check_empty_round_probability(answer: Any) -> bool:
             False,
             success="",
             hint=f"{value:.4g} is close, as a simulated frequency would be; the exact probability "
-            "is a formula: each client stays out with probability 1 - q, independently.",
+            "is asked for.",
         )
     return feedback(
         name,
         math.isclose(value, expected, rel_tol=5e-3),
-        success=f"(1 - q)**K = {expected:.4f}: about one round in 35 trains nobody and "
-        "releases only noise.",
-        hint="each client stays out independently with probability 1 - q; multiply over K clients.",
+        success="about one round in 35 trains nobody and releases only noise.",
     )
 
 
 def check_train_mods(app: Any) -> bool:
     """Exercise 11.3: a ClientApp whose ``fixedclipping_mod`` wraps training only.
 
-    The right answer is ``make_client_app(train_mods=[fixedclipping_mod])``:
-    ``train`` replies are clipped to the clipping norm the server sends, and
-    ``evaluate`` messages (which carry no clipping norm) still work. Putting
-    the mod on the whole app (``app_mods``) makes every evaluate fail; no
-    mod at all leaves the update unclipped.
+    Sends the app an evaluate message (which must still work) and a train
+    message (whose reply must be clipped to the clipping norm the server
+    sends). A mod on every message and no mod at all are each named.
     """
     import torch
     from flwr.app import ConfigRecord, RecordDict
@@ -119,8 +131,7 @@ def check_train_mods(app: Any) -> bool:
             name,
             False,
             success="",
-            hint="evaluate messages fail: the mod wraps every message. Pass it to the train "
-            "handler only (train_mods=...), as @app.train(mods=[...]) does.",
+            hint="evaluate messages fail: the mod wraps every message.",
         )
     config = {"seed": 0, "local-epochs": 1, "batch-size": 8, "lr": 5.0, "clipping_norm": 0.1}
     train = deliver(
@@ -139,6 +150,6 @@ def check_train_mods(app: Any) -> bool:
         name,
         norm <= 0.1 * (1 + 1e-5),
         success="train replies are clipped to C and evaluate still works: the mod sits on "
-        "@app.train(mods=[...]).",
-        hint="the train reply is not clipped: add fixedclipping_mod to train_mods.",
+        "the train handler only.",
+        hint="the train reply is not clipped.",
     )

@@ -1,4 +1,4 @@
-"""Exercises of notebook 03 (gradients leak)."""
+"""Exercises of notebook 03 (attacks: gradients leak)."""
 
 from __future__ import annotations
 
@@ -14,24 +14,41 @@ from fl_dp_lab.exercises._core import (
     as_number,
     feedback,
     graded,
+    hints,
     is_unanswered,
     report_unanswered,
 )
 
 __all__ = ["check_auc_by_pairs", "check_row_ratio"]
 
+hints(
+    "Exercise 03.1",
+    idea="for one example through z = W x + b, write dL/dW and dL/db with the chain rule: both "
+    "carry the same factor dL/dz.",
+    step="dL/dW = g x^T and dL/db = g: every row of the weight gradient is x scaled by one "
+    "entry of g. Pick a row where that entry is clearly non-zero.",
+    solution="i = grad_bias.abs().argmax(); return grad_weight[i] / grad_bias[i]",
+)
+hints(
+    "Exercise 03.2",
+    idea="the AUC is the chance that a random member scores higher than a random non-member, "
+    "a tie counting as a coin flip.",
+    step="compare every member score with every non-member score at once: a column against a "
+    "row broadcasts to a table of pairs.",
+    solution="m, n = members[:, None], nonmembers[None, :]; "
+    "return float(np.mean((m > n) + 0.5 * (m == n)))",
+)
+
 
 @graded("Exercise 03.1")
 def check_row_ratio(answer: Any) -> bool:
-    """Exercise 03.1: ``image_from_gradient(grad_weight, grad_bias)`` reads x from ONE row.
+    """Exercise 03.1: ``image_from_gradient(grad_weight, grad_bias)`` reads the input back.
 
-    For one example through z = W x + b, dL/dW = g x^T and dL/db = g, so the
-    right answer is grad_weight[i] / grad_bias[i] for a row i whose bias
-    gradient is not (nearly) zero. The function is called on gradients of
-    images the learner has never seen (drawn here, 784 and 12 pixels, with a
-    zero bias gradient in row 0), so returning the notebook's secret image
-    itself, or always dividing by row 0, fails. Catches the inverted ratio,
-    every row's ratio at once and an answer that ignores the gradient.
+    The function is called on one example's gradients of a linear layer, for
+    images the learner has never seen (of two sizes, with one row that
+    carries nothing), and must return each image. Returning the notebook's
+    secret image, relying on one fixed row, the inverted ratio, every row at
+    once and an answer that ignores the gradient are each named.
     """
     name = "Exercise 03.1"
     if is_unanswered(answer):
@@ -52,8 +69,7 @@ def check_row_ratio(answer: Any) -> bool:
                 name,
                 False,
                 success="",
-                hint="that is the ratio for every row at once; the image is ONE row i of it, "
-                "grad_weight[i] / grad_bias[i], for a row whose grad_bias[i] is not near 0.",
+                hint="that is one answer per row, all rows at once; the image is ONE row of it.",
             )
         if value.size == x.numel():  # a 28 x 28 view of the same image is the same answer
             value = value.reshape(-1)
@@ -74,26 +90,19 @@ def check_row_ratio(answer: Any) -> bool:
             continue
         if not np.all(np.isfinite(value)):
             hint = (
-                "some pixels are inf or nan: that row's grad_bias[i] is 0 (the example "
-                "sent nothing through it). Pick the row with the largest |grad_bias|."
+                "some pixels are inf or nan: the row you used carries nothing (its bias "
+                "gradient is 0). Does every row carry the image?"
             )
         elif np.allclose(value * truth, 1.0, atol=1e-4):
-            hint = (
-                "the ratio is upside down: divide the weight row by the bias entry, "
-                "since dL/dW_i = dL/db_i * x."
-            )
+            hint = "the ratio is upside down."
         else:
-            hint = (
-                "pick a row i with a clearly non-zero grad_bias[i] (e.g. the largest "
-                "|grad_bias|) and divide grad_weight[i] by grad_bias[i]."
-            )
+            hint = ""
         return feedback(name, False, success="", hint=hint)
     return feedback(
         name,
         True,
         success="one row of one example's gradient is the whole image, for any image: "
         "sharing gradients is sharing data.",
-        hint="",
     )
 
 
@@ -102,13 +111,11 @@ def check_auc_by_pairs(
 ) -> bool:
     """Exercise 03.2: ``auc_by_pairs(member_scores, nonmember_scores)``, the AUC by counting pairs.
 
-    AUC = P(score(member) > score(non-member)) + 0.5 P(tie); the function must
-    match the area under ``roc_curve`` to 1e-9 on every case: a hand-worked
-    one with ties, scores rounded to one decimal (many ties, so counting a tie
-    as 1 with ``mean(m >= n)`` or as 0 with ``mean(m > n)`` fails), random
-    continuous scores, and the notebook's scores when given. Catches 1 - AUC
-    (scores used the wrong way round), ties counted as 0 or 1, a percentage
-    and a count of pairs not divided by their number.
+    The function must match the area under the library's ``roc_curve`` to
+    1e-9 on hidden cases (one small case with ties, scores with many ties,
+    continuous scores) and on the notebook's scores when given. Scores used
+    the wrong way round, ties mishandled, a percentage and an undivided count
+    are each named.
     """
     name = "Exercise 03.2"
     if is_unanswered(answer):
@@ -138,31 +145,21 @@ def check_auc_by_pairs(
         ties = np.mean(members[:, None] == others[None, :])
         pairs = members.size * others.size
         if abs(value - (1 - expected)) < 1e-9:
-            hint = "that is 1 - AUC: count pairs where the MEMBER has the higher score."
+            hint = "that is 1 - AUC: the scores are used the wrong way round."
         elif ties > 0 and (abs(value - wins) < 1e-9 or abs(value - wins - ties) < 1e-9):
-            hint = (
-                "a tied pair is a coin flip: count it 1/2 (this case has ties; "
-                "m > n counts them 0, m >= n counts them 1)."
-            )
+            hint = "this case has ties: how much should a tied pair count?"
         elif abs(value / 100 - expected) < 1e-9:
             hint = "an AUC is a probability in [0, 1], not a percentage."
         elif abs(value / pairs - expected) < 1e-9:
-            hint = (
-                f"that counts the pairs ranked right; divide by the number of pairs "
-                f"({members.size} x {others.size} here)."
-            )
+            hint = "that is a count of pairs; the AUC is a share of them."
         else:
-            hint = (
-                "compare every member score with every non-member score: "
-                "mean of (m > n) + 0.5 (m == n), with m as a column and n as a row."
-            )
+            hint = ""
         return feedback(name, False, success="", hint=hint)
     return feedback(
         name,
         True,
         success="the share of (member, non-member) pairs ranked right, ties half: the "
         "Mann-Whitney statistic, the same number as the area under the ROC curve.",
-        hint="",
     )
 
 
