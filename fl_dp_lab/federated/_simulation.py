@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fl_dp_lab._types import LossFn
 from fl_dp_lab._validate import check_bool, check_generator, check_int, check_real, fail
 from fl_dp_lab.federated._vectorised import batched_local_updates
 from fl_dp_lab.federated.client_updates import (
@@ -22,8 +23,6 @@ from fl_dp_lab.populations import ClientPopulation
 from fl_dp_lab.training import check_data, evaluate
 
 __all__ = ["FederatedHistory"]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass

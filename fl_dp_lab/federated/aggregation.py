@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from fl_dp_lab._per_sample import clip_limit, norm_dtype
 from fl_dp_lab._validate import (
     check_finite_norms,
     check_float_tensor,
@@ -22,7 +21,7 @@ from fl_dp_lab._validate import (
     check_real,
     fail,
 )
-from fl_dp_lab.dpsgd import MAX_EXAMPLES, poisson_batches
+from fl_dp_lab.dpsgd import MAX_EXAMPLES, clip_limit, norm_dtype, poisson_batches
 
 __all__ = [
     "clip_update",

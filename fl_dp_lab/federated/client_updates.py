@@ -11,11 +11,11 @@ et al., 2016, through ``fl_dp_lab.dpsgd``). Public names are re-exported by
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from fl_dp_lab._types import LossFn
 from fl_dp_lab._validate import check_int, check_real, fail
 from fl_dp_lab.training import check_data, shuffled_batches
 
@@ -25,8 +25,6 @@ __all__ = [
     "flatten_parameters",
     "local_update",
 ]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def flatten_parameters(model: nn.Module) -> torch.Tensor:
