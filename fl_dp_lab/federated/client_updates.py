@@ -117,7 +117,7 @@ def local_update(
             grads = torch.autograd.grad(loss_fn(local(x[batch]), y[batch]), params)
             with torch.no_grad():
                 for p, g in zip(params, grads, strict=True):
-                    p -= lr * g
+                    p.sub_(lr * g)
     return flatten_parameters(local) - before
 
 
@@ -189,5 +189,5 @@ def dp_sgd_local_update(
         with torch.no_grad():
             for name, p in local.named_parameters():
                 if name in noisy:  # clipped_gradient_sum covers the trainable parameters
-                    p -= lr * noisy[name] / expected_batch_size
+                    p.sub_(lr * noisy[name] / expected_batch_size)
     return flatten_parameters(local) - before
