@@ -18,7 +18,7 @@ import torch
 
 from fl_dp_lab.accounting import noise_multiplier_for_epsilon
 from fl_dp_lab.data import load_mnist
-from fl_dp_lab.dpsgd import train_dp_sgd
+from fl_dp_lab.dpsgd import DPSGD, train_dp_sgd
 from fl_dp_lab.models import MLP
 from fl_dp_lab.training import train
 
@@ -47,8 +47,10 @@ def main() -> None:
         for seed in SEEDS:
             model = MLP(784, 128, 10, generator=torch.Generator().manual_seed(seed))
             history = train_dp_sgd(
-                model, x_train, y_train, sample_rate=q, noise_multiplier=sigma,
-                max_grad_norm=MAX_GRAD_NORM, lr=LR, epochs=EPOCHS, delta=DELTA,
+                model, x_train, y_train,
+                settings=DPSGD(sample_rate=q, noise_multiplier=sigma,
+                               max_grad_norm=MAX_GRAD_NORM, lr=LR, epochs=EPOCHS),
+                delta=DELTA,
                 generator=torch.Generator().manual_seed(seed), x_test=x_test, y_test=y_test,
                 progress=False,
             )  # fmt: skip

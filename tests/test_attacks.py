@@ -148,7 +148,7 @@ def test_dlg_recovers_a_single_image_from_a_tiny_mlp(digits):
     before = [p.detach().clone() for p in model.parameters()]
     # Execute
     result = gradient_inversion(
-        model, CE, target, input_shape=(8, 8), num_classes=10, steps=300,
+        model, CE, target, batch_shape=(1, 8, 8), num_classes=10, steps=300,
         generator=torch.Generator().manual_seed(1),
     )  # fmt: skip
     # Assert: MSE < 2e-3 (PSNR > 27 dB; a random start has MSE ~0.2), label found, model untouched
@@ -164,7 +164,7 @@ def test_dlg_accepts_a_subset_of_parameters_and_known_labels(digits):
     model = MLP(64, 32, 10, generator=torch.Generator().manual_seed(0))
     target = {k: v for k, v in _gradients(model, x[:2], y[:2]).items() if k.startswith("fc2")}
     result = gradient_inversion(
-        model, CE, target, input_shape=(8, 8), num_classes=10, steps=5, batch_size=2,
+        model, CE, target, batch_shape=(2, 8, 8), num_classes=10, steps=5,
         labels=y[:2], generator=torch.Generator().manual_seed(1), optimizer="lbfgs", lr=0.1,
     )  # fmt: skip
     assert result.inputs.shape == (2, 8, 8) and len(result.loss) == 5
@@ -249,7 +249,7 @@ def test_bad_inputs_raise_clear_errors(digits):
     with pytest.raises(ValueError, match=r"grad_bias must be a tensor of shape \(3,\)"):
         reconstruct_from_noisy_linear_gradient(torch.ones(3, 4), torch.ones(2))
     model = MLP(64, 8, 10, generator=torch.Generator().manual_seed(0))
-    common = dict(input_shape=(8, 8), num_classes=10, steps=1, generator=torch.Generator())
+    common = dict(batch_shape=(1, 8, 8), num_classes=10, steps=1, generator=torch.Generator())
     with pytest.raises(ValueError, match="target_grads keys must be parameter names"):
         gradient_inversion(model, CE, {"conv.weight": torch.zeros(1)}, **common)
     with pytest.raises(ValueError, match=r"target_grads\['fc1.bias'\] shape must be"):
@@ -258,6 +258,14 @@ def test_bad_inputs_raise_clear_errors(digits):
         gradient_inversion(model, CE, {}, **common)
     with pytest.raises(ValueError, match="optimizer must be one of 'lbfgs', 'adam'"):
         gradient_inversion(model, CE, {"fc1.bias": torch.zeros(8)}, optimizer="sgd", **common)
+    one_bias = {"fc1.bias": torch.zeros(8)}
+    with pytest.raises(TypeError, match=r"batch_shape must be a tuple \(batch size, \*input"):
+        gradient_inversion(model, CE, one_bias, **{**common, "batch_shape": (64,)})
+    with pytest.raises(ValueError, match="batch_shape entries must be an integer >= 1"):
+        gradient_inversion(model, CE, one_bias, **{**common, "batch_shape": (0, 8, 8)})
+    with pytest.raises(ValueError, match=r"labels shape must be \(2,\)"):
+        gradient_inversion(model, CE, one_bias, labels=torch.tensor([1]),
+                           **{**common, "batch_shape": (2, 8, 8)})  # fmt: skip
     with pytest.raises(ValueError, match="is_member must be holding both members"):
         roc_curve(np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match="is_member must be an array of 0/1"):
@@ -309,7 +317,7 @@ def test_restarts_keep_the_start_with_the_lowest_matching_loss():
     x, y = digits[:1], labels[:1]
     leaked = dict(zip([n for n, _ in model.named_parameters()],
                       torch.autograd.grad(CE(model(x), y), list(model.parameters()))))  # fmt: skip
-    kwargs = dict(input_shape=(8, 8), num_classes=10, steps=200)
+    kwargs = dict(batch_shape=(1, 8, 8), num_classes=10, steps=200)
     # Execute: two single runs drawn one after the other from one generator, and restarts=2
     shared = torch.Generator().manual_seed(2)
     first = gradient_inversion(model, CE, leaked, generator=shared, **kwargs)
@@ -343,7 +351,7 @@ def test_dlg_fails_on_a_trained_network():
             leaked = dict(
                 zip(names, torch.autograd.grad(CE(model(x), y), list(model.parameters())))
             )
-            out = gradient_inversion(model, CE, leaked, input_shape=(8, 8), num_classes=10,
+            out = gradient_inversion(model, CE, leaked, batch_shape=(1, 8, 8), num_classes=10,
                                      steps=200, restarts=2,
                                      generator=torch.Generator().manual_seed(i))  # fmt: skip
             scores[name].append(float(psnr(x, out.inputs)))

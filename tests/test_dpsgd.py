@@ -16,6 +16,7 @@ from torch import nn
 
 from fl_dp_lab import accounting
 from fl_dp_lab.dpsgd import (
+    DPSGD,
     DPHistory,
     add_noise,
     clip_per_sample,
@@ -374,8 +375,9 @@ def test_train_dp_sgd_learns_and_records_epsilon_from_the_accountant():
     model = LogisticRegression(2, 2)
     # Execute
     history = train_dp_sgd(
-        model, x, y, sample_rate=0.1, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5,
-        epochs=3, delta=1e-5, generator=g, x_test=x, y_test=y, progress=False,
+        model, x, y,
+        settings=DPSGD(sample_rate=0.1, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5, epochs=3),
+        delta=1e-5, generator=g, x_test=x, y_test=y, progress=False,
     )  # fmt: skip
     # Assert
     assert isinstance(history, DPHistory)
@@ -393,8 +395,9 @@ def test_train_dp_sgd_learns_and_records_epsilon_from_the_accountant():
 def test_train_dp_sgd_without_noise_reports_infinite_epsilon():
     x, y = torch.randn(20, 3, generator=_gen(0)), torch.arange(20) % 2
     history = train_dp_sgd(
-        LogisticRegression(3, 2), x, y, sample_rate=0.5, noise_multiplier=0.0,
-        max_grad_norm=1.0, lr=0.1, epochs=1, delta=1e-5, generator=_gen(1), progress=False,
+        LogisticRegression(3, 2), x, y,
+        settings=DPSGD(sample_rate=0.5, noise_multiplier=0.0, max_grad_norm=1.0, lr=0.1, epochs=1),
+        delta=1e-5, generator=_gen(1), progress=False,
     )  # fmt: skip
     assert history.epsilon == [math.inf]
     assert history.test_accuracy == []
@@ -479,11 +482,9 @@ def _call_args():
                 LogisticRegression(2, 2),
                 torch.ones(4, 2),
                 torch.ones(4, dtype=torch.long),
-                sample_rate=1.2,
-                noise_multiplier=1.0,
-                max_grad_norm=1.0,
-                lr=0.1,
-                epochs=1,
+                settings=DPSGD(
+                    sample_rate=1.2, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.1, epochs=1
+                ),
                 delta=1e-5,
                 generator=_gen(),
                 progress=False,
@@ -496,11 +497,9 @@ def _call_args():
                 LogisticRegression(2, 2),
                 torch.ones(4, 2),
                 torch.ones(4, dtype=torch.long),
-                sample_rate=0.5,
-                noise_multiplier=1.0,
-                max_grad_norm=1.0,
-                lr=0.1,
-                epochs=1,
+                settings=DPSGD(
+                    sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.1, epochs=1
+                ),
                 delta=0.0,
                 generator=_gen(),
                 progress=False,
@@ -540,9 +539,9 @@ def _mixing_call(kind: str, method: str, model: nn.Module, x, y):
     if kind == "step":
         return dp_sgd_step(model, LOSS, x, y, lr=0.1, max_grad_norm=1.0, noise_multiplier=1.0,
                            expected_batch_size=4, generator=_gen(), method=method)  # fmt: skip
-    return train_dp_sgd(model, x, y, sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0,
-                        lr=0.1, epochs=1, delta=1e-5, generator=_gen(), method=method,
-                        progress=False)  # fmt: skip
+    dp = DPSGD(sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.1, epochs=1)
+    return train_dp_sgd(model, x, y, settings=dp, delta=1e-5, generator=_gen(),
+                        method=method, progress=False)  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["sum", "step", "train"])
@@ -719,8 +718,8 @@ def test_hyperparameters_that_overflow_the_step_are_refused_by_name(changes, mat
         dp_sgd_step(model, LOSS, x, y, generator=_gen(), **{**step, **changes})
     train = {k: v for k, v in {**step, **changes}.items() if k != "expected_batch_size"}
     with pytest.raises(ValueError, match=match):  # train_dp_sgd checks once, before step 1
-        train_dp_sgd(model, x, y, sample_rate=1.0, epochs=1, delta=1e-5, generator=_gen(),
-                     progress=False, **train)  # fmt: skip
+        train_dp_sgd(model, x, y, settings=DPSGD(sample_rate=1.0, epochs=1, **train),
+                     delta=1e-5, generator=_gen(), progress=False)  # fmt: skip
 
 
 @pytest.mark.parametrize("half", ["x_test", "y_test"])
@@ -729,11 +728,11 @@ def test_train_dp_sgd_refuses_half_an_evaluation_set_before_any_step(half):
     model = LogisticRegression(2, 2)
     before = [p.detach().clone() for p in model.parameters()]
     x, y = torch.randn(8, 2), torch.tensor([0, 1] * 4)
-    args = dict(sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5, epochs=1)
+    dp = DPSGD(sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5, epochs=1)
     # Execute / Assert: refused like train's, and no weight moved
     with pytest.raises(ValueError, match="x_test and y_test must be both given or both None"):
         train_dp_sgd(
-            model, x, y, **args, delta=1e-5, generator=torch.Generator().manual_seed(0),
+            model, x, y, settings=dp, delta=1e-5, generator=torch.Generator().manual_seed(0),
             progress=False, **{half: x if half == "x_test" else y},
         )  # fmt: skip
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -742,8 +741,9 @@ def test_train_dp_sgd_refuses_half_an_evaluation_set_before_any_step(half):
 def test_train_dp_sgd_with_both_halves_records_the_evaluation_every_epoch():
     x, y = torch.randn(8, 2), torch.tensor([0, 1] * 4)
     history = train_dp_sgd(
-        LogisticRegression(2, 2), x, y, sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0,
-        lr=0.5, epochs=2, delta=1e-5, generator=torch.Generator().manual_seed(0), progress=False,
+        LogisticRegression(2, 2), x, y,
+        settings=DPSGD(sample_rate=0.5, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5, epochs=2),
+        delta=1e-5, generator=torch.Generator().manual_seed(0), progress=False,
         x_test=x, y_test=y,
     )  # fmt: skip
     assert len(history.test_loss) == len(history.test_accuracy) == 2

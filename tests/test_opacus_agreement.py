@@ -15,6 +15,7 @@ from fl_dp_lab.dpsgd import clipped_gradient_sum, dp_sgd_step, per_sample_gradie
 from fl_dp_lab.models import MLP, SmallCNN
 from fl_dp_lab.opacus_bridge import (
     make_private,
+    make_private_with_epsilon,
     opacus_dp_step,
     opacus_per_sample_gradients,
     private_sweep,
@@ -242,7 +243,7 @@ def test_train_private_refuses_half_an_evaluation_set_and_records_both_halves():
 
 def test_make_private_with_epsilon_spends_the_target_by_our_accountant():
     x, y = _batch(100)
-    private = make_private(
+    private = make_private_with_epsilon(
         MODELS["mlp"](),
         x,
         y,
@@ -305,10 +306,8 @@ def test_private_sweep_grid_and_no_privacy_at_sigma_zero():
         [0.0, 2.0],
         [0.5],
         make_model=lambda g: MLP(784, 8, 10, generator=g),
-        x=x,
-        y=y,
-        x_test=x[:20],
-        y_test=y[:20],
+        train=(x, y),
+        test=(x[:20], y[:20]),
         batch_size=20,
         epochs=1,
         lr=0.5,
@@ -327,10 +326,18 @@ def test_bridge_rejects_bad_input():
     x, y = _batch(20)
     model = MODELS["mlp"]()
     common = dict(batch_size=5, lr=0.1, max_grad_norm=1.0, generator=torch.Generator())
-    with pytest.raises(ValueError, match="exactly one given"):
-        make_private(model, x, y, **common)
-    with pytest.raises(ValueError, match="exactly one given"):
-        make_private(model, x, y, noise_multiplier=1.0, target_epsilon=1.0, epochs=1, **common)
+    with pytest.raises(ValueError, match="noise_multiplier must be >= 0"):
+        make_private(model, x, y, noise_multiplier=-1.0, **common)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        make_private_with_epsilon(model, x, y, target_epsilon=1.0, epochs=0, **common)
+    with pytest.raises(ValueError, match="x and y must be the same length"):
+        make_private(model, x, y[:-1], noise_multiplier=1.0, **common)
+    sweep = dict(make_model=lambda g: MLP(784, 8, 10, generator=g), batch_size=5, epochs=1,
+                 lr=0.1, seed=0, progress=False)  # fmt: skip
+    with pytest.raises(TypeError, match=r"test must be a pair \(inputs, labels\) of tensors"):
+        private_sweep([1.0], [1.0], train=(x, y), test=x, **sweep)
+    with pytest.raises(ValueError, match="train inputs and labels must be the same length"):
+        private_sweep([1.0], [1.0], train=(x, y[:-1]), test=(x, y), **sweep)
     with pytest.raises(ValueError, match="grad_sample_mode must be one of"):
         make_private(model, x, y, noise_multiplier=1.0, grad_sample_mode="ew", **common)
     with pytest.raises(ValueError, match="max_grad_norm must be > 0"):

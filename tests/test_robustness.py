@@ -26,7 +26,14 @@ from scipy import optimize, special, stats
 
 from fl_dp_lab import accounting
 from fl_dp_lab.auditing import audit_scores, epsilon_lower_bound
-from fl_dp_lab.dpsgd import MAX_EXAMPLES, MAX_STEPS, add_noise, poisson_batches, train_dp_sgd
+from fl_dp_lab.dpsgd import (
+    DPSGD,
+    MAX_EXAMPLES,
+    MAX_STEPS,
+    add_noise,
+    poisson_batches,
+    train_dp_sgd,
+)
 from fl_dp_lab.federated import poisson_client_sample
 from fl_dp_lab.federated.adaptive_clipping import MAX_CLIP_LR, adaptive_clip_norm
 from fl_dp_lab.federated.secure_aggregation import (
@@ -286,11 +293,9 @@ def test_more_steps_than_max_steps_are_refused_before_the_batch_list_is_built():
             LogisticRegression(2, 2),
             x,
             y,
-            sample_rate=1e-9,
-            noise_multiplier=1.0,
-            max_grad_norm=1.0,
-            lr=0.1,
-            epochs=1,
+            settings=DPSGD(
+                sample_rate=1e-9, noise_multiplier=1.0, max_grad_norm=1.0, lr=0.1, epochs=1
+            ),
             delta=1e-5,
             generator=torch.Generator(),
             progress=False,
@@ -529,13 +534,15 @@ def test_the_run_config_refuses_by_key_or_holds_values_in_range(name, value):
 
 def test_make_private_refuses_an_absurd_target_before_opacus_searches():
     # Opacus's sigma search never returned for target_epsilon = 1e300
-    from fl_dp_lab.opacus_bridge import make_private
+    from fl_dp_lab.opacus_bridge import make_private_with_epsilon
 
     x, y = torch.zeros(8, 2), torch.tensor([0, 1] * 4)
     for target in (1e300, 101.0, math.inf):
         with pytest.raises(ValueError, match="target_epsilon must be"):
-            make_private(LogisticRegression(2, 2), x, y, batch_size=4, lr=0.1, max_grad_norm=1.0,
-                         generator=torch.Generator(), target_epsilon=target, epochs=1)  # fmt: skip
+            make_private_with_epsilon(
+                LogisticRegression(2, 2), x, y, batch_size=4, lr=0.1, max_grad_norm=1.0,
+                generator=torch.Generator(), target_epsilon=target, epochs=1,
+            )  # fmt: skip
 
 
 @settings(max_examples=30, deadline=None)

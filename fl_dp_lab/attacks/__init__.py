@@ -153,7 +153,7 @@ class InversionResult:
     """What ``gradient_inversion`` returns.
 
     Attributes:
-        inputs: the reconstructed batch, shape ``(batch_size, *input_shape)``.
+        inputs: the reconstructed batch, shape ``batch_shape``.
         labels: soft labels (probabilities), shape ``(batch_size, num_classes)``.
         loss: gradient-matching loss after each step.
     """
@@ -168,11 +168,10 @@ def gradient_inversion(
     loss_fn: LossFn,
     target_grads: Mapping[str, torch.Tensor],
     *,
-    input_shape: tuple[int, ...],
+    batch_shape: tuple[int, ...],
     num_classes: int,
     steps: int,
     generator: torch.Generator,
-    batch_size: int = 1,
     labels: torch.Tensor | None = None,
     optimizer: str = "adam",
     lr: float = 0.1,
@@ -209,12 +208,13 @@ def gradient_inversion(
         model: the model whose gradient leaked (its parameters are not changed).
         loss_fn: ``loss_fn(output, target)`` -> mean loss.
         target_grads: ``{name: gradient}`` keyed like ``model.named_parameters()``.
-        input_shape: shape of one input, e.g. ``(8, 8)``.
+        batch_shape: shape of the batch the gradient averaged, (batch size, *one
+            input's shape), e.g. ``(1, 8, 8)`` for one 8x8 image; the dummy inputs
+            x' take this shape.
         num_classes: number of classes of the soft labels.
         steps: optimiser steps, >= 1.
         generator: draws the dummy start.
-        batch_size: how many examples the gradient averaged, >= 1.
-        labels: known integer labels ``(batch_size,)``; ``None`` optimises soft labels.
+        labels: known integer labels ``(batch size,)``; ``None`` optimises soft labels.
         optimizer: ``"adam"`` (default: robust from a random start) or ``"lbfgs"``
             (as in the paper: faster when it converges, but it stalls from some starts).
         lr: optimiser learning rate, > 0.
@@ -231,7 +231,7 @@ def gradient_inversion(
     >>> x, y = torch.tensor([[0.1, 0.9, 0.4, 0.7]]), torch.tensor([2])
     >>> grads = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), model.parameters())
     >>> leaked = dict(zip(["linear.weight", "linear.bias"], grads))
-    >>> out = gradient_inversion(model, nn.functional.cross_entropy, leaked, input_shape=(4,),
+    >>> out = gradient_inversion(model, nn.functional.cross_entropy, leaked, batch_shape=(1, 4),
     ...     num_classes=3, steps=100, generator=torch.Generator().manual_seed(1))
     >>> [round(v, 1) for v in out.inputs[0].tolist()], out.labels.argmax(1).tolist()
     ([0.1, 1.0, 0.4, 0.8], [2])
@@ -246,10 +246,12 @@ def gradient_inversion(
             fail("target_grads keys", f"parameter names of the model {sorted(params)}", name)
         if tuple(grad.shape) != tuple(params[name].shape):
             fail(f"target_grads[{name!r}] shape", f"{tuple(params[name].shape)}", tuple(grad.shape))
-    input_shape = tuple(check_int("input_shape entries", d, minimum=1) for d in input_shape)
+    if not isinstance(batch_shape, (tuple, list)) or len(batch_shape) < 2:
+        fail("batch_shape", "a tuple (batch size, *input shape)", batch_shape, TypeError)
+    batch_shape = tuple(check_int("batch_shape entries", d, minimum=1) for d in batch_shape)
+    batch_size = batch_shape[0]
     num_classes = check_int("num_classes", num_classes, minimum=2)
     steps = check_int("steps", steps, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
     check_choice("optimizer", optimizer, ("lbfgs", "adam"))
     lr = check_real("lr", lr, low=0.0, low_open=True)
     restarts = check_int("restarts", restarts, minimum=1)
@@ -263,7 +265,7 @@ def gradient_inversion(
     for _ in tqdm(range(restarts), desc="restarts", disable=not progress or restarts == 1):
         runs.append(
             _invert_once(
-                model, loss_fn, targets, (batch_size, *input_shape), num_classes,
+                model, loss_fn, targets, batch_shape, num_classes,
                 steps=steps, generator=generator, labels=labels, optimizer=optimizer, lr=lr,
                 progress=progress,
             )

@@ -45,6 +45,7 @@ after the cast back.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
@@ -80,6 +81,7 @@ from fl_dp_lab.training import evaluate
 
 __all__ = [
     "PER_EXAMPLE_LAYERS",
+    "DPSGD",
     "ClipMethod",
     "DPHistory",
     "add_noise",
@@ -103,6 +105,51 @@ MAX_STEPS = 1_000_000
 #: The most examples (or clients) one Poisson draw covers: 10^8 draws take 400 MB;
 #: 10^10 asked torch for 40 GB and failed with a raw allocation error.
 MAX_EXAMPLES = 100_000_000
+
+@dataclass(frozen=True, kw_only=True)
+class DPSGD:
+    """DP-SGD's settings: epochs, learning rate, sigma, C and q, checked when built.
+
+    What ``train_dp_sgd`` runs, and what a federated client runs inside
+    DP-FedAvg (``fl_dp_lab.federated.LocalDPSGD`` is this class): about
+    epochs / q steps on Poisson batches of rate q, each example's gradient
+    clipped to C = ``max_grad_norm``, Gaussian noise of std sigma * C on the
+    sum (Abadi et al., 2016). Every field is keyword-only, so the learning
+    rate cannot be swapped with sigma by position; override one field with
+    ``dataclasses.replace(settings, noise_multiplier=2.0)``, which checks again.
+
+    Attributes:
+        epochs: expected passes over the data, >= 1.
+        lr: learning rate, > 0.
+        noise_multiplier: sigma >= 0 of the per-example noise.
+        max_grad_norm: per-example clip norm C > 0.
+        sample_rate: q in (0, 1], the per-example sampling rate.
+
+    >>> DPSGD(epochs=1, lr=0.5, noise_multiplier=1.0)
+    DPSGD(epochs=1, lr=0.5, noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.5)
+    """
+
+    epochs: int
+    lr: float
+    noise_multiplier: float
+    max_grad_norm: float = 1.0
+    sample_rate: float = 0.5
+
+    def __post_init__(self) -> None:
+        checked = {
+            "epochs": check_int("epochs", self.epochs, minimum=1),
+            "lr": check_real("lr", self.lr, low=0.0, low_open=True),
+            "noise_multiplier": check_real("noise_multiplier", self.noise_multiplier, low=0.0),
+            "max_grad_norm": check_real(
+                "max_grad_norm", self.max_grad_norm, low=0.0, low_open=True
+            ),
+            "sample_rate": check_real(
+                "sample_rate", self.sample_rate, low=0.0, high=1.0, low_open=True
+            ),
+        }
+        for name, value in checked.items():  # the normalised values, on a frozen object
+            object.__setattr__(self, name, value)
+
 
 #: ``method`` values of ``clipped_gradient_sum``, ``dp_sgd_step`` and ``train_dp_sgd``.
 ClipMethod = Literal["ghost", "vmap", "loop", "hooks"]
@@ -308,11 +355,7 @@ def train_dp_sgd(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    sample_rate: float,
-    noise_multiplier: float,
-    max_grad_norm: float,
-    lr: float,
-    epochs: int,
+    settings: DPSGD,
     delta: float,
     generator: torch.Generator,
     x_test: torch.Tensor | None = None,
@@ -323,26 +366,27 @@ def train_dp_sgd(
 ) -> DPHistory:
     """Train ``model`` in place with DP-SGD on Poisson batches; record loss, accuracy, epsilon.
 
-    An epoch is round(1 / q) steps (one pass over the data in expectation).
+    ``settings`` holds sigma, C, q, the learning rate and the epochs. An
+    epoch is round(1 / q) steps (one pass over the data in expectation).
     After each epoch, epsilon is ``fl_dp_lab.accounting.epsilon`` at the
-    steps so far (Poisson sampling; add/remove neighbours).
+    steps so far (Poisson sampling; add/remove neighbours). ``x_test`` and
+    ``y_test`` (both or neither) are evaluated after every epoch.
 
     Returns:
         A ``DPHistory``; ``train_loss`` is the mean over the epoch's non-empty batches.
 
     >>> from fl_dp_lab.models import LogisticRegression
     >>> x, y = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]]), torch.tensor([0, 0, 1, 1])
-    >>> history = train_dp_sgd(LogisticRegression(1, 2), x, y, sample_rate=0.5,
-    ...     noise_multiplier=1.0, max_grad_norm=1.0, lr=0.5, epochs=2, delta=1e-5,
+    >>> settings = DPSGD(epochs=2, lr=0.5, noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.5)
+    >>> history = train_dp_sgd(LogisticRegression(1, 2), x, y, settings=settings, delta=1e-5,
     ...     generator=torch.Generator().manual_seed(0), progress=False)
     >>> history.steps, [round(e, 2) for e in history.epsilon]  # 2 steps an epoch (1 / q)
     ([2, 4], [4.85, 6.68])
     """
-    sample_rate = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
-    noise_multiplier = check_real("noise_multiplier", noise_multiplier, low=0.0)
-    max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
-    lr = check_real("lr", lr, low=0.0, low_open=True)
-    epochs = check_int("epochs", epochs, minimum=1)
+    if not isinstance(settings, DPSGD):
+        fail("settings", "a DPSGD", settings, TypeError)
+    sample_rate, noise_multiplier = settings.sample_rate, settings.noise_multiplier
+    max_grad_norm, lr, epochs = settings.max_grad_norm, settings.lr, settings.epochs
     delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     check_choice("method", method, CLIP_METHODS)
     check_bool("progress", progress)

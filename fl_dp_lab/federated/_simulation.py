@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fl_dp_lab._types import LossFn
 from fl_dp_lab._validate import check_bool, check_generator, check_int, check_real, fail
 from fl_dp_lab.federated._vectorised import batched_local_updates
 from fl_dp_lab.federated.client_updates import (
@@ -22,8 +23,6 @@ from fl_dp_lab.populations import ClientPopulation
 from fl_dp_lab.training import check_data, evaluate
 
 __all__ = ["FederatedHistory"]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -70,15 +69,17 @@ class _Run:
         if (x_test is None) != (y_test is None):
             fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
         self.population: ClientPopulation | None = None
-        if isinstance(clients, ClientPopulation) and not isinstance(clients, Sequence):
+        self.clients: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()
+        if isinstance(clients, Sequence) or not isinstance(clients, ClientPopulation):
+            self.num_clients = _check_client_list(clients)
+            self.clients = clients
+        else:
             # made on demand: nothing of size K is read or copied; each sampled client
             # is checked when it is made (``_client``)
             self.population = clients
             self.num_clients = check_int("clients.num_clients", clients.num_clients, minimum=1)
             if x_test is None:
                 fail("x_test and y_test", "given when clients is a population", None)
-        else:
-            self.num_clients = _check_client_list(clients)
         check_generator("generator", generator)
         if not isinstance(local, LocalSGD | LocalDPSGD):
             fail("local", "a LocalSGD or LocalDPSGD", local, TypeError)
@@ -87,10 +88,10 @@ class _Run:
         self.server_lr = check_real("server_lr", server_lr, low=0.0, low_open=True)
         self.vectorised = check_bool("vectorised", vectorised)
         self.progress = check_bool("progress", progress)
-        if x_test is None:
-            x_test = torch.cat([x for x, _ in clients])
-            y_test = torch.cat([y for _, y in clients])
-        self.model, self.clients, self.generator, self.loss_fn = model, clients, generator, loss_fn
+        if x_test is None or y_test is None:  # neither given (checked above): all clients' data
+            x_test = torch.cat([x for x, _ in self.clients])
+            y_test = torch.cat([y for _, y in self.clients])
+        self.model, self.generator, self.loss_fn = model, generator, loss_fn
         self.x_test, self.y_test = x_test, y_test
         self.flat = flatten_parameters(model)
         self.history = FederatedHistory()

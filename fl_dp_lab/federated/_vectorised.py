@@ -16,18 +16,17 @@ Each client shuffles its batches with its own ``torch.Generator`` exactly as
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from fl_dp_lab._types import LossFn
 from fl_dp_lab._validate import check_int, check_real, fail
 from fl_dp_lab.training import check_data
 
 __all__ = ["batched_local_updates"]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def batched_local_updates(

@@ -11,11 +11,11 @@ et al., 2016, through ``fl_dp_lab.dpsgd``). Public names are re-exported by
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from fl_dp_lab._types import LossFn
 from fl_dp_lab._validate import check_int, check_real, fail
 from fl_dp_lab.training import check_data, shuffled_batches
 
@@ -25,8 +25,6 @@ __all__ = [
     "flatten_parameters",
     "local_update",
 ]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def flatten_parameters(model: nn.Module) -> torch.Tensor:
@@ -119,7 +117,7 @@ def local_update(
             grads = torch.autograd.grad(loss_fn(local(x[batch]), y[batch]), params)
             with torch.no_grad():
                 for p, g in zip(params, grads, strict=True):
-                    p -= lr * g
+                    p.sub_(lr * g)
     return flatten_parameters(local) - before
 
 
@@ -191,5 +189,5 @@ def dp_sgd_local_update(
         with torch.no_grad():
             for name, p in local.named_parameters():
                 if name in noisy:  # clipped_gradient_sum covers the trainable parameters
-                    p -= lr * noisy[name] / expected_batch_size
+                    p.sub_(lr * noisy[name] / expected_batch_size)
     return flatten_parameters(local) - before

@@ -10,7 +10,9 @@ object is built, before any round trains. Override one field with
 
 - ``LocalSGD``: what a client runs, plain mini-batch SGD (McMahan et al., 2017).
 - ``LocalDPSGD``: what a client runs with record-level DP-SGD inside it
-  (Abadi et al., 2016): Poisson batches, per-example clipping, noise.
+  (Abadi et al., 2016): Poisson batches, per-example clipping, noise. It is
+  ``fl_dp_lab.dpsgd.DPSGD``, the settings ``train_dp_sgd`` takes, under the
+  name that says where it runs.
 - ``UserLevelDP``: the server's user-level DP-FedAvg (McMahan et al., 2018):
   client sampling rate q, clip norm C, noise multiplier sigma, delta and the
   accountant; optionally ``AdaptiveClipping`` (Andrew et al., 2021).
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fl_dp_lab._validate import check_choice, check_int, check_real, fail
+from fl_dp_lab.dpsgd import DPSGD
 from fl_dp_lab.federated.adaptive_clipping import MAX_CLIP_LR
 
 __all__ = ["Accountant", "AdaptiveClipping", "LocalDPSGD", "LocalSGD", "UserLevelDP"]
@@ -56,50 +59,13 @@ class LocalSGD:
         _set(self, "lr", check_real("lr", self.lr, low=0.0, low_open=True))
 
 
-@dataclass(frozen=True, kw_only=True)
-class LocalDPSGD:
-    """A client's local training with record-level DP-SGD (``dp_sgd_local_update``).
-
-    round(epochs / sample_rate) steps on Poisson batches, each example's
-    gradient clipped to ``max_grad_norm``, Gaussian noise of std
-    noise_multiplier * max_grad_norm on the sum. Protects each example of
-    the client, on top of (not instead of) the user-level guarantee.
-
-    Attributes:
-        epochs: expected passes over the client's data, >= 1.
-        lr: local learning rate, > 0.
-        noise_multiplier: sigma >= 0 of the per-example noise.
-        max_grad_norm: per-example clip norm C > 0.
-        sample_rate: q in (0, 1], the per-example sampling rate.
-
-    >>> LocalDPSGD(epochs=1, lr=0.5, noise_multiplier=1.0).sample_rate
-    0.5
-    """
-
-    epochs: int
-    lr: float
-    noise_multiplier: float
-    max_grad_norm: float = 1.0
-    sample_rate: float = 0.5
-
-    def __post_init__(self) -> None:
-        _set(self, "epochs", check_int("epochs", self.epochs, minimum=1))
-        _set(self, "lr", check_real("lr", self.lr, low=0.0, low_open=True))
-        _set(
-            self,
-            "noise_multiplier",
-            check_real("noise_multiplier", self.noise_multiplier, low=0.0),
-        )
-        _set(
-            self,
-            "max_grad_norm",
-            check_real("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True),
-        )
-        _set(
-            self,
-            "sample_rate",
-            check_real("sample_rate", self.sample_rate, low=0.0, high=1.0, low_open=True),
-        )
+#: A client's local training with record-level DP-SGD (``dp_sgd_local_update``):
+#: DP-SGD's own settings, ``fl_dp_lab.dpsgd.DPSGD`` (one class, two names).
+#: round(epochs / sample_rate) steps on Poisson batches, each example's gradient
+#: clipped to ``max_grad_norm``, Gaussian noise of std noise_multiplier *
+#: max_grad_norm on the sum. Protects each example of the client, on top of (not
+#: instead of) the user-level guarantee. Defaults: max_grad_norm 1.0, sample_rate 0.5.
+LocalDPSGD = DPSGD
 
 
 @dataclass(frozen=True, kw_only=True)

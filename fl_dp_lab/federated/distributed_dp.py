@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from fractions import Fraction
-from numbers import Real
+from numbers import Rational, Real
 
 import numpy as np
 import torch
@@ -395,7 +395,8 @@ def _check_sigma_squared(value: object) -> Fraction:
     if isinstance(value, bool) or not isinstance(value, Real):
         fail("sigma_squared", "a real number (int, float or Fraction)", value, TypeError)
     check_real("sigma_squared", float(value), low=0.0, high=MAX_SIGMA_SQUARED)
-    return Fraction(value)
+    # exact either way; float() also takes a Real that Fraction refuses (numpy.float32)
+    return Fraction(value) if isinstance(value, Rational) else Fraction(float(value))
 
 
 def _check_shape(shape: object) -> tuple[int, ...]:

@@ -8,11 +8,12 @@ the Flower app runs too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from fl_dp_lab._types import LossFn
 from fl_dp_lab._validate import check_int, fail
 from fl_dp_lab.federated._simulation import FederatedHistory, _Run
 from fl_dp_lab.federated.config import LocalDPSGD, LocalSGD, UserLevelDP
@@ -20,8 +21,6 @@ from fl_dp_lab.federated.server import DPFedAvgServer, client_seeds
 from fl_dp_lab.populations import ClientPopulation
 
 __all__ = ["run_dp_fedavg", "run_fedavg"]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def run_fedavg(

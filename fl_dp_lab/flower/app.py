@@ -284,9 +284,9 @@ def make_client_app(train_mods: Sequence[Any] = (), app_mods: Sequence[Any] = ()
     @app.train(mods=list(train_mods))
     def train(message: Message, context: Context) -> Message:
         x, y = _node_data(context)
-        config = message.content["config"]
+        config = message.content.config_records["config"]
         model = make_model()
-        start = arrays_to_flat(message.content["arrays"], model)
+        start = arrays_to_flat(message.content.array_records["arrays"], model)
         # the server checked its run config; a client checks what reaches it too
         local = LocalSGD(
             epochs=check_int(
@@ -317,7 +317,7 @@ def make_client_app(train_mods: Sequence[Any] = (), app_mods: Sequence[Any] = ()
     def evaluate_(message: Message, context: Context) -> Message:
         x, y = _node_data(context)
         model = make_model()
-        model.load_state_dict(message.content["arrays"].to_torch_state_dict())
+        model.load_state_dict(message.content.array_records["arrays"].to_torch_state_dict())
         loss, accuracy = evaluate(model, x, y)
         metrics = MetricRecord({"loss": loss, "accuracy": accuracy, "num-examples": len(y)})
         return Message(RecordDict({"metrics": metrics}), reply_to=message)

@@ -206,8 +206,8 @@ def make_flower_dp_server_app(
         for r in range(1, int(config["num-rounds"]) + 1):
             metrics = final.evaluate_metrics_serverapp[r]
             out.history.round.append(r)
-            out.history.loss.append(float(metrics["loss"]))
-            out.history.accuracy.append(float(metrics["accuracy"]))
+            out.history.loss.append(float(_metric(metrics, "loss")))
+            out.history.accuracy.append(float(_metric(metrics, "accuracy")))
             out.history.clients.append(m)
         out.weights = arrays_to_flat(final.arrays)
         _save(out, config["history-path"])
@@ -268,7 +268,8 @@ def _train(
     ]
     sampled = [nodes[int(k)] for k in ids]
     replies = _by_node(grid.send_and_receive(messages, timeout=timeout), "train", sampled)
-    rows = [arrays_to_flat(replies[node].content["arrays"]) - flat for node in sampled]
+    arrays = [replies[node].content.array_records["arrays"] for node in sampled]
+    rows = [arrays_to_flat(a) - flat for a in arrays]
     return torch.stack(rows) if rows else flat.new_zeros(0, flat.numel())
 
 
@@ -288,9 +289,9 @@ def _nodes_by_partition(grid: Grid, timeout: float) -> tuple[list[int], list[int
             ]
             left = max(1.0, deadline - time.monotonic())
             replies = _by_node(grid.send_and_receive(query, timeout=left), "query")
-            metrics = [r.content["metrics"] for r in replies.values()]
-            partition = {n: int(r.content["metrics"]["partition-id"]) for n, r in replies.items()}
-            expected = {int(m["num-partitions"]) for m in metrics}
+            metrics = {n: r.content.metric_records["metrics"] for n, r in replies.items()}
+            partition = {n: int(_metric(m, "partition-id")) for n, m in metrics.items()}
+            expected = {int(_metric(m, "num-partitions")) for m in metrics.values()}
             if expected == {len(partition)} and sorted(partition.values()) == list(
                 range(len(partition))
             ):
@@ -312,9 +313,20 @@ def _federated_accuracy(grid: Grid, nodes: list[int], flat: torch.Tensor, timeou
         for n in nodes
     ]
     replies = _by_node(grid.send_and_receive(messages, timeout=timeout), "evaluate", nodes).values()
-    metrics = [reply.content["metrics"] for reply in replies]
-    total = sum(int(m["num-examples"]) for m in metrics)
-    return sum(float(m["accuracy"]) * int(m["num-examples"]) for m in metrics) / total
+    metrics = [reply.content.metric_records["metrics"] for reply in replies]
+    total = sum(int(_metric(m, "num-examples")) for m in metrics)
+    return (
+        sum(float(_metric(m, "accuracy")) * int(_metric(m, "num-examples")) for m in metrics)
+        / total
+    )
+
+
+def _metric(metrics: MetricRecord, key: str) -> float:
+    """One number a node or the strategy reported; a list there is refused by name."""
+    value = metrics[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        fail(f"metric {key!r}", "a number", value, TypeError)
+    return value
 
 
 def _by_node(replies: Any, kind: str, expected: list[int] | None = None) -> dict[int, Message]:

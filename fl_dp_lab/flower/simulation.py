@@ -42,13 +42,16 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fl_dp_lab._validate import check_bool, check_int, fail
+
+if TYPE_CHECKING:
+    from flwr.supercore.run import Run
 
 __all__ = ["BINDER_BACKEND_CONFIG", "captured_flower_log", "simulate", "without_flower_log"]
 
@@ -213,8 +216,8 @@ class _StoppableGrid(Grid):
     def __init__(self, grid: Grid, stopped: threading.Event) -> None:
         self._grid, self._stopped = grid, stopped
 
-    def set_run(self, run_id: int) -> None:
-        self._grid.set_run(run_id)
+    def set_run(self, run: Run) -> None:
+        self._grid.set_run(run)
 
     @property
     def run(self) -> Any:

@@ -19,7 +19,8 @@ Opacus the same way. Two details they take care of:
   wrapped loss whose ``backward()`` runs the two passes; the helpers hide that
   difference so every mode is called alike.
 
-Training with the ``PrivacyEngine`` (``make_private``, ``train_private``,
+Training with the ``PrivacyEngine`` (``make_private``,
+``make_private_with_epsilon``, ``train_private``,
 ``private_sweep``) is here; the single-step helpers that build a
 ``GradSampleModule`` or ``DPOptimizer`` without a loader
 (``opacus_per_sample_gradients``, ``opacus_dp_optimizer``, ``opacus_dp_step``)
@@ -66,6 +67,7 @@ __all__ = [
     "PrivateTraining",
     "SweepResult",
     "make_private",
+    "make_private_with_epsilon",
     "opacus_dp_optimizer",
     "opacus_dp_step",
     "opacus_per_sample_gradients",
@@ -85,8 +87,8 @@ class PrivateTraining:
         criterion: the loss to call as ``criterion(output, target)``; with
             ghost clipping it is Opacus's wrapped loss.
         data_loader: the Poisson-sampling ``DPDataLoader``.
-        noise_multiplier: sigma actually used (computed by
-            ``make_private_with_epsilon`` when a target epsilon was given).
+        noise_multiplier: sigma actually used (the one ``make_private_with_epsilon``
+            found for its budget).
         sample_rate: q = 1 / len(data_loader) = batch_size / N.
     """
 
@@ -123,7 +125,9 @@ class SweepResult:
     steps: int
 
 
-#: The largest target_epsilon make_private hands to Opacus's sigma search (see its docstring).
+#: The privacy accountants of Opacus that ``make_private`` offers.
+OpacusAccountant = Literal["rdp", "prv"]
+#: The largest target_epsilon make_private_with_epsilon hands to Opacus's sigma search.
 _MAX_TARGET_EPSILON = 100.0
 
 
@@ -135,23 +139,19 @@ def make_private(
     batch_size: int,
     lr: float,
     max_grad_norm: float,
+    noise_multiplier: float,
     generator: torch.Generator,
-    noise_multiplier: float | None = None,
-    target_epsilon: float | None = None,
-    epochs: int | None = None,
-    delta: float = 1e-5,
     grad_sample_mode: GradSampleMode = "ghost",
-    accountant: Literal["rdp", "prv"] = "rdp",
+    accountant: OpacusAccountant = "rdp",
 ) -> PrivateTraining:
-    """Make ``model`` trainable with Opacus DP-SGD on ``(x, y)``: SGD, Poisson batches.
+    """Make ``model`` trainable with Opacus DP-SGD at noise multiplier sigma; SGD, Poisson batches.
 
-    Give either ``noise_multiplier`` (``make_private``) or ``target_epsilon``
-    with ``epochs`` (``make_private_with_epsilon``: Opacus searches sigma so
-    that ``epochs / q`` steps spend exactly ``target_epsilon`` at ``delta``).
-    Opacus derives the sample rate from the loader it is given:
-    q = 1 / len(loader) = 1 / ceil(len(x) / batch_size) (1/16 = 0.0625 for
-    4,000 examples in batches of 256, not 256/4000 = 0.064), and divides
-    gradient sums by the expected batch size int(q * len(x)) (250, not 256).
+    ``PrivacyEngine.make_private``. To start from a budget instead, use
+    ``make_private_with_epsilon`` (Opacus's own split). Opacus derives the
+    sample rate from the loader it is given: q = 1 / len(loader) =
+    1 / ceil(len(x) / batch_size) (1/16 = 0.0625 for 4,000 examples in
+    batches of 256, not 256/4000 = 0.064), and divides gradient sums by the
+    expected batch size int(q * len(x)) (250, not 256).
 
     Args:
         model: a model without BatchNorm (see ``opacus.validators.ModuleValidator``).
@@ -159,31 +159,83 @@ def make_private(
         batch_size: the loader's batch size; sets q = 1 / ceil(len(x) / batch_size).
         lr: SGD learning rate, > 0.
         max_grad_norm: C, the per-sample clipping norm, > 0.
+        noise_multiplier: sigma >= 0.
         generator: drives Poisson sampling and the noise.
-        noise_multiplier: sigma >= 0, or None when ``target_epsilon`` is given.
-        target_epsilon, epochs: the budget to calibrate sigma for; epsilon at most 100
-            (beyond, the guarantee means nothing, e^100 = 2.7e43, and Opacus's search,
-            to 0.01 absolute, slows: 150 s for 100 with "prv"; 1e300 never returned).
-        delta: the delta of the budget (and of ``target_epsilon``).
         grad_sample_mode: one of ``GRAD_SAMPLE_MODES``.
         accountant: Opacus accountant, ``"rdp"`` or ``"prv"``.
 
     Returns:
         A ``PrivateTraining``.
     """
+    sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
+    return _make_private(
+        model, x, y, batch_size, lr, max_grad_norm, generator, grad_sample_mode, accountant,
+        {"noise_multiplier": sigma},
+    )  # fmt: skip
+
+
+def make_private_with_epsilon(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    lr: float,
+    max_grad_norm: float,
+    target_epsilon: float,
+    epochs: int,
+    generator: torch.Generator,
+    delta: float = 1e-5,
+    grad_sample_mode: GradSampleMode = "ghost",
+    accountant: OpacusAccountant = "rdp",
+) -> PrivateTraining:
+    """``make_private`` with sigma calibrated to a budget: ``target_epsilon`` at ``delta``.
+
+    ``PrivacyEngine.make_private_with_epsilon``: Opacus searches sigma so that
+    ``epochs / q`` steps spend exactly ``target_epsilon`` at ``delta``; the
+    sigma it found is ``PrivateTraining.noise_multiplier``.
+
+    Args:
+        target_epsilon: the budget, in (0, 100] (beyond, the guarantee means
+            nothing, e^100 = 2.7e43, and Opacus's search, to 0.01 absolute, slows:
+            150 s for 100 with "prv"; 1e300 never returned).
+        epochs: the passes over the data the budget is planned for, >= 1.
+        delta: the delta of the budget.
+        the others: as in ``make_private``.
+
+    Returns:
+        A ``PrivateTraining``.
+    """
+    target_epsilon = check_real(
+        "target_epsilon", target_epsilon, low=0.0, high=_MAX_TARGET_EPSILON, low_open=True
+    )
+    epochs = check_int("epochs", epochs, minimum=1)
+    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+    return _make_private(
+        model, x, y, batch_size, lr, max_grad_norm, generator, grad_sample_mode, accountant,
+        {"target_epsilon": target_epsilon, "target_delta": delta, "epochs": epochs},
+    )  # fmt: skip
+
+
+def _make_private(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    lr: float,
+    max_grad_norm: float,
+    generator: torch.Generator,
+    grad_sample_mode: GradSampleMode,
+    accountant: OpacusAccountant,
+    budget: dict[str, Any],
+) -> PrivateTraining:
+    """Both ``make_private`` calls: ``budget`` holds sigma, or the target epsilon's arguments."""
     batch_size = check_int("batch_size", batch_size, minimum=1, maximum=len(x))
     lr = check_real("lr", lr, low=0.0, low_open=True)
     max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
-    delta = check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
     check_choice("grad_sample_mode", grad_sample_mode, GRAD_SAMPLE_MODES)
     check_choice("accountant", accountant, ("rdp", "prv"))
     generator = check_generator("generator", generator)
-    if (noise_multiplier is None) == (target_epsilon is None):
-        fail(
-            "noise_multiplier and target_epsilon",
-            "exactly one given",
-            (noise_multiplier, target_epsilon),
-        )
     if len(x) != len(y):
         fail("x and y", "the same length", (len(x), len(y)))
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
@@ -200,17 +252,10 @@ def make_private(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Secure RNG turned off": fine for a course
         engine = PrivacyEngine(accountant=accountant)
-        if target_epsilon is None:
-            sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
-            out = engine.make_private(noise_multiplier=sigma, **common)
+        if "noise_multiplier" in budget:
+            out = engine.make_private(**budget, **common)
         else:
-            target_epsilon = check_real(
-                "target_epsilon", target_epsilon, low=0.0, high=_MAX_TARGET_EPSILON, low_open=True
-            )
-            epochs = check_int("epochs", epochs, minimum=1)
-            out = engine.make_private_with_epsilon(
-                target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, **common
-            )
+            out = engine.make_private_with_epsilon(**budget, **common)
     module, dp_optimizer, *rest = out
     criterion = rest[0] if len(rest) == 2 else nn.CrossEntropyLoss()
     data_loader = rest[-1]
@@ -275,10 +320,8 @@ def private_sweep(
     max_grad_norms: Sequence[float],
     *,
     make_model: Callable[[torch.Generator], nn.Module],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
     batch_size: int,
     epochs: int,
     lr: float,
@@ -294,10 +337,14 @@ def private_sweep(
     so runs differ only in sigma and C. The baseline is plain SGD with
     shuffled batches of ``batch_size`` and the same epochs, at ``baseline_lr``
     (default ``lr``; clipping bounds the private step, so the private and the
-    non-private runs may each need their own learning rate).
+    non-private runs may each need their own learning rate). ``train`` and
+    ``test`` are ``(inputs, labels)`` pairs; the test accuracy after the
+    last epoch is what the grid records.
     """
-    from fl_dp_lab.training import train
+    from fl_dp_lab.training import train as train_sgd
 
+    x, y = _pair("train", train)
+    x_test, y_test = _pair("test", test)
     sigmas = np.array([check_real("noise_multipliers", s, low=0.0) for s in noise_multipliers])
     norms = np.array(
         [check_real("max_grad_norms", c, low=0.0, low_open=True) for c in max_grad_norms]
@@ -328,7 +375,7 @@ def private_sweep(
         # the same for every run of the grid: the loader's batch size fixes them
         sample_rate, steps = private.sample_rate, epochs * len(private.data_loader)
     baseline = make_model(torch.Generator().manual_seed(seed))
-    baseline_history = train(
+    baseline_history = train_sgd(
         baseline,
         x,
         y,
@@ -350,6 +397,20 @@ def private_sweep(
         sample_rate=sample_rate,
         steps=steps,
     )
+
+
+def _pair(name: str, value: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check an ``(inputs, labels)`` pair of tensors of one length."""
+    if (
+        not isinstance(value, tuple)
+        or len(value) != 2
+        or not all(isinstance(v, torch.Tensor) for v in value)
+    ):
+        fail(name, "a pair (inputs, labels) of tensors", type(value), TypeError)
+    inputs, labels = value
+    if len(inputs) != len(labels):
+        fail(f"{name} inputs and labels", "the same length", (len(inputs), len(labels)))
+    return inputs, labels
 
 
 def _epsilon(private: PrivateTraining, delta: float) -> float:
