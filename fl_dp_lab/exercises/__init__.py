@@ -21,6 +21,7 @@ from fl_dp_lab.exercises.flower import *  # noqa: F403
 from fl_dp_lab.exercises.gradients import *  # noqa: F403
 from fl_dp_lab.exercises.leakage import *  # noqa: F403
 from fl_dp_lab.exercises.mechanisms import *  # noqa: F403
+from fl_dp_lab.exercises.populations import *  # noqa: F403
 from fl_dp_lab.exercises.start import *  # noqa: F403
 
 __all__ = ["feedback", "is_unanswered"] + sorted(
