@@ -38,6 +38,8 @@ import torch
 
 from fl_dp_lab.data import iid_partition, load_digits, make_synthetic_federated
 from fl_dp_lab.federated import (
+    LocalSGD,
+    UserLevelDP,
     assign_flat_parameters,
     flatten_parameters,
     local_update,
@@ -48,7 +50,7 @@ from fl_dp_lab.federated import (
 from fl_dp_lab.models import LogisticRegression
 
 NUM_CLIENTS = 2000
-LOCAL = {"local_epochs": 1, "batch_size": 10, "lr": 0.1}
+LOCAL = LocalSGD(epochs=1, batch_size=10, lr=0.1)
 
 
 def dp_round_ms(
@@ -64,15 +66,17 @@ def dp_round_ms(
             model,
             clients,
             rounds=1,
-            sample_rate=sample_rate,
-            noise_multiplier=1.0,
-            clip_norm=1.0,
-            delta=1e-5,
+            privacy=UserLevelDP(
+                noise_multiplier=1.0,
+                clip_norm=1.0,
+                sample_rate=sample_rate,
+                delta=1e-5,
+                accountant="rdp",
+            ),
+            local=LOCAL,
             generator=generator,
             vectorised=vectorised,
-            accountant="rdp",
             progress=False,
-            **LOCAL,
         )
         if r > 0:
             times.append(1000 * (time.perf_counter() - start))
@@ -120,7 +124,7 @@ def ours_small_job() -> tuple[float, float]:
         x_test=x_test,
         y_test=y_test,
         progress=False,
-        **LOCAL,
+        local=LOCAL,
     )
     return time.perf_counter() - start, history.accuracy[-1]
 

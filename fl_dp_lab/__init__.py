@@ -11,15 +11,16 @@ One module per idea, named after it and mirroring the notebooks:
 - ``tuning``: the privacy cost of a hyperparameter sweep, private selection (07, 09)
 - ``dpsgd``: per-sample gradients, clipping, noise, Poisson sampling (06)
 - ``opacus_bridge``: the same step through Opacus, side by side with ours (07)
-- ``federated``: FedAvg and DP-FedAvg (08-09), built from ``client_updates``
-  (local training, clipping), ``adaptive_clipping`` (quantile clipping of
-  Andrew et al.) and ``secure_aggregation`` (pairwise masks, a toy)
+- ``federated``: FedAvg and DP-FedAvg (08-09), a package: run settings
+  (``federated.config``), local training (``federated.client_updates``),
+  adaptive clipping, one DP-FedAvg server round shared with Flower
+  (``federated.server``), secure aggregation (a toy)
 - ``populations``: clients made on demand from (seed, k), Poisson sampling
   of 10^8 clients without a length-K mask (09b)
 - ``auditing``, ``canaries``: empirical epsilon lower bounds and the canary
   games that feed them (10)
-- ``flower_app``, ``flower_server``, ``flower_simulation``: the Flower
-  ClientApp/ServerApp, its DP-FedAvg strategy and the simulation runner (11)
+- ``flower``: the Flower ClientApp (``flower.app``), the DP-FedAvg ServerApp
+  (``flower.server``) and the simulation runner (``flower.simulation``) (11)
 - ``plots``, ``widgets``: figures and thin ipywidgets dashboards
 - ``exercises``: ``check_*`` feedback for the notebooks' exercises
 
@@ -33,25 +34,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "accounting",
-    "adaptive_clipping",
     "attacks",
     "auditing",
     "canaries",
-    "client_updates",
     "data",
     "dpsgd",
     "exercises",
     "federated",
-    "flower_app",
-    "flower_server",
-    "flower_simulation",
+    "flower",
     "mechanisms",
     "models",
     "numdiff",
     "opacus_bridge",
     "plots",
     "populations",
-    "secure_aggregation",
     "training",
     "tuning",
     "widgets",

@@ -11,7 +11,7 @@ from fl_dp_lab.exercises import (
     check_flower_noise_std,
     check_train_mods,
 )
-from fl_dp_lab.flower_app import make_client_app
+from fl_dp_lab.flower.app import make_client_app
 
 
 def test_flower_noise_std(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,10 @@ from hypothesis import strategies as st
 from fl_dp_lab import accounting
 from fl_dp_lab.data import make_synthetic_federated
 from fl_dp_lab.federated import (
+    AdaptiveClipping,
+    LocalDPSGD,
+    LocalSGD,
+    UserLevelDP,
     adaptive_clip_norm,
     assign_flat_parameters,
     batched_local_updates,
@@ -235,9 +240,7 @@ def test_fedavg_with_one_client_and_one_step_is_centralised_gradient_descent():
         [(x, y)],
         rounds=5,
         clients_per_round=1,
-        local_epochs=1,
-        batch_size=40,
-        lr=0.3,
+        local=LocalSGD(epochs=1, batch_size=40, lr=0.3),
         generator=_gen(0),
         progress=False,
     )
@@ -260,9 +263,7 @@ def test_fedavg_weights_updates_by_client_size():
         [(x1, y1), (x2, y2)],
         rounds=1,
         clients_per_round=2,
-        local_epochs=1,
-        batch_size=10,
-        lr=1.0,
+        local=LocalSGD(epochs=1, batch_size=10, lr=1.0),
         generator=_gen(0),
         progress=False,
     )
@@ -282,9 +283,7 @@ def test_fedavg_vectorised_and_loop_give_the_same_history(synthetic_clients):
                 synthetic_clients,
                 rounds=3,
                 clients_per_round=20,
-                local_epochs=2,
-                batch_size=4,
-                lr=0.2,
+                local=LocalSGD(epochs=2, batch_size=4, lr=0.2),
                 generator=_gen(3),
                 vectorised=vectorised,
                 progress=False,
@@ -305,9 +304,7 @@ def test_fedavg_is_reproducible_for_a_seed_and_differs_for_another(synthetic_cli
             synthetic_clients,
             rounds=2,
             clients_per_round=5,
-            local_epochs=1,
-            batch_size=4,
-            lr=0.2,
+            local=LocalSGD(epochs=1, batch_size=4, lr=0.2),
             generator=_gen(seed),
             progress=False,
         )
@@ -317,28 +314,29 @@ def test_fedavg_is_reproducible_for_a_seed_and_differs_for_another(synthetic_cli
     assert not torch.equal(run(1), run(2))
 
 
-def _dp_run(clients, *, vectorised=True, **overrides):
-    args = dict(
-        rounds=3,
-        sample_rate=0.3,
-        noise_multiplier=0.8,
-        clip_norm=0.5,
-        delta=1e-5,
-        local_epochs=1,
-        batch_size=5,
-        lr=0.2,
+PRIVACY = UserLevelDP(noise_multiplier=0.8, clip_norm=0.5, sample_rate=0.3, delta=1e-5)
+LOCAL = LocalSGD(epochs=1, batch_size=5, lr=0.2)
+
+
+def _dp_run(clients, *, vectorised=True, rounds=3, local=LOCAL, **privacy_changes):
+    """run_dp_fedavg with PRIVACY changed by ``privacy_changes`` (dataclasses.replace)."""
+    model = LogisticRegression(60, 10)
+    history = run_dp_fedavg(
+        model,
+        clients,
+        rounds=rounds,
+        privacy=dataclasses.replace(PRIVACY, **privacy_changes),
+        local=local,
         generator=_gen(9),
         vectorised=vectorised,
         progress=False,
     )
-    args.update(overrides)
-    model = LogisticRegression(60, 10)
-    return model, run_dp_fedavg(model, clients, **args)
+    return model, history
 
 
 def test_dp_fedavg_vectorised_and_loop_give_the_same_history(synthetic_clients):
-    _, a = _dp_run(synthetic_clients, vectorised=True, adaptive_clipping=True)
-    _, b = _dp_run(synthetic_clients, vectorised=False, adaptive_clipping=True)
+    _, a = _dp_run(synthetic_clients, vectorised=True, adaptive=AdaptiveClipping())
+    _, b = _dp_run(synthetic_clients, vectorised=False, adaptive=AdaptiveClipping())
     assert a.clients == b.clients
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
     np.testing.assert_allclose(a.clip_norm, b.clip_norm, rtol=1e-5)
@@ -424,8 +422,8 @@ def test_adaptive_clipping_names_its_default_count_noise_when_it_is_too_small(
     # about one client a round: sigma_b = q*K/20 is far below noise_multiplier / 2
     few = synthetic_clients[:3]
     with pytest.raises(ValueError, match=r"its default q\*K/20 = 0\.045 is not above"):
-        _dp_run(few, adaptive_clipping=True)
-    _dp_run(few, adaptive_clipping=True, clip_count_stddev=1.0)  # a given sigma_b works
+        _dp_run(few, adaptive=AdaptiveClipping())
+    _dp_run(few, adaptive=AdaptiveClipping(count_stddev=1.0))  # a given sigma_b works
 
 
 def test_record_level_dp_clients_train_and_stay_deterministic(synthetic_clients):
@@ -435,7 +433,9 @@ def test_record_level_dp_clients_train_and_stay_deterministic(synthetic_clients)
     a = dp_sgd_local_update(model, x, y, generator=_gen(0), **args)
     b = dp_sgd_local_update(model, x, y, generator=_gen(0), **args)
     assert torch.equal(a, b) and a.norm() > 0
-    _, history = _dp_run(synthetic_clients, rounds=1, record_noise_multiplier=1.0)
+    _, history = _dp_run(
+        synthetic_clients, rounds=1, local=LocalDPSGD(epochs=1, lr=0.2, noise_multiplier=1.0)
+    )
     assert len(history.loss) == 1 and math.isfinite(history.loss[0])
 
 
@@ -478,9 +478,7 @@ def test_run_fedavg_rejects_bad_clients():
     args = dict(
         rounds=1,
         clients_per_round=1,
-        local_epochs=1,
-        batch_size=1,
-        lr=0.1,
+        local=LocalSGD(epochs=1, batch_size=1, lr=0.1),
         generator=_gen(),
         progress=False,
     )
@@ -503,8 +501,7 @@ def test_adaptive_dp_fedavg_raises_the_update_noise_and_steps_c_as_replayed_by_h
     adaptive = dict(
         noise_multiplier=sigma,
         clip_norm=clip_norm,
-        adaptive_clipping=True,
-        clip_count_stddev=sigma_b,
+        adaptive=AdaptiveClipping(count_stddev=sigma_b),
     )
     model, _ = _dp_run(synthetic_clients, rounds=1, **adaptive)
     _, history = _dp_run(synthetic_clients, rounds=2, **adaptive)
@@ -648,9 +645,15 @@ def test_run_dp_fedavg_refuses_a_client_with_nan_data_before_any_epsilon(synthet
     model = LogisticRegression(60, 10)
     before = flatten_parameters(model)
     with pytest.raises(ValueError, match="client 4"):
-        run_dp_fedavg(model, clients, rounds=2, sample_rate=1.0, noise_multiplier=1.0,
-                      clip_norm=1.0, delta=1e-5, local_epochs=1, batch_size=5, lr=0.2,
-                      generator=_gen(), progress=False)  # fmt: skip
+        run_dp_fedavg(
+            model,
+            clients,
+            rounds=2,
+            privacy=dataclasses.replace(PRIVACY, sample_rate=1.0, noise_multiplier=1.0),
+            local=LOCAL,
+            generator=_gen(),
+            progress=False,
+        )
     assert torch.equal(flatten_parameters(model), before)
 
 
@@ -750,9 +753,7 @@ def test_update_bias_is_the_gap_between_two_fedavg_rounds(synthetic_clients):
             clients,
             rounds=1,
             clients_per_round=len(clients),
-            local_epochs=3,
-            batch_size=len(y),
-            lr=0.5,
+            local=LocalSGD(epochs=3, batch_size=len(y), lr=0.5),
             generator=_gen(0),
             progress=False,
         )
@@ -790,3 +791,37 @@ def test_update_bias_is_the_gap_between_two_fedavg_rounds(synthetic_clients):
 def test_update_bias_rejects_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         update_bias(*args)
+
+
+@pytest.mark.parametrize("frozen", [["fc1.bias"], ["fc1.weight", "fc2.bias"], None])
+def test_both_local_training_paths_leave_frozen_parameters_untouched(frozen):
+    # Prepare: an MLP with some parameters frozen (None: all of them), two clients
+    gen = _gen(4)
+    model = MLP(4, 5, 3, generator=gen)
+    names = [n for n, _ in model.named_parameters()]
+    for name, p in model.named_parameters():
+        if frozen is None or name in frozen:
+            p.requires_grad_(False)
+    xs = [torch.randn(n, 4, generator=gen) for n in (10, 7)]
+    ys = [torch.randint(0, 3, (n,), generator=gen) for n in (10, 7)]
+    # Execute: the readable loop and the vmap path, with the same batch shuffling
+    loop = torch.stack(
+        [
+            local_update(model, x, y, epochs=2, batch_size=4, lr=0.5, generator=_gen(k))
+            for k, (x, y) in enumerate(zip(xs, ys))
+        ]
+    )
+    batched = batched_local_updates(
+        model, xs, ys, epochs=2, batch_size=4, lr=0.5, generators=[_gen(0), _gen(1)]
+    )
+    # Assert: a frozen parameter's slice is exactly zero on both paths, the rest moved
+    # and the two paths agree
+    sizes = [p.numel() for p in model.parameters()]
+    for updates in (loop, batched):
+        parts = dict(zip(names, torch.split(updates, sizes, dim=1)))
+        for name in names:
+            if frozen is None or name in frozen:
+                assert torch.equal(parts[name], torch.zeros_like(parts[name])), name
+            else:
+                assert bool((parts[name].norm(dim=1) > 0).all()), name
+    torch.testing.assert_close(batched, loop, atol=1e-6, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests of the Flower apps (fl_dp_lab.flower_app, flower_server, flower_simulation).
+"""Tests of the Flower apps (fl_dp_lab.flower.app, flower_server, flower_simulation).
 
 Most tests run the ServerApp against the ClientApp in this process through
 ``DirectGrid`` (a Flower ``Grid`` that hands each message straight to the
@@ -32,7 +32,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, 
 from flwr.supercore.task_identity import TaskIdentity
 
 from fl_dp_lab.federated import flatten_parameters, local_update, run_dp_fedavg
-from fl_dp_lab.flower_app import (
+from fl_dp_lab.flower.app import (
     DEFAULT_RUN_CONFIG,
     arrays_to_flat,
     check_run_config,
@@ -40,16 +40,18 @@ from fl_dp_lab.flower_app import (
     deliver,
     digits_clients,
     flat_to_arrays,
+    local_config,
     make_client_app,
     make_model,
+    privacy_config,
 )
-from fl_dp_lab.flower_server import (
+from fl_dp_lab.flower.server import (
     FlowerResult,
     make_flower_dp_server_app,
     make_server_app,
     run_config,
 )
-from fl_dp_lab.flower_simulation import captured_flower_log, simulate, without_flower_log
+from fl_dp_lab.flower.simulation import captured_flower_log, simulate, without_flower_log
 
 SMALL = {"num-rounds": 3, "sample-rate": 0.5, "noise-multiplier": 0.7, "clip-norm": 1.0}
 
@@ -116,13 +118,8 @@ def in_process(num_nodes: int, overrides: dict, seed: int = 0):
         model,
         clients,
         rounds=config["num-rounds"],
-        sample_rate=config["sample-rate"],
-        noise_multiplier=config["noise-multiplier"],
-        clip_norm=config["clip-norm"],
-        delta=config["delta"],
-        local_epochs=config["local-epochs"],
-        batch_size=config["batch-size"],
-        lr=config["lr"],
+        privacy=privacy_config(config),
+        local=local_config(config),
         generator=torch.Generator().manual_seed(seed),
         x_test=x_test,
         y_test=y_test,
@@ -412,9 +409,9 @@ def test_the_client_refuses_a_train_message_with_absurd_epochs():
 SIMULATION_SCRIPT = """
 import json, sys
 import psutil
-from fl_dp_lab.flower_app import make_client_app
-from fl_dp_lab.flower_server import FlowerResult, make_server_app
-from fl_dp_lab.flower_simulation import simulate
+from fl_dp_lab.flower.app import make_client_app
+from fl_dp_lab.flower.server import FlowerResult, make_server_app
+from fl_dp_lab.flower.simulation import simulate
 
 result = FlowerResult()
 simulate(make_server_app(result, json.loads(sys.argv[1])), make_client_app(), num_supernodes=4)
@@ -541,7 +538,7 @@ class SilentGrid(DirectGrid):
 
 def test_a_stopped_simulation_stops_its_server_app_waiting():
     # Prepare: a ServerApp thread waiting for replies that never come, without a timeout
-    from fl_dp_lab.flower_simulation import _StoppableGrid
+    from fl_dp_lab.flower.simulation import _StoppableGrid
 
     stopped = threading.Event()
     grid = _StoppableGrid(SilentGrid(make_client_app(), 2), stopped)

@@ -107,11 +107,11 @@ def _calls_that_draw(generator):
     """One call of each public function that takes a generator, with ``generator`` passed."""
     import torch
 
-    from fl_dp_lab.adaptive_clipping import adaptive_clip_norm
-    from fl_dp_lab.client_updates import local_update
+    from fl_dp_lab.federated.adaptive_clipping import adaptive_clip_norm
+    from fl_dp_lab.federated.client_updates import local_update
+    from fl_dp_lab.federated.secure_aggregation import pairwise_seeds
     from fl_dp_lab.models import LogisticRegression
     from fl_dp_lab.opacus_bridge import opacus_dp_step
-    from fl_dp_lab.secure_aggregation import pairwise_seeds
     from fl_dp_lab.training import shuffled_batches, train
 
     x, y = torch.zeros(4, 3), torch.tensor([0, 1, 0, 1])

@@ -28,6 +28,7 @@ from scipy.optimize import linprog
 
 from fl_dp_lab.data import dirichlet_partition, iid_partition, load_digits, shard_partition
 from fl_dp_lab.federated import (
+    LocalSGD,
     assign_flat_parameters,
     batched_local_updates,
     flatten_parameters,
@@ -85,9 +86,7 @@ def _fedavg(partition, seed, rounds, local_epochs=1):
         split_by_client(x_train, y_train, partition),
         rounds=rounds,
         clients_per_round=len(partition),
-        local_epochs=local_epochs,
-        batch_size=BATCH,
-        lr=LR,
+        local=LocalSGD(epochs=local_epochs, batch_size=BATCH, lr=LR),
         generator=torch.Generator().manual_seed(seed),
         x_test=x_test,
         y_test=y_test,
@@ -150,9 +149,7 @@ def test_nb08_client_drift_spread_falls_and_bias_grows(seed, threads):
         split_by_client(x_train, y_train, partitions["IID"]),
         rounds=2,
         clients_per_round=10,
-        local_epochs=1,
-        batch_size=BATCH,
-        lr=LR,
+        local=LocalSGD(epochs=1, batch_size=BATCH, lr=LR),
         generator=torch.Generator().manual_seed(seed),
         progress=False,
     )
@@ -295,9 +292,7 @@ def test_nb08_a_sample_of_clients_gets_most_of_the_way(seed, threads):
             many,
             rounds=20,
             clients_per_round=m,
-            local_epochs=1,
-            batch_size=BATCH,
-            lr=LR,
+            local=LocalSGD(epochs=1, batch_size=BATCH, lr=LR),
             generator=torch.Generator().manual_seed(seed),
             x_test=x_test,
             y_test=y_test,

@@ -80,7 +80,7 @@ def test_client_drift_figure_draws_each_measure_against_local_epochs():
 def test_fedavg_curves_styles_replace_the_default_look_of_a_run():
     import matplotlib.pyplot as plt
 
-    from fl_dp_lab._simulation import FederatedHistory
+    from fl_dp_lab.federated import FederatedHistory
     from fl_dp_lab.plots import PALETTE
     from fl_dp_lab.plots.federated import fedavg_curves
 

@@ -25,14 +25,11 @@ from hypothesis import strategies as st
 from scipy import optimize, special, stats
 
 from fl_dp_lab import accounting
-from fl_dp_lab.adaptive_clipping import MAX_CLIP_LR, adaptive_clip_norm
 from fl_dp_lab.auditing import audit_scores, epsilon_lower_bound
 from fl_dp_lab.dpsgd import MAX_EXAMPLES, MAX_STEPS, add_noise, poisson_batches, train_dp_sgd
 from fl_dp_lab.federated import poisson_client_sample
-from fl_dp_lab.flower_app import DEFAULT_RUN_CONFIG, check_run_config
-from fl_dp_lab.mechanisms import gaussian_mechanism, laplace_mechanism
-from fl_dp_lab.models import LogisticRegression
-from fl_dp_lab.secure_aggregation import (
+from fl_dp_lab.federated.adaptive_clipping import MAX_CLIP_LR, adaptive_clip_norm
+from fl_dp_lab.federated.secure_aggregation import (
     MODULUS,
     encode,
     mask_update,
@@ -40,6 +37,9 @@ from fl_dp_lab.secure_aggregation import (
     secure_sum,
     unmask_sum,
 )
+from fl_dp_lab.flower.app import DEFAULT_RUN_CONFIG, check_run_config
+from fl_dp_lab.mechanisms import gaussian_mechanism, laplace_mechanism
+from fl_dp_lab.models import LogisticRegression
 from fl_dp_lab.widgets.mechanisms import privacy_readout
 
 # values at the edge of the Rényi grid are expected here (epsilon is still a bound)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from fl_dp_lab.secure_aggregation import (
+from fl_dp_lab.federated.secure_aggregation import (
     MODULUS,
     decode,
     encode,
@@ -99,7 +99,7 @@ def test_values_the_fixed_point_cannot_hold_are_refused_not_wrapped():
 
 def test_noise_shares_make_the_decoded_sum_noisy_with_the_central_std():
     # Prepare: 5 clients, sigma = 1.5, C = 2: each adds N(0, (sigma C)^2 / 5) before masking
-    from fl_dp_lab.secure_aggregation import noisy_encode
+    from fl_dp_lab.federated.secure_aggregation import noisy_encode
 
     clients, size, sigma, c = 5, 40_000, 1.5, 2.0
     updates = torch.randn(clients, size, generator=_gen(7), dtype=torch.float64) * 0.1
@@ -123,7 +123,7 @@ def test_noise_shares_make_the_decoded_sum_noisy_with_the_central_std():
 
 
 def test_noise_share_is_the_clients_own_draw_and_validated():
-    from fl_dp_lab.secure_aggregation import noisy_encode
+    from fl_dp_lab.federated.secure_aggregation import noisy_encode
 
     x = torch.zeros(1000, dtype=torch.float64)
     setting = dict(noise_multiplier=1.0, clip_norm=1.0, num_clients=4)

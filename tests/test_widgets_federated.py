@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from fl_dp_lab._simulation import FederatedHistory
 from fl_dp_lab.data import dirichlet_partition
+from fl_dp_lab.federated import FederatedHistory
 from fl_dp_lab.plots.federated import (
     client_label_counts,
     dirichlet_figure,
@@ -129,7 +129,7 @@ def test_figures_draw_what_they_are_given():
 
 
 def test_the_readout_of_a_run_with_no_rounds_says_so():
-    from fl_dp_lab._simulation import FederatedHistory
+    from fl_dp_lab.federated import FederatedHistory
     from fl_dp_lab.widgets.federated import dp_fedavg_readout
 
     with pytest.raises(ValueError, match="history must be a run with at least one round"):

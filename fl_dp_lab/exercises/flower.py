@@ -104,7 +104,7 @@ def check_train_mods(app: Any) -> bool:
     from flwr.app import ConfigRecord, RecordDict
     from flwr.clientapp import ClientApp
 
-    from fl_dp_lab.flower_app import arrays_to_flat, deliver, flat_to_arrays
+    from fl_dp_lab.flower.app import arrays_to_flat, deliver, flat_to_arrays
 
     name = "Exercise 11.3"
     if is_unanswered(app):

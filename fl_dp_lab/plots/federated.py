@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.collections import PolyCollection
 from matplotlib.ticker import MaxNLocator
 
-from fl_dp_lab._simulation import FederatedHistory
+from fl_dp_lab.federated import FederatedHistory
 from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, sticky_limit
 
 __all__ = [

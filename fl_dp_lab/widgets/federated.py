@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import ipywidgets as widgets
 import numpy as np
 
-from fl_dp_lab._simulation import FederatedHistory
 from fl_dp_lab._validate import check_real, fail
+from fl_dp_lab.federated import FederatedHistory
 from fl_dp_lab.plots.federated import (
     dirichlet_figure,
     dp_fedavg_figure,

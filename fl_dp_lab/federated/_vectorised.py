@@ -44,7 +44,8 @@ def batched_local_updates(
     """Updates of all clients, shape ``(num_clients, P)``, trained side by side.
 
     Same algorithm and same batches as calling ``local_update`` on each
-    client with its generator (clients with no data return a zero update).
+    client with its generator (clients with no data return a zero update;
+    parameters with ``requires_grad`` False are not trained, their slice is zero).
     Checks its arguments as ``local_update`` does (it is public through
     ``fl_dp_lab.federated``).
     """
@@ -60,15 +61,18 @@ def batched_local_updates(
             check_data(x, y, name=f"client {k}'s x and y")
     names = [name for name, _ in model.named_parameters()]
     start = {name: p.detach() for name, p in model.named_parameters()}
+    # frozen parameters (requires_grad False) are constants: not differentiated, not moved
+    frozen = {name: p.detach() for name, p in model.named_parameters() if not p.requires_grad}
+    trained = [name for name in names if name not in frozen]
     num_clients = len(xs)
     flat_start = torch.cat([p.reshape(-1) for p in start.values()])
-    if num_clients == 0:
-        return flat_start.new_zeros(0, flat_start.numel())
+    if num_clients == 0 or not trained:
+        return flat_start.new_zeros(num_clients, flat_start.numel())
     index, mask, order, steps = _schedule(xs, epochs, batch_size, generators)
     x_all = torch.cat([xs[k] for k in order])
     y_all = torch.cat([ys[k] for k in order])
     # every client starts from the global model: stack K copies
-    params = {n: p.unsqueeze(0).repeat(num_clients, *[1] * p.dim()) for n, p in start.items()}
+    params = {n: start[n].unsqueeze(0).repeat(num_clients, *[1] * start[n].dim()) for n in trained}
 
     def per_example_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return loss_fn(output.unsqueeze(0), target.unsqueeze(0))
@@ -82,7 +86,7 @@ def batched_local_updates(
     def masked_loss(
         client_params: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor
     ) -> torch.Tensor:
-        output = functional_call(model, client_params, (xb,))
+        output = functional_call(model, {**frozen, **client_params}, (xb,))
         return (per_example(output, yb) * mb).sum() / mb.sum().clamp(min=1.0)
 
     step = vmap(grad(masked_loss))
@@ -92,9 +96,17 @@ def batched_local_updates(
         grads = step(
             {n: p[:active] for n, p in params.items()}, x_all[rows], y_all[rows], mask[:active, t]
         )
-        for n in names:
+        for n in trained:
             params[n][:active] -= lr * grads[n]
-    flat = torch.cat([params[n].reshape(num_clients, -1) for n in names], dim=1)
+    flat = torch.cat(
+        [
+            (params[n] if n in params else start[n].expand(num_clients, *start[n].shape)).reshape(
+                num_clients, -1
+            )
+            for n in names
+        ],
+        dim=1,
+    )
     updates = torch.empty_like(flat)
     updates[torch.as_tensor(order)] = flat - flat_start
     return updates

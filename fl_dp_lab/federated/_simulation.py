@@ -9,14 +9,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fl_dp_lab._validate import check_bool, check_int, check_real, fail
-from fl_dp_lab._vectorised import batched_local_updates
-from fl_dp_lab.client_updates import (
+from fl_dp_lab._validate import check_bool, check_generator, check_int, check_real, fail
+from fl_dp_lab.federated._vectorised import batched_local_updates
+from fl_dp_lab.federated.client_updates import (
     assign_flat_parameters,
     dp_sgd_local_update,
     flatten_parameters,
     local_update,
 )
+from fl_dp_lab.federated.config import LocalDPSGD, LocalSGD
+from fl_dp_lab.populations import ClientPopulation
 from fl_dp_lab.training import check_data, evaluate
 
 __all__ = ["FederatedHistory"]
@@ -51,11 +53,10 @@ class _Run:
     def __init__(
         self,
         model: nn.Module,
-        clients: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        clients: Sequence[tuple[torch.Tensor, torch.Tensor]] | ClientPopulation,
+        *,
         rounds: int,
-        local_epochs: int,
-        batch_size: int,
-        lr: float,
+        local: LocalSGD | LocalDPSGD,
         server_lr: float,
         generator: torch.Generator,
         x_test: torch.Tensor | None,
@@ -66,32 +67,26 @@ class _Run:
     ) -> None:
         if not isinstance(model, nn.Module):
             fail("model", "a torch.nn.Module", model, TypeError)
-        if not isinstance(clients, Sequence):
-            fail("clients", "a list of (x, y) pairs", type(clients).__name__, TypeError)
-        if len(clients) == 0:
-            fail("clients", "a non-empty list of (x, y) pairs", clients)
-        for k, (x, y) in enumerate(clients):
-            if (
-                not isinstance(x, torch.Tensor)
-                or not isinstance(y, torch.Tensor)
-                or len(x) != len(y)
-            ):
-                fail("clients", "(x, y) pairs of tensors with the same length", (x, y), TypeError)
-            if len(y) > 0:  # checked once here, so no round ever trains on a NaN row
-                check_data(x, y, name=f"client {k}'s x and y")
-        if sum(len(y) for _, y in clients) == 0:
-            fail("clients", "holding at least one example in all", 0)
-        if not isinstance(generator, torch.Generator):
-            fail("generator", "a torch.Generator", generator, TypeError)
+        if (x_test is None) != (y_test is None):
+            fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
+        self.population: ClientPopulation | None = None
+        if isinstance(clients, ClientPopulation) and not isinstance(clients, Sequence):
+            # made on demand: nothing of size K is read or copied; each sampled client
+            # is checked when it is made (``_client``)
+            self.population = clients
+            self.num_clients = check_int("clients.num_clients", clients.num_clients, minimum=1)
+            if x_test is None:
+                fail("x_test and y_test", "given when clients is a population", None)
+        else:
+            self.num_clients = _check_client_list(clients)
+        check_generator("generator", generator)
+        if not isinstance(local, LocalSGD | LocalDPSGD):
+            fail("local", "a LocalSGD or LocalDPSGD", local, TypeError)
+        self.local = local
         self.rounds_total = check_int("rounds", rounds, minimum=1)
-        self.epochs = check_int("local_epochs", local_epochs, minimum=1)
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.lr = check_real("lr", lr, low=0.0, low_open=True)
         self.server_lr = check_real("server_lr", server_lr, low=0.0, low_open=True)
         self.vectorised = check_bool("vectorised", vectorised)
         self.progress = check_bool("progress", progress)
-        if (x_test is None) != (y_test is None):
-            fail("x_test and y_test", "both given or both None", (type(x_test), type(y_test)))
         if x_test is None:
             x_test = torch.cat([x for x, _ in clients])
             y_test = torch.cat([y for _, y in clients])
@@ -99,6 +94,7 @@ class _Run:
         self.x_test, self.y_test = x_test, y_test
         self.flat = flatten_parameters(model)
         self.history = FederatedHistory()
+        self.round_sizes = torch.zeros(0, dtype=torch.float64)
 
     def rounds(self) -> Iterator[int]:
         return iter(
@@ -110,21 +106,24 @@ class _Run:
             )
         )
 
-    def client_updates(
-        self, ids: torch.Tensor, record_dp: dict[str, float] | None = None
-    ) -> torch.Tensor:
-        """Updates of the clients ``ids`` (rows in the order of ``ids``), shape ``(m, P)``."""
-        seeds = torch.randint(0, 2**62, (len(ids),), generator=self.generator)
+    def client_updates(self, ids: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """Updates of the clients ``ids`` (rows in the order of ``ids``), shape ``(m, P)``.
+
+        Client ``ids[i]`` shuffles its batches (or draws its DP-SGD batches
+        and noise) with a generator seeded by ``seeds[i]``.
+        """
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        data = [self.clients[int(k)] for k in ids]
-        if self.vectorised and record_dp is None:
+        data = [self._client(int(k)) for k in ids]
+        self.round_sizes = torch.tensor([len(y) for _, y in data], dtype=torch.float64)
+        local = self.local
+        if self.vectorised and isinstance(local, LocalSGD):
             return batched_local_updates(
                 self.model,
                 [x for x, _ in data],
                 [y for _, y in data],
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
+                epochs=local.epochs,
+                batch_size=local.batch_size,
+                lr=local.lr,
                 generators=gens,
                 loss_fn=self.loss_fn,
             )
@@ -132,15 +131,15 @@ class _Run:
         for (x, y), gen in zip(data, gens, strict=True):
             if len(y) == 0:
                 rows.append(torch.zeros_like(self.flat))
-            elif record_dp is None:
+            elif isinstance(local, LocalSGD):
                 rows.append(
                     local_update(
                         self.model,
                         x,
                         y,
-                        epochs=self.epochs,
-                        batch_size=self.batch_size,
-                        lr=self.lr,
+                        epochs=local.epochs,
+                        batch_size=local.batch_size,
+                        lr=local.lr,
                         generator=gen,
                         loss_fn=self.loss_fn,
                     )
@@ -151,14 +150,30 @@ class _Run:
                         self.model,
                         x,
                         y,
-                        epochs=self.epochs,
-                        lr=self.lr,
+                        epochs=local.epochs,
+                        lr=local.lr,
+                        sample_rate=local.sample_rate,
+                        noise_multiplier=local.noise_multiplier,
+                        max_grad_norm=local.max_grad_norm,
                         generator=gen,
                         loss_fn=self.loss_fn,
-                        **record_dp,
                     )
                 )
         return torch.stack(rows) if rows else self.flat.new_zeros(0, self.flat.numel())
+
+    def _client(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Client k's data: from the list, or made by the population and checked now."""
+        if self.population is None:
+            return self.clients[k]
+        data = self.population.client(k)
+        if not isinstance(data, tuple) or len(data) != 2:
+            fail(f"population.client({k})", "an (x, y) pair of tensors", type(data), TypeError)
+        x, y = data
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
+            fail(f"population.client({k})", "(x, y) tensors of one length", (x, y), TypeError)
+        if len(y) > 0:
+            check_data(x, y, name=f"client {k}'s x and y")
+        return x, y
 
     def apply(self, average: torch.Tensor) -> None:
         self.flat = self.flat + self.server_lr * average.to(self.flat.dtype)
@@ -170,3 +185,24 @@ class _Run:
         self.history.loss.append(loss)
         self.history.accuracy.append(accuracy)
         self.history.clients.append(num_clients)
+
+
+def _check_client_list(clients: object) -> int:
+    """Check a list of ``(x, y)`` client pairs once, so no round trains on a NaN row."""
+    if not isinstance(clients, Sequence):
+        fail(
+            "clients",
+            "a list of (x, y) pairs or a ClientPopulation",
+            type(clients).__name__,
+            TypeError,
+        )
+    if len(clients) == 0:
+        fail("clients", "a non-empty list of (x, y) pairs", clients)
+    for k, (x, y) in enumerate(clients):
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
+            fail("clients", "(x, y) pairs of tensors with the same length", (x, y), TypeError)
+        if len(y) > 0:
+            check_data(x, y, name=f"client {k}'s x and y")
+    if sum(len(y) for _, y in clients) == 0:
+        fail("clients", "holding at least one example in all", 0)
+    return len(clients)

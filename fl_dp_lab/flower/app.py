@@ -1,7 +1,7 @@
 """DP-FedAvg on Flower: the ClientApp, and the pieces both sides share.
 
 Flower (Beutel et al., 2020) runs the same two programs in a simulation and
-on real machines: a ``ServerApp`` (``fl_dp_lab.flower_server``) that sends
+on real machines: a ``ServerApp`` (``fl_dp_lab.flower.server``) that sends
 ``Message`` objects through a ``Grid`` to SuperNodes, and this ``ClientApp``
 that answers them. The client is ``fl_dp_lab.federated.local_update`` and
 nothing more: it receives the global weights and a seed, trains a copy with
@@ -42,8 +42,14 @@ from torch import nn
 from fl_dp_lab._validate import check_int, check_real, fail
 from fl_dp_lab.accounting import MAX_STEPS
 from fl_dp_lab.data import iid_partition, load_digits
-from fl_dp_lab.federated import assign_flat_parameters, flatten_parameters, local_update
-from fl_dp_lab.flower_simulation import captured_flower_log
+from fl_dp_lab.federated import (
+    LocalSGD,
+    UserLevelDP,
+    assign_flat_parameters,
+    flatten_parameters,
+    local_update,
+)
+from fl_dp_lab.flower.simulation import captured_flower_log
 from fl_dp_lab.models import LogisticRegression
 from fl_dp_lab.training import evaluate
 
@@ -55,13 +61,17 @@ __all__ = [
     "deliver",
     "digits_clients",
     "flat_to_arrays",
+    "local_config",
     "make_client_app",
     "make_model",
+    "privacy_config",
 ]
 
 #: Run config of the app (the same keys as ``flower/pyproject.toml``'s
 #: ``[tool.flwr.app.config]``); the ServerApp reads these, overridable by
-#: ``flwr run --run-config`` or by ``make_server_app(**overrides)``.
+#: ``flwr run --run-config`` or by ``make_server_app(**overrides)``, and builds
+#: from them the same ``UserLevelDP`` and ``LocalSGD`` that ``run_dp_fedavg`` takes
+#: (``privacy_config``, ``local_config``).
 DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "num-rounds": 5,
     "sample-rate": 0.5,
@@ -151,6 +161,32 @@ def check_run_config(config: Mapping[str, Any]) -> dict[str, Any]:
         fail("history-path", "a path (str; empty for none)", config["history-path"], TypeError)
     checked["history-path"] = config["history-path"]
     return checked
+
+
+def privacy_config(config: Mapping[str, Any]) -> UserLevelDP:
+    """The ``UserLevelDP`` of a run config, the object ``run_dp_fedavg`` takes.
+
+    >>> privacy_config(DEFAULT_RUN_CONFIG)
+    UserLevelDP(noise_multiplier=0.5, clip_norm=2.0, sample_rate=0.5, delta=0.001, \
+accountant='pld', adaptive=None)
+    """
+    config = check_run_config(config)
+    return UserLevelDP(
+        noise_multiplier=config["noise-multiplier"],
+        clip_norm=config["clip-norm"],
+        sample_rate=config["sample-rate"],
+        delta=config["delta"],
+    )
+
+
+def local_config(config: Mapping[str, Any]) -> LocalSGD:
+    """The ``LocalSGD`` every sampled node runs, from a run config.
+
+    >>> local_config(DEFAULT_RUN_CONFIG)
+    LocalSGD(epochs=1, batch_size=16, lr=0.5)
+    """
+    config = check_run_config(config)
+    return LocalSGD(epochs=config["local-epochs"], batch_size=config["batch-size"], lr=config["lr"])
 
 
 def make_model() -> nn.Module:
@@ -251,19 +287,23 @@ def make_client_app(train_mods: Sequence[Any] = (), app_mods: Sequence[Any] = ()
         config = message.content["config"]
         model = make_model()
         start = arrays_to_flat(message.content["arrays"], model)
-        update = local_update(
-            model,
-            x,
-            y,
-            # the server checked its run config; a client checks what reaches it too
+        # the server checked its run config; a client checks what reaches it too
+        local = LocalSGD(
             epochs=check_int(
                 "local-epochs", config["local-epochs"], minimum=1, maximum=MAX_LOCAL_EPOCHS
             ),
             batch_size=check_int("batch-size", config["batch-size"], minimum=1),
             lr=check_real("lr", config["lr"], low=0.0, high=MAX_HYPERPARAMETER, low_open=True),
-            generator=torch.Generator().manual_seed(
-                check_int("seed", config["seed"], minimum=0, maximum=2**63 - 1)
-            ),
+        )
+        seed = check_int("seed", config["seed"], minimum=0, maximum=2**63 - 1)
+        update = local_update(
+            model,
+            x,
+            y,
+            epochs=local.epochs,
+            batch_size=local.batch_size,
+            lr=local.lr,
+            generator=torch.Generator().manual_seed(seed),
         )
         content = RecordDict(
             {
@@ -285,7 +325,7 @@ def make_client_app(train_mods: Sequence[Any] = (), app_mods: Sequence[Any] = ()
     return app
 
 
-#: The ClientApp that ``flwr run`` loads (``fl_dp_lab.flower_app:client_app``).
+#: The ClientApp that ``flwr run`` loads (``fl_dp_lab.flower.app:client_app``).
 client_app = make_client_app()
 
 

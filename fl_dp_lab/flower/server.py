@@ -1,9 +1,11 @@
 """DP-FedAvg on Flower: the ServerApp, and Flower's own DP wrapper beside it.
 
 ``make_server_app`` runs notebook 09's user-level DP-FedAvg (McMahan et
-al., 2018, Algorithm 1) over a Flower ``Grid``. Each round it draws, from
-one seeded ``torch.Generator`` and in the same order as
-``fl_dp_lab.federated.run_dp_fedavg``:
+al., 2018, Algorithm 1) over a Flower ``Grid``. Each round is
+``fl_dp_lab.federated.DPFedAvgServer.round``, the one ``run_dp_fedavg`` runs,
+with the ``UserLevelDP`` and ``LocalSGD`` that ``privacy_config`` and
+``local_config`` build from the run config. It draws, from one seeded
+``torch.Generator`` and in this order:
 
 1. the sampled clients, each independently with probability q
    (``poisson_client_sample``);
@@ -47,6 +49,7 @@ sigma*C/m matches the sensitivity only when all clients are equally large.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -61,21 +64,23 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, 
 
 from fl_dp_lab._validate import fail
 from fl_dp_lab.federated import (
+    DPFedAvgServer,
     FederatedHistory,
+    LocalSGD,
     assign_flat_parameters,
-    dp_aggregate,
     flatten_parameters,
-    poisson_client_sample,
 )
-from fl_dp_lab.flower_app import (
+from fl_dp_lab.flower.app import (
     DEFAULT_RUN_CONFIG,
     arrays_to_flat,
     check_run_config,
     digits_clients,
     flat_to_arrays,
+    local_config,
     make_model,
+    privacy_config,
 )
-from fl_dp_lab.flower_simulation import without_flower_log
+from fl_dp_lab.flower.simulation import without_flower_log
 from fl_dp_lab.training import evaluate
 
 __all__ = [
@@ -108,7 +113,7 @@ class FlowerResult:
 def run_config(context: Context | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
     """``DEFAULT_RUN_CONFIG``, then the context's run config, then ``overrides``, checked.
 
-    Every value is checked by ``fl_dp_lab.flower_app.check_run_config``
+    Every value is checked by ``fl_dp_lab.flower.app.check_run_config``
     (a ValueError or TypeError naming the key).
 
     >>> run_config(overrides={"num-rounds": 2})["num-rounds"]
@@ -194,7 +199,7 @@ def make_flower_dp_server_app(
             grid,
             flat_to_arrays(flatten_parameters(make_model())),
             num_rounds=int(config["num-rounds"]),
-            train_config=ConfigRecord(_train_config(config, int(config["seed"]))),
+            train_config=ConfigRecord(_train_config(local_config(config), int(config["seed"]))),
             evaluate_fn=central,
             timeout=float(config["timeout"]),
         )
@@ -211,60 +216,60 @@ def make_flower_dp_server_app(
 
 
 def _dp_fedavg(grid: Grid, config: dict, out: FlowerResult) -> None:
-    from fl_dp_lab import accounting
-
     nodes, out.partitions = _nodes_by_partition(grid, float(config["timeout"]))
-    num_clients = len(nodes)
-    q, sigma = float(config["sample-rate"]), float(config["noise-multiplier"])
-    clip_norm = float(config["clip-norm"])
-    _, x_test, y_test = digits_clients(num_clients, data_seed=int(config["data-seed"]))
+    privacy, local = privacy_config(config), local_config(config)
+    _, x_test, y_test = digits_clients(len(nodes), data_seed=int(config["data-seed"]))
     generator = torch.Generator().manual_seed(int(config["seed"]))
+    server = DPFedAvgServer(privacy, num_clients=len(nodes), generator=generator)
     flat = flatten_parameters(make_model())
+    timeout = float(config["timeout"])
     for r in range(1, int(config["num-rounds"]) + 1):
-        ids = poisson_client_sample(num_clients, sample_rate=q, generator=generator)
-        seeds = torch.randint(0, 2**62, (len(ids),), generator=generator)
-        messages = [
-            Message(
-                RecordDict(
-                    {
-                        "arrays": flat_to_arrays(flat),
-                        "config": ConfigRecord(_train_config(config, int(seed))),
-                    }
-                ),
-                dst_node_id=nodes[int(k)],
-                message_type="train",
-                group_id=str(r),
-            )
-            for k, seed in zip(ids, seeds, strict=True)
-        ]
-        sampled = [nodes[int(k)] for k in ids]
-        replies = _by_node(
-            grid.send_and_receive(messages, timeout=float(config["timeout"])), "train", sampled
-        )
-        rows = [arrays_to_flat(replies[nodes[int(k)]].content["arrays"]) - flat for k in ids]
-        updates = torch.stack(rows) if rows else flat.new_zeros(0, flat.numel())
-        average = dp_aggregate(
-            updates,
-            clip_norm=clip_norm,
-            noise_multiplier=sigma,
-            expected_clients=q * num_clients,
-            generator=generator,
-        )
-        flat = flat + float(config["server-lr"]) * average
+        step = server.round(functools.partial(_train, grid, nodes, flat, local, timeout, r))
+        flat = flat + float(config["server-lr"]) * step.average
         loss, accuracy = _evaluate_flat(flat, x_test, y_test)
         history = out.history
         history.round.append(r)
         history.loss.append(loss)
         history.accuracy.append(accuracy)
-        history.clients.append(len(ids))
-        history.clip_norm.append(clip_norm)
-        history.epsilon.append(
-            accounting.epsilon(
-                noise_multiplier=sigma, sample_rate=q, steps=r, delta=float(config["delta"])
-            )
-        )
+        history.clients.append(len(step.ids))
+        history.clip_norm.append(step.clip_norm)
+        history.epsilon.append(step.epsilon)
     out.weights = flat
     out.federated_accuracy = _federated_accuracy(grid, nodes, flat, float(config["timeout"]))
+
+
+def _train(
+    grid: Grid,
+    nodes: list[int],
+    flat: torch.Tensor,
+    local: LocalSGD,
+    timeout: float,
+    round_number: int,
+    ids: torch.Tensor,
+    seeds: torch.Tensor,
+) -> torch.Tensor:
+    """The sampled nodes' updates, rows in the order of ``ids``: one ``train`` message each.
+
+    Every sampled node must reply (see the module docstring).
+    """
+    messages = [
+        Message(
+            RecordDict(
+                {
+                    "arrays": flat_to_arrays(flat),
+                    "config": ConfigRecord(_train_config(local, int(seed))),
+                }
+            ),
+            dst_node_id=nodes[int(k)],
+            message_type="train",
+            group_id=str(round_number),
+        )
+        for k, seed in zip(ids, seeds, strict=True)
+    ]
+    sampled = [nodes[int(k)] for k in ids]
+    replies = _by_node(grid.send_and_receive(messages, timeout=timeout), "train", sampled)
+    rows = [arrays_to_flat(replies[node].content["arrays"]) - flat for node in sampled]
+    return torch.stack(rows) if rows else flat.new_zeros(0, flat.numel())
 
 
 def _nodes_by_partition(grid: Grid, timeout: float) -> tuple[list[int], list[int]]:
@@ -329,12 +334,13 @@ def _by_node(replies: Any, kind: str, expected: list[int] | None = None) -> dict
     return out
 
 
-def _train_config(config: dict, seed: int) -> dict[str, Any]:
+def _train_config(local: LocalSGD, seed: int) -> dict[str, Any]:
+    """A ``train`` message's config: the node's seed and its ``LocalSGD``, under Flower's keys."""
     return {
         "seed": seed,
-        "local-epochs": int(config["local-epochs"]),
-        "batch-size": int(config["batch-size"]),
-        "lr": float(config["lr"]),
+        "local-epochs": local.epochs,
+        "batch-size": local.batch_size,
+        "lr": local.lr,
     }
 
 
@@ -358,5 +364,5 @@ def _save(out: FlowerResult, path: str) -> None:
     os.replace(partial, path)  # readers never see a half-written file
 
 
-#: The ServerApp that ``flwr run`` loads (``fl_dp_lab.flower_server:server_app``).
+#: The ServerApp that ``flwr run`` loads (``fl_dp_lab.flower.server:server_app``).
 server_app = make_server_app()

@@ -82,7 +82,8 @@ def local_update(
     ClientUpdate of McMahan et al. (2017, Algorithm 1): ``epochs`` passes over
     the client's data in shuffled mini-batches of ``batch_size``
     (``shuffled_batches``), each step theta <- theta - lr * grad mean_loss(batch).
-    The caller's ``model`` is left untouched.
+    Only parameters with ``requires_grad`` train: a frozen parameter's slice
+    of the update is zero. The caller's ``model`` is left untouched.
 
     Args:
         model: the current global model (not modified).
@@ -110,7 +111,9 @@ def local_update(
     check_data(x, y)
     local = copy.deepcopy(model)
     before = flatten_parameters(local)
-    params = list(local.parameters())
+    params = [p for p in local.parameters() if p.requires_grad]  # frozen ones stay put
+    if not params:
+        return torch.zeros_like(before)
     for _ in range(epochs):
         for batch in shuffled_batches(len(x), batch_size, generator):
             grads = torch.autograd.grad(loss_fn(local(x[batch]), y[batch]), params)
