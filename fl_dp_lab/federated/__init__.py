@@ -23,12 +23,17 @@ module per idea:
 - ``_simulation``, ``_vectorised``: the round loop's state and the batched
   many-client local training (``batched_local_updates``).
 
+The runs take the clients as a list of ``(x_k, y_k)`` tensors or as a
+``fl_dp_lab.populations.ClientPopulation``, whose clients are made only when
+sampled (populations of 10^6 users and more).
+
 Non-finite updates are refused, never clipped or dropped: an update with a
 NaN or inf entry has a NaN or inf norm, and min(1, C / norm) would either let
 it through (the output is then NaN in that coordinate, so the client's
 presence is certain) or zero it silently. ``clip_update`` and ``dp_aggregate``
-raise a ``ValueError`` naming the row, ``run_dp_fedavg`` (``DPFedAvgServer``) names the client id,
-before any noise is drawn, any weight moves or any epsilon is reported.
+raise a ``ValueError`` naming the row, ``run_dp_fedavg`` (``DPFedAvgServer``)
+names the client id, before any noise is drawn, any weight moves or any
+epsilon is reported.
 Integer updates are refused too (their squared norms wrap around), and
 bfloat16/float16 updates are clipped with float64 norms, to C / (1 + u) (u
 the dtype's unit roundoff), so that the rounded result stays within C.
