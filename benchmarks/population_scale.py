@@ -22,6 +22,7 @@ a run (eight runs).
 
     OMP_NUM_THREADS=1 python benchmarks/population_scale.py            # part 1
     OMP_NUM_THREADS=1 python benchmarks/population_scale.py --sweep    # and part 2
+    OMP_NUM_THREADS=1 python benchmarks/population_scale.py --no-timing --populations 1000000
 """
 
 from __future__ import annotations
@@ -140,12 +141,12 @@ def accuracy(run: dict, x_test: torch.Tensor, y_test: torch.Tensor) -> float:
         return float((run["model"](x_test).argmax(1) == y_test).float().mean())
 
 
-def sweep(rounds: int) -> None:
+def sweep(rounds: int, populations: tuple[int, ...] = POPULATIONS) -> None:
     x_test, y_test = VirtualWriters(10**4, seed=0, split="test", image_size=14).test_set(500)
     print(f"\nAccuracy after {rounds} rounds, about {CLIENTS_PER_ROUND} clients a round:")
     print("| K | q | sigma (eps = 2) | delta | DP-FedAvg | FedAvg (no noise) | seconds |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for num_clients in POPULATIONS:
+    for num_clients in populations:
         sigma = sigma_for(num_clients, rounds)
         results = []
         start = time.perf_counter()
@@ -167,12 +168,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sweep", action="store_true", help="also run the accuracy table")
     parser.add_argument("--rounds", type=int, default=100, help="rounds of each sweep run")
+    parser.add_argument(
+        "--populations", type=int, nargs="+", default=POPULATIONS, help="the sweep's K values"
+    )
+    parser.add_argument("--no-timing", action="store_true", help="skip part 1")
     parser.add_argument("--timed-rounds", type=int, default=5, help="rounds timed for each K")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.child:
         print(json.dumps(measure_rounds(args.child, args.timed_rounds)))
+        return
+    if args.no_timing:
+        sweep(args.rounds, tuple(args.populations))
         return
     print(f"One DP-FedAvg round, about {CLIENTS_PER_ROUND} virtual writers a round, 1 thread:")
     print("| K | wall s / round | CPU s / round | peak RSS, MB | peak above K = 10^3, MB |")
@@ -190,7 +198,7 @@ def main() -> None:
             flush=True,
         )
     if args.sweep:
-        sweep(args.rounds)
+        sweep(args.rounds, tuple(args.populations))
 
 
 if __name__ == "__main__":
