@@ -24,6 +24,7 @@ from fl_dp_lab.exercises.federated import *  # noqa: F403
 from fl_dp_lab.exercises.flower import *  # noqa: F403
 from fl_dp_lab.exercises.mechanisms import *  # noqa: F403
 from fl_dp_lab.exercises.numdiff import *  # noqa: F403
+from fl_dp_lab.exercises.populations import *  # noqa: F403
 from fl_dp_lab.exercises.primer import *  # noqa: F403
 from fl_dp_lab.exercises.start import *  # noqa: F403
 from fl_dp_lab.exercises.training import *  # noqa: F403
