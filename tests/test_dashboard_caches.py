@@ -70,3 +70,63 @@ def test_remembered_curves_equal_the_curves_computed_afresh():
         assert remembered[0].tolist() == grid.tolist()
         for method, values in fresh.items():
             assert remembered[1][method].tolist() == values.tolist(), method
+
+
+def _pixels(fig) -> np.ndarray:
+    from fl_dp_lab.plots import _render
+
+    return np.asarray(_render(fig))
+
+
+def _fresh_pixels(fig) -> np.ndarray:
+    """The same figure drawn from scratch: no background, no kept title kept."""
+    from fl_dp_lab.plots import _BLITS
+
+    _BLITS[fig].background = None
+    return _pixels(fig)
+
+
+def test_a_title_pasted_from_memory_gives_the_pixels_of_one_drawn_afresh():
+    import matplotlib.pyplot as plt
+
+    from fl_dp_lab.plots import _BLITS, animate, new_figure
+
+    # Arrange: two panels whose titles and lines move, like a dashboard's
+    fig, (left, right) = new_figure(1, 2, width=3.0, height=2.5)
+    (line,) = left.plot([0, 1], [0, 1])
+    (dots,) = right.plot([0, 1], [1, 0], "o")
+    left.set_title("left: fixed")
+    right.set_title("right: 0")
+    animate(fig, [line, dots, left.title, right.title])
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    for k in range(1, 4):
+        _pixels(fig)
+        _pixels(fig)  # drawn twice the same, the left title's pixels are kept
+        # Act: new data and a new right title; the left one stays
+        line.set_ydata([0, k / 4])
+        right.title.set_text(f"right: {k}")
+        shown = _pixels(fig)
+        kept = {t.get_text() for t, (_, px) in _BLITS[fig].titles.items() if px is not None}
+        # Assert: the left title was pasted from memory, and the frame is the figure drawn
+        # from scratch, pixel for pixel
+        assert kept == {"left: fixed"}
+        assert np.array_equal(shown, _fresh_pixels(fig))
+    # a title that changes after being kept is drawn anew
+    left.title.set_text("left: moved")
+    assert np.array_equal(_pixels(fig), _fresh_pixels(fig))
+    plt.close(fig)
+
+
+def test_the_step_size_dashboard_frames_equal_fresh_drawings():
+    from fl_dp_lab.plots import _BLITS
+    from fl_dp_lab.widgets.numdiff import step_size_explorer
+
+    box = step_size_explorer(np.sin, np.cos, x=1.0, h=1e-2)
+    slider = box.children[1]
+    blit = _BLITS[box.figure]
+    for values in ((1e-3, 1e-4, 1e-5), (1e-9, 1e-8, 0.5)):
+        for value in values:  # each redraw moves the secant and its title; the error's stays
+            slider.value = value
+        assert any(pixels is not None for _, pixels in blit.titles.values())
+        assert np.array_equal(_pixels(box.figure), _fresh_pixels(box.figure))
