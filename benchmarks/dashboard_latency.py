@@ -16,11 +16,13 @@ whatever the verdicts are (the tests never assert speed). Needs Chromium (Debian
     python benchmarks/dashboard_latency.py                 # every notebook, 5 presses each way
     python benchmarks/dashboard_latency.py 02 04           # some notebooks (numbers or names)
     python benchmarks/dashboard_latency.py 05 --sweep      # also every slider stop, end to end
-    python benchmarks/dashboard_latency.py --kernel        # 04 and 05 in Python, no browser
+    python benchmarks/dashboard_latency.py --kernel        # 01, 04-07 in Python, no browser
 
-``--kernel`` times the kernel's side alone, in this process: it builds notebook 04's and
-05's dashboards and sets each slider to Home, End, then every stop up and every stop down
-(05's q and T also at sigma = 0.2, where epsilon is slowest), timing each change to the
+``--kernel`` times the kernel's side alone, in this process: it builds the slider
+dashboards of notebooks 01, 04, 05, 06 and 07 (06 from random gradients of its model's
+size, 07 from a made-up sweep result: the same figures, no training) and sets each slider
+to Home, End, then every stop up and every stop down (05's q and T also at sigma = 0.2,
+where epsilon is slowest), and each toggle to each option, timing each change to the
 first figure rendered (JPEG bytes ready to send) and to the last one. It is less affected
 by a loaded machine than the browser's numbers and leaves out the widget messages and
 the browser's decode.
@@ -76,8 +78,46 @@ def dashboard_summary(results) -> str:
     return "\n".join(rows)
 
 
+def _kernel_dashboards() -> dict:
+    """Notebook number -> a function building that notebook's dashboard from cheap inputs.
+
+    Notebooks 06 and 07 build theirs from a training run; here 06 gets random per-sample
+    gradients of its MLP's size and 07 a sweep result with made-up accuracies, which
+    draw the same figures (the redraw never trains).
+    """
+    import numpy as np
+    import torch
+
+    from fl_dp_lab.opacus_bridge import SweepResult
+    from fl_dp_lab.widgets.accounting import accounting_dashboard
+    from fl_dp_lab.widgets.dpsgd import clipping_dashboard
+    from fl_dp_lab.widgets.mechanisms import gaussian_dashboard
+    from fl_dp_lab.widgets.numdiff import step_size_explorer
+    from fl_dp_lab.widgets.opacus import sweep_dashboard
+
+    def clipping():
+        grads = torch.randn(64, 784 * 128 + 128 + 128 * 10 + 10,
+                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+        return clipping_dashboard(grads, sample_rate=0.128, steps=64, seed=0)
+
+    def sweep():
+        sigmas, norms = np.array([0.0, 0.5, 1.0, 2.0]), np.array([0.1, 1.0, 3.0])
+        accuracy = 0.9 - 0.05 * sigmas[:, None] * (1 + np.arange(3))[None, :] / 3
+        epsilons = np.array([np.inf, 12.0, 3.0, 1.0])
+        result = SweepResult(sigmas, norms, accuracy, epsilons, 0.9, 1e-5, 1 / 16, 32)
+        return sweep_dashboard(result, noise_multiplier=1.0, max_grad_norm=1.0)
+
+    return {
+        "01": lambda: step_size_explorer(np.sin, np.cos, x=1.0, h=1e-2),
+        "04": gaussian_dashboard,
+        "05": accounting_dashboard,
+        "06": clipping,
+        "07": sweep,
+    }
+
+
 def kernel_sweep(names: list[str]) -> str:
-    """Time every slider stop of notebook 04's and 05's dashboards in this process."""
+    """Time every slider stop (and toggle) of notebooks 01, 04-07's dashboards in this process."""
     import time
 
     import ipywidgets as widgets
@@ -85,8 +125,6 @@ def kernel_sweep(names: list[str]) -> str:
 
     matplotlib.use("Agg")
     from fl_dp_lab.widgets import _output
-    from fl_dp_lab.widgets.accounting import accounting_dashboard
-    from fl_dp_lab.widgets.mechanisms import gaussian_dashboard
 
     rendered: list[float] = []
     render = _output.figure_jpeg
@@ -97,42 +135,40 @@ def kernel_sweep(names: list[str]) -> str:
         return data
 
     _output.figure_jpeg = timed_render
-    builds = {"04": gaussian_dashboard, "05": accounting_dashboard}
-    rows = [f"{'dashboard':<18} {'slider':<16} {'n':>4} {'first: median':>14} {'max':>7} "
+    builds = _kernel_dashboards()
+    controls = (widgets.FloatSlider, widgets.FloatLogSlider, widgets.SelectionSlider,
+                widgets.ToggleButtons)  # fmt: skip
+    rows = [f"{'dashboard':<18} {'control':<16} {'n':>4} {'first: median':>14} {'max':>7} "
             f"{'settled: median':>16} {'max':>7}  (ms)"]  # fmt: skip
     try:
         for name in [n for n in builds if not names or any(n.startswith(a[:2]) for a in names)]:
             start = time.perf_counter()
             box = builds[name]()
             rows.append(f"{name} built in {time.perf_counter() - start:.2f} s")
-            sliders = [
-                c
-                for c in box.children
-                if isinstance(c, (widgets.FloatSlider, widgets.FloatLogSlider))
-            ]
-            runs = [(name, sliders)]
+            found = [c for c in _descendants(box) if isinstance(c, controls)]
+            runs = [(name, found)]
             if name == "05":
-                runs.append(("05 at σ = 0.2", sliders[1:]))
+                runs.append(("05 at σ = 0.2", found[1:]))
             for label, driven in runs:
                 if label != name:
-                    sliders[0].value = 0.2
-                for slider in driven:
+                    found[0].value = 0.2
+                for control in driven:
                     first, settled = [], []
-                    stops = _stops(slider)
-                    begin = slider.value
+                    stops = _stops(control)
+                    begin = control.value
                     for value in [stops[0], stops[-1], *stops, *stops[::-1]]:
-                        if value == slider.value:
+                        if value == control.value:
                             continue
                         rendered.clear()
                         start = time.perf_counter()
-                        slider.value = value
+                        control.value = value
                         end = time.perf_counter()
                         first.append(1e3 * ((rendered[0] if rendered else end) - start))
                         settled.append(1e3 * (end - start))
-                    slider.value = begin
+                    control.value = begin
                     rows.append(
-                        f"{label:<18} {slider.description:<16} {len(first):>4} "
-                        f"{statistics.median(first):>14.0f} {max(first):>7.0f} "
+                        f"{label:<18} {control.description or type(control).__name__:<16} "
+                        f"{len(first):>4} {statistics.median(first):>14.0f} {max(first):>7.0f} "
                         f"{statistics.median(settled):>16.0f} {max(settled):>7.0f}"
                     )
     finally:
@@ -140,8 +176,19 @@ def kernel_sweep(names: list[str]) -> str:
     return "\n".join(rows)
 
 
-def _stops(slider) -> list[float]:
+def _descendants(box) -> list:
+    """Every widget inside ``box``, depth first, in page order."""
+    found = []
+    for child in getattr(box, "children", ()):
+        found.append(child)
+        found.extend(_descendants(child))
+    return found
+
+
+def _stops(slider) -> list:
     """Every value a slider's arrow keys reach, low to high (log sliders: base ** exponent)."""
+    if hasattr(slider, "options"):  # selection sliders and toggle buttons: (label, value)s
+        return [value for _, value in slider._options_full]
     count = int(round((slider.max - slider.min) / slider.step))
     exponents = [slider.min + k * slider.step for k in range(count + 1)]
     if hasattr(slider, "base"):
@@ -154,7 +201,7 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="*", help="notebook numbers or names (default: all)")
     parser.add_argument("--presses", type=int, default=5, help="arrow presses each way (default 5)")
     parser.add_argument("--sweep", action="store_true", help="also visit every slider stop")
-    parser.add_argument("--kernel", action="store_true", help="time 04 and 05 in Python only")
+    parser.add_argument("--kernel", action="store_true", help="time 01, 04-07 in Python only")
     args = parser.parse_args()
     if args.kernel:
         print(kernel_sweep(args.notebooks))

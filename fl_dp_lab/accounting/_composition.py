@@ -14,7 +14,15 @@ from typing import Literal, get_args
 import numpy as np
 
 from fl_dp_lab._validate import check_choice, check_int, check_real
-from fl_dp_lab.accounting._accounting_core import ACCOUNTANTS, check_mechanism, epsilon_checked
+from fl_dp_lab.accounting import _pld
+from fl_dp_lab.accounting._accounting_core import (
+    ACCOUNTANTS,
+    NEGLIGIBLE_NOISE,
+    check_mechanism,
+    composed_pld,
+    directions,
+    epsilon_checked,
+)
 
 __all__ = [
     "COMPOSITIONS",
@@ -105,8 +113,16 @@ def epsilon_curves(
     """Epsilon against step count for each method, at ``points`` log-spaced step counts.
 
     What notebook 05's figure and dashboard draw: a few step counts from 1 to
-    ``steps`` (every one-step PLD, RDP curve and composed PLD is cached, so
-    dragging a slider back is instant). The RDP curve uses ``DEFAULT_ORDERS``;
+    ``steps``. Every point of the "rdp", "basic" and "advanced" curves is
+    ``composed_epsilon`` at its step count. The "pld" curve's last point is the
+    PLD accountant's epsilon for ``steps`` (``accounting.epsilon``, the same
+    number); its earlier points are composed on the grid that accountant chose
+    for ``steps`` (``_pld_curve``), which skips the search for a grid per step
+    count: they are the accountant's own numbers wherever its grid for that step
+    count is the same one (whenever the last step count's losses fit its grid
+    without coarsening it, as at sigma = 4, q = 0.01, T = 10,000), and otherwise
+    still pessimistic upper bounds on the same mechanism, within 0.1 % of the
+    accountant's (1e-5 where we looked). The RDP curve uses ``DEFAULT_ORDERS``;
     where noise is so weak that its best order is the grid's edge (1.1), the
     curve is that grid's bound, still an upper bound, and no edge-of-grid
     warning is raised: the caller cannot pass other orders here.
@@ -129,6 +145,34 @@ def epsilon_curves(
             "ignore", message="the best Rényi order .* is at the edge", category=RuntimeWarning
         )
         curves = {
-            m: np.array([_composed(sigma, q, int(t), delta, m) for t in grid]) for m in methods
+            m: _pld_curve(sigma, q, grid, delta)
+            if m == "pld"
+            else np.array([_composed(sigma, q, int(t), delta, m) for t in grid])
+            for m in methods
         }
     return grid, curves
+
+
+def _pld_curve(sigma: float, q: float, grid: np.ndarray, delta: float) -> np.ndarray:
+    """PLD epsilon at each step count of ``grid`` (increasing), all on the last one's grid.
+
+    The last point is ``epsilon_checked`` itself. The accountant picks a loss grid
+    per step count, and at weak noise each pick costs FFTs of 2^21 points (a
+    second for a six-point curve); here the earlier step counts reuse the grid
+    of the last one, already chosen, so each costs one FFT no longer than the last
+    one's. Connect-the-dots rounding is pessimistic on any grid, so every point
+    is an upper bound on the mechanism's epsilon.
+    """
+    steps = int(grid[-1])
+    final = epsilon_checked(sigma, q, steps, delta, "pld")
+    if sigma < NEGLIGIBLE_NOISE or steps <= 1:
+        return np.array([epsilon_checked(sigma, q, int(t), delta, "pld") for t in grid])
+    values = []
+    for t in grid[:-1]:
+        eps = 0.0
+        for direction in directions(q):
+            interval = composed_pld(sigma, q, steps, direction).interval  # cached by the call above
+            one = _pld.subsampled_gaussian_pld(min(sigma, _pld.LARGE_NOISE), q, interval, direction)
+            eps = max(eps, _pld.epsilon_for_delta(_pld.compose([(one, int(t))]), delta))
+        values.append(eps)
+    return np.array([*values, final])

@@ -156,6 +156,8 @@ class _Blit:
     def __init__(self, artists: list[mpl.artist.Artist]) -> None:
         self.artists = artists
         self.background: Any = None  # the canvas without the animated artists, once drawn
+        # title -> (what it showed, the pixels of its box as drawn on this background)
+        self.titles: dict[mpl.artist.Artist, tuple[tuple, Any]] = {}
 
 
 _BLITS: weakref.WeakKeyDictionary[mpl.figure.Figure, _Blit] = weakref.WeakKeyDictionary()
@@ -193,23 +195,79 @@ def animate(fig: plt.Figure, artists: Iterable[mpl.artist.Artist]) -> None:
 
 
 def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
-    """Paste the static background (drawing it first if stale), then the animated artists."""
+    """Paste the static background (drawing it first if stale), then the animated artists.
+
+    An animated title (an axes' title or the figure's suptitle) that shows what it
+    showed in the last two frames is pasted as the pixels it drew then: rendering its
+    glyphs again costs more than all of a dashboard's moving lines. Only when the
+    pixels are sure to be the same: the background is the one they were drawn on,
+    the title's box meets no axes and no other title, and every other moving
+    artist is clipped to its axes, so nothing else is drawn inside that box.
+    """
     blit.artists = [a for a in blit.artists if a.get_figure(root=True) is fig]  # drop removed
     if blit.background is None or fig.stale:
         canvas.draw()  # skips animated artists
         blit.background = canvas.copy_from_bbox(fig.bbox)
+        blit.titles.clear()
     else:
         canvas.restore_region(blit.background)
     renderer = canvas.get_renderer()
     axes = list(dict.fromkeys(a.axes for a in blit.artists))
-    for artist in sorted(
+    visible = sorted(
         (a for a in blit.artists if a.get_visible()),
         key=lambda a: (a.axes is None, axes.index(a.axes), a.get_zorder()),
-    ):
+    )
+    titles = _titles(fig)
+    reusable = all(a in titles or (a.axes is not None and a.get_clip_on()) for a in visible)
+    shown = tuple(t for t in visible if t in titles)  # part of each title's state: its neighbours
+    for artist in visible:
+        if not (reusable and artist in titles):
+            artist.draw(renderer)
+            continue
+        state = (_text_state(artist), shown)
+        kept_state, pixels = blit.titles.get(artist, (None, None))
+        if kept_state == state and pixels is not None:
+            canvas.restore_region(pixels)
+            continue
         artist.draw(renderer)
-    # Drawing a legend re-places its frame, which marks the figure stale; the background
-    # matches the figure's static state now, so that mark is dropped.
-    fig.stale = False
+        # keep the pixels of a title drawn twice in a row the same (one that changes on
+        # every frame is not worth measuring)
+        box = _title_box(artist, renderer, fig, shown) if kept_state == state else None
+        blit.titles[artist] = (state, None if box is None else canvas.copy_from_bbox(box))
+
+
+def _titles(fig: plt.Figure) -> set[mpl.artist.Artist]:
+    """The figure's suptitle and every axes' three titles."""
+    found = {t for ax in fig.axes for t in (ax.title, ax._left_title, ax._right_title)}
+    return found | ({fig._suptitle} if fig._suptitle is not None else set())
+
+
+def _text_state(text: mpl.text.Text) -> tuple:
+    """Everything a title's pixels depend on, once its figure's layout is fixed."""
+    return (
+        text.get_text(), text.get_unitless_position(), text.get_color(), text.get_alpha(),
+        text.get_fontproperties(), text.get_rotation(), text.get_horizontalalignment(),
+        text.get_verticalalignment(), text.get_transform().get_matrix().tobytes(),
+        text.get_figure(root=True).dpi,
+    )  # fmt: skip
+
+
+def _title_box(
+    title: mpl.text.Text, renderer: Any, fig: plt.Figure, others: Iterable[mpl.artist.Artist]
+) -> Any:
+    """The title's drawn box with a margin, or None where its pixels could hold anything else."""
+    box = title.get_window_extent(renderer).padded(3)
+    if (
+        box.width <= 6
+        or not fig.bbox.contains(box.x0, box.y0)
+        or not fig.bbox.contains(box.x1, box.y1)
+    ):
+        return None
+    if any(box.overlaps(ax.bbox) for ax in fig.axes):
+        return None
+    if any(box.overlaps(t.get_window_extent(renderer)) for t in others if t is not title):
+        return None
+    return box
 
 
 def _render(fig: plt.Figure) -> Image.Image:
