@@ -92,7 +92,7 @@ def composed_epsilon(
 def _composed(sigma: float, q: float, steps: int, delta: float, method: Composition) -> float:
     """``composed_epsilon`` after validation."""
     if method in ACCOUNTANTS or steps == 0 or sigma == 0.0:
-        return epsilon_checked(sigma, q, steps, delta, "pld" if method == "basic" else method[:3])
+        return epsilon_checked(sigma, q, steps, delta, "rdp" if method == "rdp" else "pld")
     if method == "basic":
         return steps * epsilon_checked(sigma, q, 1, delta / steps, "pld")
     step_eps = epsilon_checked(sigma, q, 1, delta / (2 * steps), "pld")

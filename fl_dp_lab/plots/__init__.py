@@ -236,10 +236,17 @@ def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
         blit.titles[artist] = (state, None if box is None else canvas.copy_from_bbox(box))
 
 
-def _titles(fig: plt.Figure) -> set[mpl.artist.Artist]:
+def _titles(fig: plt.Figure) -> set[mpl.text.Text]:
     """The figure's suptitle and every axes' three titles."""
-    found = {t for ax in fig.axes for t in (ax.title, ax._left_title, ax._right_title)}
-    return found | ({fig._suptitle} if fig._suptitle is not None else set())
+    # an axes' own Text children that are not in ``ax.texts`` are exactly its three titles;
+    # a suptitle is one of the figure's texts
+    found = {
+        child
+        for ax in fig.axes
+        for child in ax.get_children()
+        if isinstance(child, mpl.text.Text) and child not in ax.texts
+    }
+    return found | set(fig.texts)
 
 
 def _text_state(text: mpl.text.Text) -> tuple:
@@ -248,7 +255,7 @@ def _text_state(text: mpl.text.Text) -> tuple:
         text.get_text(), text.get_unitless_position(), text.get_color(), text.get_alpha(),
         text.get_fontproperties(), text.get_rotation(), text.get_horizontalalignment(),
         text.get_verticalalignment(), text.get_transform().get_matrix().tobytes(),
-        text.get_figure(root=True).dpi,
+        getattr(text.get_figure(root=True), "dpi", None),
     )  # fmt: skip
 
 

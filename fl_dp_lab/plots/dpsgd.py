@@ -232,8 +232,8 @@ def timing_figure(milliseconds: dict[str, float]) -> plt.Figure:
     ax.barh(names, [milliseconds[n] for n in names], color=PALETTE["blue"])
     ax.set(xscale="log", xlabel="time per batch (ms, log scale)")
     ax.invert_yaxis()
-    fastest = min(names, key=milliseconds.get)
-    slowest = max(names, key=milliseconds.get)
+    fastest = min(names, key=lambda name: milliseconds[name])
+    slowest = max(names, key=lambda name: milliseconds[name])
     ax.set_title(
         f"{slowest} is {milliseconds[slowest] / milliseconds[fastest]:.0f}x slower than {fastest}"
     )

@@ -7,7 +7,7 @@ artists a widget updates in place.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -40,7 +40,7 @@ def error_vs_step(
     if ax is None:
         fig, ax = new_figure(width=7.0, height=4.5)
     else:
-        fig = ax.figure
+        fig = cast(plt.Figure, ax.figure)
     steps = np.asarray(steps, dtype=float)
     for colour, (label, values) in zip(_COLOURS, errors.items(), strict=False):
         values = np.asarray(values, dtype=float)
@@ -117,10 +117,10 @@ def update_secant_explorer(
 ) -> None:
     """Draw the secant through the points at ``nodes`` with ``slope``; move the marker to h."""
     f, left = artists["f"], artists["left"]
-    nodes = np.asarray(nodes, dtype=float)
-    values = f(nodes)
+    points = np.asarray(nodes, dtype=float)
+    values = f(points)
     ends = np.array(left.get_xlim())
-    artists["secant"].set_data(ends, values[0] + slope * (ends - nodes[0]))
-    artists["points"].set_data(nodes, values)
+    artists["secant"].set_data(ends, values[0] + slope * (ends - points[0]))
+    artists["points"].set_data(points, values)
     artists["marker"].set_data([h], [error if error > 0 else np.nan])
     left.title.set_text(f"h = {h:.1e}: secant slope {slope:.8f}")

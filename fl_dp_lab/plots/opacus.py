@@ -44,13 +44,13 @@ def plot_agreement(
 
 def plot_batch_sizes(sizes: Sequence[int], *, num_examples: int, sample_rate: float) -> plt.Figure:
     """Histogram of Poisson batch sizes with the Binomial(num_examples, sample_rate) law."""
-    sizes = np.asarray(sizes, dtype=int)
+    counts = np.asarray(sizes, dtype=int)
     fig, ax = new_figure(width=6.4, height=4.0)
-    edges = np.arange(sizes.min() - 0.5, sizes.max() + 1.5, max(1, (np.ptp(sizes) + 1) // 12))
+    edges = np.arange(counts.min() - 0.5, counts.max() + 1.5, max(1, (np.ptp(counts) + 1) // 12))
     heights, _, _ = ax.hist(
-        sizes, bins=edges, density=True, color=PALETTE["sky"], label="observed batches"
+        counts, bins=edges, density=True, color=PALETTE["sky"], label="observed batches"
     )
-    k = np.arange(sizes.min(), sizes.max() + 1)
+    k = np.arange(counts.min(), counts.max() + 1)
     law = stats.binom.pmf(k, num_examples, sample_rate)
     ax.plot(
         k,

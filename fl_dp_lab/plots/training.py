@@ -50,6 +50,7 @@ def gradient_norm_histogram(
     """
     norms = np.asarray(norms, dtype=float)
     fig, ax = new_figure(width=7.0, height=4.0)
+    edges: np.ndarray | int
     if log:
         positive = norms[norms > 0]
         edges = np.logspace(np.log10(positive.min()), np.log10(positive.max()), bins + 1)

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from fl_dp_lab._validate import check_int, check_real
-from fl_dp_lab.accounting import COMPOSITIONS, remembered_epsilon_curves
+from fl_dp_lab.accounting import COMPOSITIONS, Composition, remembered_epsilon_curves
 from fl_dp_lab.plots.accounting import epsilon_steps_figure, update_epsilon_steps_figure
 from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
@@ -99,12 +99,14 @@ def accounting_dashboard(
     readout.add_class("fl-dp-lab-readout")
     output = figure_view()
 
-    def curves(s: float, rate: float, t: int, methods: tuple[str, ...], compute: bool = True):
+    def curves(
+        s: float, rate: float, t: int, methods: tuple[Composition, ...], compute: bool = True
+    ):
         with warnings.catch_warnings():  # "best Rényi order at the grid's edge": API advice
             warnings.simplefilter("ignore", RuntimeWarning)
             return _curves(s, rate, t, methods, compute)
 
-    def _curves(s: float, rate: float, t: int, methods: tuple[str, ...], compute: bool):
+    def _curves(s: float, rate: float, t: int, methods: tuple[Composition, ...], compute: bool):
         return remembered_epsilon_curves(
             noise_multiplier=s,
             sample_rate=rate,
@@ -144,7 +146,8 @@ def accounting_dashboard(
             draw(s, rate, t, grid, {m: values.get(m, grid * np.nan) for m in COMPOSITIONS},
                  pending=_SLOW)  # fmt: skip
             remembered = curves(s, rate, t, COMPOSITIONS)
-        draw(s, rate, t, *remembered, pending=())
+        grid, values = remembered
+        draw(s, rate, t, grid, values, pending=())
 
     for slider in (sigma_slider, q_slider, steps_slider):
         slider.observe(show, names="value")

@@ -136,7 +136,7 @@ def dp_fedavg_dashboard(
     ]
     if missing:
         fail("sweep", "every combination of its sigma, C and clients values", missing[:3])
-    start = (axes[0][len(axes[0]) // 2], axes[1][0], axes[2][-1])
+    start = (float(axes[0][len(axes[0]) // 2]), float(axes[1][0]), int(axes[2][-1]))
     sliders = [
         widgets.SelectionSlider(
             options=values, value=value, description=name, continuous_update=False
@@ -150,9 +150,10 @@ def dp_fedavg_dashboard(
     freeze_layout(fig)  # shown only through the figure view
 
     def show(_: object = None) -> None:
-        key = tuple(s.value for s in sliders)
-        update_dp_fedavg_figure(artists, sweep[key])
-        readout.value = dp_fedavg_readout(*key, sweep[key], delta)
+        sigma, clip, clients = (s.value for s in sliders)
+        history = sweep[(float(sigma), float(clip), int(clients))]
+        update_dp_fedavg_figure(artists, history)
+        readout.value = dp_fedavg_readout(sigma, clip, clients, history, delta)
         show_figure(output, fig)
 
     for slider in sliders:

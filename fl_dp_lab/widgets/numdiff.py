@@ -22,7 +22,7 @@ from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout,
 __all__ = ["step_size_explorer"]
 
 _METHODS = {"forward": forward_difference, "central": central_difference}
-_DTYPES = {"float64": np.float64, "float32": np.float32}
+_DTYPES: dict[str, type[np.floating]] = {"float64": np.float64, "float32": np.float32}
 
 
 def step_size_explorer(
