@@ -72,6 +72,8 @@ ANSWERS: dict[str, list[float | str]] = {
     "check_renyi_monte_carlo": ["logsumexp((order - 1)", "E_P[(P / Q)^(a - 1)]", "/ (order - 1)"],
     "check_local_noise_factor": ["sqrt(100)", "= sqrt(m)", "is 10", "factor 10", "10 times"],
     "check_batch_clip_influence": [1 / 32, "(2, 1 / 32)", "twice C", "C / B"],
+    "check_noise_on_the_mean": [0.6 * 2.0 / (1e-3 * 10**6), "/ (q * K)", "/ (qK)", "C/(qK)"],
+    "check_chance_of_taking_part": [1 - 0.995**200, "1 - (1 - q)", "(1 - 0.005) ** 200"],
 }
 
 
@@ -181,6 +183,11 @@ WRONG = {
     "check_renyi_monte_carlo": lambda: ((lambda log_ratios, order: 0.0,), {}),
     "check_local_noise_factor": lambda: ((3.0,), {}),
     "check_batch_clip_influence": lambda: (((0.5, 0.5),), {}),
+    "check_noise_on_the_mean": lambda: (
+        (5.0,),
+        dict(noise_multiplier=0.6, clip_norm=2.0, sample_rate=1e-3, num_clients=10**6),
+    ),
+    "check_chance_of_taking_part": lambda: ((0.2,), dict(sample_rate=0.005, rounds=200)),
 }
 #: checks whose wrong answer costs a Flower run; their tiers are the same mechanism
 SLOW = {"check_train_mods"}
@@ -265,6 +272,14 @@ RIGHT = {
     "check_empty_round_probability": lambda: ((0.7**10,), {}),
     "check_local_noise_factor": lambda: ((math.sqrt(100),), {}),
     "check_batch_clip_influence": lambda: (((2.0, 1 / 32),), {}),
+    "check_noise_on_the_mean": lambda: (
+        (0.6 * 2.0 / (1e-3 * 10**6),),
+        dict(noise_multiplier=0.6, clip_norm=2.0, sample_rate=1e-3, num_clients=10**6),
+    ),
+    "check_chance_of_taking_part": lambda: (
+        (1 - 0.995**200,),
+        dict(sample_rate=0.005, rounds=200),
+    ),
 }
 
 
