@@ -66,7 +66,19 @@ ANSWERS: dict[str, list[float | str]] = {
     "check_flower_noise_std": [0.8 * 1.5 / 4, "0.8 * 1.5 / 4"],
     "check_empty_round_probability": [0.7**10, "0.7^10", "(1 - q)^K"],
     "check_train_mods": ["train_mods=[fixedclipping_mod]"],
+    "check_pairwise_sq_distances": ["a[:, None", "b[None, :", "unsqueeze(", "(n, 1, d)"],
+    "check_train_step": ["optimizer.zero_grad()", "loss.backward()", "optimizer.step()"],
+    "check_laplace_sampler": ["log1p(-", "-b times the log", "exponential_(", "randint(0, 2"],
+    "check_renyi_monte_carlo": ["logsumexp((order - 1)", "E_P[(P / Q)^(a - 1)]", "/ (order - 1)"],
+    "check_local_noise_factor": ["sqrt(100)", "= sqrt(m)", "is 10", "factor 10", "10 times"],
+    "check_batch_clip_influence": [1 / 32, "(2, 1 / 32)", "twice C", "C / B"],
+    "check_noise_on_the_mean": [0.6 * 2.0 / (1e-3 * 10**6), "/ (q * K)", "/ (qK)", "C/(qK)"],
+    "check_chance_of_taking_part": [1 - 0.995**200, "1 - (1 - q)", "(1 - 0.005) ** 200"],
 }
+
+
+#: An exercise number: notebook, an optional lettered part of it (00a, 09b), the exercise.
+_NUMBER = r"Exercise (\d\d[a-z]?\.\d)"
 
 
 def _leaks(text: str, answers: list[float | str]) -> list[str]:
@@ -89,7 +101,7 @@ def test_every_check_has_a_row_in_the_answer_table_and_registered_hints():
     assert checks <= set(ANSWERS), sorted(checks - set(ANSWERS))
     names = set(registered_hints())
     for check in checks:
-        number = re.search(r"Exercise (\d\d\.\d)", getattr(exercises, check).__doc__)
+        number = re.search(_NUMBER, getattr(exercises, check).__doc__)
         assert number, check
         assert f"Exercise {number[1]}" in names, check
 
@@ -165,6 +177,17 @@ WRONG = {
     "check_trials_needed": lambda: ((1000,), {}),
     "check_flower_noise_std": lambda: ((0.9,), {}),
     "check_empty_round_probability": lambda: ((0.5,), {}),
+    "check_pairwise_sq_distances": lambda: ((lambda a, b: torch.zeros(len(a), len(b)),), {}),
+    "check_train_step": lambda: ((lambda model, optimizer, x, y: 0.0,), {}),
+    "check_laplace_sampler": lambda: ((lambda n, scale, g: torch.rand(n, generator=g),), {}),
+    "check_renyi_monte_carlo": lambda: ((lambda log_ratios, order: 0.0,), {}),
+    "check_local_noise_factor": lambda: ((3.0,), {}),
+    "check_batch_clip_influence": lambda: (((0.5, 0.5),), {}),
+    "check_noise_on_the_mean": lambda: (
+        (5.0,),
+        dict(noise_multiplier=0.6, clip_norm=2.0, sample_rate=1e-3, num_clients=10**6),
+    ),
+    "check_chance_of_taking_part": lambda: ((0.2,), dict(sample_rate=0.005, rounds=200)),
 }
 #: checks whose wrong answer costs a Flower run; their tiers are the same mechanism
 SLOW = {"check_train_mods"}
@@ -177,7 +200,7 @@ def test_every_check_has_a_wrong_answer_or_is_named_slow():
 @pytest.mark.parametrize("check", sorted(WRONG))
 def test_hints_escalate_and_the_solution_waits_for_the_third_try(check, capsys):
     function = getattr(exercises, check)
-    name = "Exercise " + re.search(r"Exercise (\d\d\.\d)", function.__doc__)[1]
+    name = "Exercise " + re.search(_NUMBER, function.__doc__)[1]
     tiers = registered_hints()[name]
     outputs = []
     for attempt in (1, 2, 3, 4):
@@ -247,6 +270,16 @@ RIGHT = {
     "check_trials_needed": lambda: ((297,), {}),
     "check_flower_noise_std": lambda: ((0.3,), {}),
     "check_empty_round_probability": lambda: ((0.7**10,), {}),
+    "check_local_noise_factor": lambda: ((math.sqrt(100),), {}),
+    "check_batch_clip_influence": lambda: (((2.0, 1 / 32),), {}),
+    "check_noise_on_the_mean": lambda: (
+        (0.6 * 2.0 / (1e-3 * 10**6),),
+        dict(noise_multiplier=0.6, clip_norm=2.0, sample_rate=1e-3, num_clients=10**6),
+    ),
+    "check_chance_of_taking_part": lambda: (
+        (1 - 0.995**200,),
+        dict(sample_rate=0.005, rounds=200),
+    ),
 }
 
 
@@ -254,7 +287,7 @@ RIGHT = {
 def test_success_messages_do_not_answer_another_exercise(check, capsys):
     args, kwargs = RIGHT[check]()
     assert getattr(exercises, check)(*args, **kwargs) is True
-    out = capsys.readouterr().out
+    out = capsys.readouterr().out.split("correct.", 1)[1]  # the message, not the exercise's name
     others = {other: answers for other, answers in ANSWERS.items() if other != check}
     numbers_only = {k: [a for a in v if not isinstance(a, str)] for k, v in others.items()}
     leaked = {k: _leaks(out, v) for k, v in numbers_only.items() if _leaks(out, v)}

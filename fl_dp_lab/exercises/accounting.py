@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -21,7 +21,17 @@ from fl_dp_lab.exercises._core import (
 __all__ = ["check_calibrate", "check_gaussian_rdp_epsilon"]
 
 #: Exercise 05.1's setting: T Gaussian steps (no subsampling), integer orders 2 ... 256.
-RDP_EXERCISE = {"noise_multiplier": 10.0, "steps": 1000, "delta": 1e-5}
+
+
+class _RdpSetting(TypedDict):
+    """The Gaussian steps of Exercise 05.1 (q = 1)."""
+
+    noise_multiplier: float
+    steps: int
+    delta: float
+
+
+RDP_EXERCISE: _RdpSetting = {"noise_multiplier": 10.0, "steps": 1000, "delta": 1e-5}
 RDP_EXERCISE_ORDERS = np.arange(2, 257)
 
 hints(
@@ -68,7 +78,8 @@ def check_gaussian_rdp_epsilon(answer: Any) -> bool:
             "the answer is its first entry, [0].",
         )
     value = as_number("answer", answer)
-    sigma, steps, delta = (RDP_EXERCISE[k] for k in ("noise_multiplier", "steps", "delta"))
+    sigma, steps = RDP_EXERCISE["noise_multiplier"], RDP_EXERCISE["steps"]
+    delta = RDP_EXERCISE["delta"]
     orders = RDP_EXERCISE_ORDERS
     one_step = np.asarray(
         rdp_subsampled_gaussian(noise_multiplier=sigma, sample_rate=1.0, orders=orders)
@@ -118,12 +129,17 @@ def _finite_positive(spent: Callable[[float], float]) -> Callable[[float], float
 
 def _calibration_cases() -> list[tuple[str, Callable[[float], float], float]]:
     """(what, a decreasing epsilon-of-sigma, target): hidden from the learner."""
-    rdp = {"sample_rate": 0.02, "steps": 400, "delta": 1e-5, "accountant": "rdp"}
+
+    def rdp(sigma: float) -> float:
+        return epsilon(
+            noise_multiplier=sigma, sample_rate=0.02, steps=400, delta=1e-5, accountant="rdp"
+        )
+
     return [
         ("eps = 3 / sigma", lambda s: 3.0 / s, 1.5),
         ("eps = 10 exp(-sigma)", lambda s: 10.0 * math.exp(-s), 0.5),
         ("eps = (5 - sigma)^2 below 5, 0 above", lambda s: max(0.0, 5.0 - s) ** 2, 1.0),
-        ("RDP, q = 0.02, T = 400", lambda s: epsilon(noise_multiplier=s, **rdp), 1.0),
+        ("RDP, q = 0.02, T = 400", rdp, 1.0),
     ]
 
 

@@ -76,7 +76,7 @@ def check_row_ratio(answer: Any) -> bool:
         outputs.append(as_array("image_from_gradient(...)", value, (x.numel(),), why="one image"))
         truths.append(x.numpy().astype(np.float64))
         # the first two cases are two different 784-pixel images
-        if len(outputs) == 2 and np.all(np.isfinite(value)) and np.allclose(*outputs):
+        if len(outputs) == 2 and np.all(np.isfinite(value)) and np.allclose(outputs[0], outputs[1]):
             return feedback(
                 name,
                 False,

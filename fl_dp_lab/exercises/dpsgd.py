@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import torch
 
@@ -131,7 +130,7 @@ def check_clip_function(clip: Any) -> bool:
     name = "Exercise 06.2"
     if is_unanswered(clip):
         return report_unanswered(name)
-    if not isinstance(clip, Callable):
+    if not callable(clip):
         raise TypeError(f"clip must be a function clip(g, max_grad_norm), got {clip!r}")
     direction = torch.tensor([0.6, 0.8])
 
@@ -235,6 +234,25 @@ def _clip_hint(name: str, hint: str) -> bool:
 
 #: Exercise 06.3's hidden cases: (model, examples, lr, C, sigma, expected batch size, seed);
 #: a case without noise isolates clipping and scaling, and an empty Poisson batch must still step
+class _StepSetting(TypedDict):
+    """The keyword settings of one hidden DP-SGD step, as ``dp_sgd_step`` takes them."""
+
+    lr: float
+    max_grad_norm: float
+    noise_multiplier: float
+    expected_batch_size: float
+
+
+class _Slip(TypedDict, total=False):
+    """One usual slip of a DP-SGD step, as the keywords ``_variant_step`` takes."""
+
+    clip: bool
+    divisor: Literal["expected", "actual"]
+    noise_c: bool
+    noise_after: bool
+    sign: float
+
+
 _STEP_CASES = (
     ("logistic", 7, 0.5, 0.7, 1.3, 6.5, 1),
     ("mlp", 12, 0.2, 2.0, 0.0, 10.0, 2),
@@ -268,7 +286,7 @@ def check_dp_sgd_step(my_dp_sgd_step: Any) -> bool:
     loss_fn = torch.nn.functional.cross_entropy
     for kind, n, lr, c, sigma, size, seed in _STEP_CASES:
         model, x, y = _step_case(kind, n, seed)
-        setting = {
+        setting: _StepSetting = {
             "lr": lr,
             "max_grad_norm": c,
             "noise_multiplier": sigma,
@@ -319,7 +337,7 @@ def check_dp_sgd_step(my_dp_sgd_step: Any) -> bool:
     )
 
 
-_STEP_SLIPS = (
+_STEP_SLIPS: tuple[tuple[_Slip, str], ...] = (
     ({"clip": False}, "the gradients were not clipped: one example moves the step without bound."),
     ({"divisor": "actual"}, "that divides by the batch's actual size, which depends on the data; "
      "the step divides by the expected batch size."),
@@ -364,7 +382,7 @@ def _variant_step(
     expected_batch_size: float,
     generator: torch.Generator,
     clip: bool = True,
-    divisor: str = "expected",
+    divisor: Literal["expected", "actual"] = "expected",
     noise_c: bool = True,
     noise_after: bool = False,
     sign: float = 1.0,
@@ -395,7 +413,7 @@ def _variant_step(
         step = {key: g / denominator for key, g in noisy.items()}
     with torch.no_grad():
         for key, p in params.items():
-            p -= sign * lr * step[key]
+            p.sub_(sign * lr * step[key])
 
 
 # --- Notebook 07 (DP-SGD with Opacus) ---------------------------------------
@@ -442,10 +460,11 @@ def check_opacus_sample_rate(sample_rate: Any, expected_batch_size: Any) -> bool
         return report_unanswered(name)
     q = as_number("sample_rate", sample_rate)
     b = as_number("expected_batch_size", expected_batch_size)
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, TensorDataset
 
     n, batch = 4000, 256
-    rate = 1 / len(DataLoader(range(n), batch_size=batch))  # what make_private reads off the loader
+    loader = DataLoader(TensorDataset(torch.arange(n)), batch_size=batch)
+    rate = 1 / len(loader)  # what make_private reads off the loader
     expected = int(n * rate)  # the DPOptimizer's expected batch size
     if abs(q - batch / n) < 1e-9:
         return feedback(

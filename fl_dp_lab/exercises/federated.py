@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -285,6 +285,14 @@ def _library_noise_std(
 
 
 #: Exercise 08.2's hidden cases: (features, classes, examples, epochs, batch size, lr, mu)
+class _LocalSetting(TypedDict):
+    """The local training keywords of one hidden FedProx case, as ``local_update`` takes them."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+
+
 _PROX_CASES = ((5, 3, 23, 2, 4, 0.3, 0.5), (8, 4, 40, 3, 16, 0.5, 2.0), (4, 2, 9, 1, 4, 0.2, 0.0))
 
 
@@ -316,7 +324,7 @@ def check_fedprox_update(fedprox_update: Any) -> bool:
             torch.randint(0, classes, (n,), generator=data),
         )
         before = flatten_parameters(model).clone()
-        setting = {"epochs": epochs, "batch_size": batch, "lr": lr}
+        setting: _LocalSetting = {"epochs": epochs, "batch_size": batch, "lr": lr}
         got = as_array(
             "fedprox_update(...)",
             fedprox_update(
@@ -333,8 +341,9 @@ def check_fedprox_update(fedprox_update: Any) -> bool:
         case = (model, x, y, n, setting)
 
         if mu == 0.0:
-            want = local_update(model, x, y, generator=torch.Generator().manual_seed(n), **setting)
-            want = want.numpy()
+            want = local_update(
+                model, x, y, generator=torch.Generator().manual_seed(n), **setting
+            ).numpy()
         else:
             want = _prox(case, mu)
         if np.allclose(got, want, rtol=0.0, atol=1e-6):
@@ -396,7 +405,7 @@ def _fedprox_reference(
             grads = torch.autograd.grad(loss, params)
             with torch.no_grad():
                 for p, g, p0 in zip(params, grads, anchor, strict=True):
-                    p -= lr * (g + mu * (p - p0))
+                    p.sub_(lr * (g + mu * (p - p0)))
     return flatten_parameters(local) - flatten_parameters(model)
 
 

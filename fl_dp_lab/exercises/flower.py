@@ -133,18 +133,20 @@ def check_train_mods(app: Any) -> bool:
             success="",
             hint="evaluate messages fail: the mod wraps every message.",
         )
-    config = {"seed": 0, "local-epochs": 1, "batch-size": 8, "lr": 5.0, "clipping_norm": 0.1}
+    config = ConfigRecord(
+        {"seed": 0, "local-epochs": 1, "batch-size": 8, "lr": 5.0, "clipping_norm": 0.1}
+    )
     train = deliver(
         app,
         "train",
-        RecordDict({"arrays": weights, "config": ConfigRecord(config)}),
+        RecordDict({"arrays": weights, "config": config}),
         partition_id=0,
         num_partitions=2,
     )
     norm = (
         float("inf")
         if train.has_error()
-        else torch.linalg.vector_norm(arrays_to_flat(train.content["arrays"])).item()
+        else torch.linalg.vector_norm(arrays_to_flat(train.content.array_records["arrays"])).item()
     )
     return feedback(
         name,

@@ -20,6 +20,7 @@ from fl_dp_lab.exercises._core import (
     as_number,
     feedback,
     graded,
+    hints,
     is_unanswered,
     report_unanswered,
 )
@@ -36,6 +37,46 @@ __all__ = [
 #: the usual slips sit >= 0.047 from Laplace, so the 0.02 threshold separates both ways.
 _SAMPLES = 40_000
 _KS_THRESHOLD = 0.02
+
+hints(
+    "Exercise 00a.1",
+    idea="no loop is needed: if the rows of a and the rows of b lie along different axes, one "
+    "subtraction forms every (row of a, row of b) difference at once.",
+    step="give a an axis of length 1 after its rows and b one before its rows: shapes "
+    "(n, 1, d) and (1, m, d) broadcast to (n, m, d). Square, then sum over the feature axis.",
+    solution="def pairwise(a, b): return ((a[:, None, :] - b[None, :, :]) ** 2).sum(dim=-1)",
+)
+hints(
+    "Exercise 00a.2",
+    idea="a training step turns the batch's loss into gradients and lets the optimizer move "
+    "the parameters; PyTorch keeps gradients between steps until they are cleared.",
+    step="clear the gradients the optimizer holds, compute the mean cross-entropy of model(x) "
+    "against y, backpropagate it, let the optimizer step, and return that loss.",
+    solution="def train_step(model, optimizer, x, y): optimizer.zero_grad(); loss = "
+    "torch.nn.functional.cross_entropy(model(x), y); loss.backward(); optimizer.step(); "
+    "return loss.item()",
+)
+hints(
+    "Exercise 00b.1",
+    idea="build the draw from simpler ones the generator gives you: a distribution symmetric "
+    "about 0 is its right half with a random sign.",
+    step="the right half of Laplace(0, b) is an exponential of mean b, which is -b times the log "
+    "of a uniform draw in (0, 1]; draw n uniforms and n random signs, all with "
+    "generator=generator.",
+    solution="def sample_laplace(n, scale, generator): u = torch.rand(n, generator=generator); "
+    "sign = 2 * torch.randint(0, 2, (n,), generator=generator) - 1; "
+    "return sign * scale * -torch.log1p(-u)",
+)
+hints(
+    "Exercise 00b.2",
+    idea="a Rényi divergence averages a power of the likelihood ratio P / Q and takes the log "
+    "after; your samples come from P, so one factor of P / Q is already in the sampling.",
+    step="E_Q[(P / Q)^a] = E_P[(P / Q)^(a - 1)]: average the exponential of (a - 1) times the "
+    "log-ratios, take the log and divide by a - 1; work in log space (torch.logsumexp minus "
+    "log n) so that large log-ratios do not overflow.",
+    solution="def renyi(log_ratios, order): n = log_ratios.numel(); return "
+    "((torch.logsumexp((order - 1) * log_ratios, dim=0) - math.log(n)) / (order - 1)).item()",
+)
 
 
 @graded("Exercise 00a.1")
@@ -76,18 +117,18 @@ def check_pairwise_sq_distances(pairwise: Any) -> bool:
         if not np.allclose(got, expected, rtol=1e-9, atol=1e-12):
             return _wrong(
                 name,
-                "every row of a meets every row of b: shape the two so that their difference "
-                "broadcasts to (n, m, d), then sum the squares over the feature axis.",
+                "some entries are off: entry (i, j) sums the squared differences of row i of a "
+                "and row j of b, and a difference that broadcasts forms all of them at once.",
             )
     return feedback(
         name,
         True,
         success="one broadcast replaced a double loop over all n * m pairs, and runs as "
         "one vectorised operation instead of n * m small ones.",
-        hint="",
     )
 
 
+@graded("Exercise 00a.2")
 def check_train_step(train_step: Any) -> bool:
     """Exercise 00a.2: ``train_step(model, optimizer, x, y)``, one step of mini-batch training.
 
@@ -146,9 +187,7 @@ def check_train_step(train_step: Any) -> bool:
                         "must happen to the old gradients before each backward()?",
                     )
                 return _wrong(
-                    name,
-                    "compute the mean cross-entropy of model(x) against y, "
-                    "backpropagate it, and let the optimizer take the step.",
+                    name, "the parameters after the first step differ from a reference step."
                 )
             if not math.isclose(loss, ref_loss.item(), rel_tol=1e-6, abs_tol=1e-6):
                 return _wrong(
@@ -161,10 +200,10 @@ def check_train_step(train_step: Any) -> bool:
         True,
         success="zero, forward, backward, step: every training loop in the course, private "
         "or federated, is these four lines with something added between backward and step.",
-        hint="",
     )
 
 
+@graded("Exercise 00b.1")
 def check_laplace_sampler(sample_laplace: Any) -> bool:
     """Exercise 00b.1: ``sample_laplace(n, scale, generator)``, n Laplace(0, scale) draws.
 
@@ -206,10 +245,10 @@ def check_laplace_sampler(sample_laplace: Any) -> bool:
         True,
         success="Laplace noise from a seeded generator: the Laplace mechanism of notebook 04, "
         "reproducible draw for draw.",
-        hint="",
     )
 
 
+@graded("Exercise 00b.2")
 def check_renyi_monte_carlo(renyi: Any) -> bool:
     """Exercise 00b.2: ``renyi(log_ratios, order)``, a Monte Carlo Rényi divergence D_order(P || Q).
 
@@ -232,7 +271,10 @@ def check_renyi_monte_carlo(renyi: Any) -> bool:
         samples = mu + math.sqrt(2 * mu) * torch.randn(
             5_000, generator=generator, dtype=torch.float64
         )
-        got = as_number("renyi(log_ratios, order)", _detach(renyi(samples.clone(), order)))
+        returned = renyi(samples.clone(), order)
+        if returned is None:
+            return _wrong(name, "renyi returned nothing: end it with `return`.")
+        got = as_number("renyi(log_ratios, order)", _detach(returned))
         expected = _renyi_estimate(samples.numpy(), order)
         if math.isclose(got, expected, rel_tol=1e-6):
             continue
@@ -249,7 +291,6 @@ def check_renyi_monte_carlo(renyi: Any) -> bool:
         True,
         success="log-mean-exp of (order - 1) times the privacy loss: this is the Rényi DP "
         "that notebook 05's accountant composes, and the estimate tracks the closed form.",
-        hint="",
     )
 
 
@@ -312,10 +353,7 @@ def _laplace_slip(draws: np.ndarray, scale: float) -> str:
     for cdf, hint in alternatives:
         if _ks(draws, cdf) < _KS_THRESHOLD:
             return hint
-    return (
-        "these do not look like Laplace(0, b) draws: turn uniform draws into exponential "
-        "ones, give each a random sign, and multiply by b."
-    )
+    return "these do not look like Laplace(0, b) draws."
 
 
 def _ks(draws: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray]) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fl_dp_lab.exercises._core import as_number, feedback, hints, is_unanswered, report_unanswered
@@ -77,7 +76,7 @@ def check_slope_function(slope: Any) -> bool:
     name = "Exercise 00.2"
     if is_unanswered(slope):
         return report_unanswered(name)
-    if not isinstance(slope, Callable):
+    if not callable(slope):
         raise TypeError(f"slope must be a function slope(f, x, h), got {slope!r}")
     cases = [(math.sin, 0.3, 1e-3), (lambda t: t * t, -1.0, 0.5)]
     ok = True
