@@ -9,6 +9,7 @@ symbol used for something docs/notation.md gives another meaning:
 - ``query-as-q``: q named as a query or applied to a dataset, ``query q``, ``q(D)``. q is
   the sampling rate; a query is f.
 - ``per-sample``: "per-sample" in prose; the course says "per-example".
+- ``sensitivity-as-s``: "sensitivity s"; the sensitivity is Δ.
 - ``error-constant-C``: C as the constant of an error model, ``≈ C·hᵖ``, ``log C``. C is the
   clip norm.
 - ``bare-machine-epsilon``: in notebook 01, where every ε is machine epsilon, ε without
@@ -31,6 +32,7 @@ RULES: dict[str, re.Pattern[str]] = {
     "sigmoid-as-sigma": re.compile(r"σ\(|\\sigma\("),
     "query-as-q": re.compile(r"\bquer(?:y|ies)\s+q\b|\bq\s*\(\s*D\b"),
     "per-sample": re.compile(r"\bper[- ]sample\b", re.IGNORECASE),
+    "sensitivity-as-s": re.compile(r"\bsensitivity\s+s\b"),
     "error-constant-C": re.compile(r"≈\s*C\s*·\s*h|\blog\s+C\b"),
     "bare-machine-epsilon": re.compile(r"machine epsilon,?\s+ε(?!_mach)"),
 }
@@ -98,6 +100,7 @@ def test_markdown_follows_the_notation(path):
         ("the largest |q(D) − q(D′)| over neighbours", "", "query-as-q"),
         ("compute Per-sample gradients three ways", "", "per-sample"),
         ("clip every per sample gradient", "", "per-sample"),
+        ("For the Gaussian mechanism with sensitivity s it is", "", "sensitivity-as-s"),
         ("If error ≈ C·hᵖ then a line", "", "error-constant-C"),
         ("about machine epsilon ε = 2.2e-16", "", "bare-machine-epsilon"),
         ("h ≈ ε^(1/2) for forward differences", "01_central_differences", "bare-machine-epsilon"),
@@ -116,7 +119,7 @@ def test_each_rule_catches_its_slip(text, notebook, rule):
         "per-example gradients; Opacus stores them in `grad_sample` and `clip_per_sample`",
         'Opacus\'s docs call them "per-sample gradients"',
         "one seed per sampled client",
-        "clip to norm C; error ≈ A·hᵖ, log A",
+        "clip to norm C; error ≈ A·hᵖ, log A; the sensitivity Δ; sensitivity sets the scale",
         "machine epsilon ε_mach = 2.2e-16; the budget ε = 8 at δ = 1e-5",
     ],
 )
