@@ -17,6 +17,7 @@ from fl_dp_lab.federated.trust_models import (
     local_epsilon,
     noise_std_on_average,
     one_example_influence,
+    shuffled_epsilon,
     snippet_client_upload,
 )
 from fl_dp_lab.mechanisms import gaussian_sigma
@@ -156,3 +157,71 @@ def test_bad_input_is_refused():
     with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
         snippet_client_upload(lambda: LogisticRegression(64, 10), *_digits(4, 0), batch_size=2,
                               sigma=1.0, rng=None)  # fmt: skip
+
+
+# --- shuffling: Feldman, McMillan & Talwar (2021), Theorem 3.1 ---
+# Reference values computed separately with `bc -l` from the theorem's formula,
+# e.g. for (1, 10^4, 1e-6):
+#   e=e(1); f=(e-1)/(e+1); l(1+f*(8*sqrt(e*l(4/0.000001))/sqrt(10000)+8*e/10000))
+
+
+@pytest.mark.parametrize(
+    ("eps0", "n", "delta", "expected"),
+    [
+        (1.0, 10_000, 1e-6, 0.21402565193083782672),
+        (0.5, 100_000, 1e-5, 0.02820453815029587096),
+    ],
+)
+def test_shuffled_epsilon_matches_the_closed_form_computed_independently(eps0, n, delta, expected):
+    assert shuffled_epsilon(epsilon0=eps0, num_reports=n, delta=delta) == pytest.approx(
+        expected, rel=1e-12
+    )
+
+
+def test_shuffled_epsilon_amplifies_and_follows_its_small_eps0_slope():
+    # eps <= eps0 (shuffling never hurts here), and for small eps0 the bound is
+    # eps0 / 2 * (8 sqrt(log(4/delta) / n) + 8 / n) to first order
+    n, delta = 10**6, 1e-6
+    for eps0 in (0.01, 0.1, 1.0, 3.0):
+        assert shuffled_epsilon(epsilon0=eps0, num_reports=n, delta=delta) < eps0
+    slope = 4 * math.sqrt(math.log(4 / delta) / n) + 4 / n
+    assert shuffled_epsilon(epsilon0=1e-4, num_reports=n, delta=delta) / 1e-4 == pytest.approx(
+        slope, rel=1e-3
+    )
+
+
+def test_shuffled_epsilon_is_below_the_simplified_sixteen_form_when_n_is_large():
+    # when e^eps0 / n <= sqrt(e^eps0 log(4/delta) / n) the two terms are at most
+    # 16 sqrt(e^eps0 log(4/delta) / n), the simplified form often quoted for the theorem
+    for eps0, n, delta in ((0.5, 10**4, 1e-5), (2.0, 10**5, 1e-6), (4.0, 10**6, 1e-8)):
+        e = math.exp(eps0)
+        loose = math.log1p((e - 1) / (e + 1) * 16 * math.sqrt(e * math.log(4 / delta) / n))
+        assert shuffled_epsilon(epsilon0=eps0, num_reports=n, delta=delta) <= loose
+
+
+def test_shuffled_epsilon_grows_with_eps0_and_shrinks_with_n_and_delta():
+    eps = [shuffled_epsilon(epsilon0=e0, num_reports=10**5, delta=1e-6) for e0 in (0.1, 1, 2, 4)]
+    assert all(a < b for a, b in zip(eps, eps[1:]))
+    by_n = [
+        shuffled_epsilon(epsilon0=1.0, num_reports=n, delta=1e-6) for n in (10**4, 10**5, 10**6)
+    ]
+    assert all(a > b for a, b in zip(by_n, by_n[1:]))
+    by_delta = [shuffled_epsilon(epsilon0=1.0, num_reports=10**5, delta=d) for d in (1e-4, 1e-8)]
+    assert by_delta[0] < by_delta[1]
+
+
+def test_shuffled_epsilon_refuses_inputs_outside_the_theorem():
+    # eps0 <= log(n / (16 log(2/delta))): at delta = 1e-5, eps0 = 2 needs n >= 1,444
+    limit = math.log(1444 / (16 * math.log(2 / 1e-5)))
+    assert limit > 2.0 > math.log(1443 / (16 * math.log(2 / 1e-5)))
+    assert shuffled_epsilon(epsilon0=2.0, num_reports=1444, delta=1e-5) > 0
+    with pytest.raises(ValueError, match=r"epsilon0 must be <= log\(n / \(16 log\(2 / delta\)\)\)"):
+        shuffled_epsilon(epsilon0=2.0, num_reports=1443, delta=1e-5)
+    with pytest.raises(ValueError, match="n is too small"):
+        shuffled_epsilon(epsilon0=0.1, num_reports=100, delta=1e-5)
+    with pytest.raises(ValueError, match="epsilon0 must be"):
+        shuffled_epsilon(epsilon0=0.0, num_reports=10**5, delta=1e-5)
+    with pytest.raises(ValueError, match="num_reports must be"):
+        shuffled_epsilon(epsilon0=1.0, num_reports=0, delta=1e-5)
+    with pytest.raises(ValueError, match="delta must be"):
+        shuffled_epsilon(epsilon0=1.0, num_reports=10**5, delta=1.0)

@@ -1,0 +1,101 @@
+"""Figure of notebook 12's dashboard: accuracy against epsilon under three trust models.
+
+``trust_figure`` returns ``(fig, artists)``; ``update_trust_figure`` moves
+those artists in place for another (epsilon, m), so the dashboard of
+``fl_dp_lab.widgets.trust`` redraws without rebuilding the figure. Nothing is
+trained here: both take the final accuracies of runs already finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fl_dp_lab.plots import PALETTE, animate, new_figure
+
+__all__ = ["TRUST_MODELS", "trust_figure", "update_trust_figure"]
+
+#: The trust models the figure draws, in legend order, with their colour and line style.
+TRUST_MODELS: dict[str, tuple[str, str]] = {
+    "local": (PALETTE["vermillion"], "-"),
+    "central": (PALETTE["blue"], "-"),
+    "distributed": (PALETTE["green"], "--"),
+}
+
+#: (trust model, epsilon target, clients per round m) -> final test accuracy in [0, 1].
+Accuracies = Mapping[tuple[str, float, int], float]
+
+
+def trust_figure(
+    accuracy: Accuracies,
+    no_noise: Mapping[int, float],
+    *,
+    chance: float,
+    epsilon: float,
+    num_clients: int,
+) -> tuple[Any, dict[str, Any]]:
+    """Accuracy against the epsilon target for local, central and distributed DP at one m.
+
+    Args:
+        accuracy: (model, epsilon, m) -> final accuracy, for every model of
+            ``TRUST_MODELS``, every epsilon and every m.
+        no_noise: m -> final accuracy of the same run without noise.
+        chance: accuracy of always predicting the most common class.
+        epsilon, num_clients: the (epsilon, m) to mark first.
+
+    Returns:
+        ``(fig, artists)``; ``artists`` holds one curve and one marker per model
+        (``"curve:local"``, ``"marker:local"``, ...), the ``"no_noise"`` line and the axes.
+    """
+    epsilons = sorted({e for _, e, _ in accuracy})
+    fig, ax = new_figure(width=6.4, height=3.8)
+    artists: dict[str, Any] = {"ax": ax}
+    for model, (colour, style) in TRUST_MODELS.items():
+        (artists[f"curve:{model}"],) = ax.plot(
+            [], [], color=colour, ls=style, marker="o", label=model
+        )
+        (artists[f"marker:{model}"],) = ax.plot(
+            [], [], color=colour, marker="o", ms=14, mfc="none", ls="none"
+        )
+    (artists["no_noise"],) = ax.plot(
+        [epsilons[0] / 1.5, epsilons[-1] * 1.5],
+        [0.0, 0.0],
+        color=PALETTE["black"],
+        lw=1.2,
+        label="no noise",
+    )
+    ax.axhline(100 * chance, color=PALETTE["black"], ls=":", lw=1.2, label="chance")
+    ax.set_xscale("log")
+    ax.set_xlim(epsilons[0] / 1.5, epsilons[-1] * 1.5)
+    ax.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("user-level ε of the run")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=10, loc="center right")
+    ax.set_title(" ")
+    moving = [artists[f"{kind}:{model}"] for model in TRUST_MODELS for kind in ("curve", "marker")]
+    animate(fig, [*moving, artists["no_noise"], ax.title])
+    update_trust_figure(artists, accuracy, no_noise, epsilon=epsilon, num_clients=num_clients)
+    return fig, artists
+
+
+def update_trust_figure(
+    artists: dict[str, Any],
+    accuracy: Accuracies,
+    no_noise: Mapping[int, float],
+    *,
+    epsilon: float,
+    num_clients: int,
+) -> None:
+    """Show the runs with m = ``num_clients`` and mark ``epsilon``, in a ``trust_figure``."""
+    epsilons = sorted({e for _, e, m in accuracy if m == num_clients})
+    for model in TRUST_MODELS:
+        values = 100 * np.array([accuracy[(model, e, num_clients)] for e in epsilons])
+        artists[f"curve:{model}"].set_data(epsilons, values)
+        artists[f"marker:{model}"].set_data(
+            [epsilon], [100 * accuracy[(model, epsilon, num_clients)]]
+        )
+    artists["no_noise"].set_ydata([100 * no_noise[num_clients]] * 2)
+    artists["ax"].title.set_text(f"m ≈ {num_clients:,} clients per round, ε = {epsilon:g}")
