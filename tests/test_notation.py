@@ -45,11 +45,7 @@ ALLOWED: dict[str, tuple[re.Pattern[str], ...]] = {
     "per-sample": (re.compile(r"\"[^\"\n]*per[- ]sample[^\"\n]*\"", re.IGNORECASE),),
 }
 #: Cells owned by another piece of work when the renames were made; rename and remove.
-PENDING: dict[tuple[str, str], set[str]] = {
-    ("12_trust_models", "1811afa5"): {"per-sample"},
-    ("12_trust_models", "c7508088"): {"per-sample"},
-    ("12_trust_models", "2f7efca1"): {"per-sample"},
-}
+PENDING: dict[tuple[str, str], set[str]] = {}
 
 
 def _prose(source: str) -> str:
