@@ -45,6 +45,7 @@ __all__ = [
     "SyntheticPopulation",
     "VirtualWriters",
     "apply_style",
+    "distinct_client_ids",
     "sample_client_ids",
 ]
 
@@ -134,6 +135,26 @@ def sample_client_ids(
     keep = torch.ones(num_clients, dtype=torch.bool)
     keep[_distinct_uniform(num_clients, num_clients - size, generator)] = False
     return torch.nonzero(keep).flatten()
+
+
+def distinct_client_ids(
+    num_clients: int, size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``size`` distinct ids uniform among ``num_clients``, sorted, in memory O(size).
+
+    Every subset of that size is equally likely: FedAvg's fixed-size rounds on a
+    population. Above half the population a permutation is as cheap and ends at once;
+    below it, ids are drawn without the modulo bias of ``sample_client_ids``'s note.
+
+    >>> distinct_client_ids(10**8, 3, torch.Generator().manual_seed(0)).shape
+    torch.Size([3])
+    """
+    num_clients = check_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
+    size = check_int("size", size, minimum=0, maximum=num_clients)
+    check_generator("generator", generator)
+    if 2 * size > num_clients:
+        return torch.randperm(num_clients, generator=generator)[:size].sort().values
+    return _distinct_uniform(num_clients, size, generator)
 
 
 def _binomial(count: int, prob: float, generator: torch.Generator) -> int:

@@ -18,7 +18,7 @@ from fl_dp_lab._validate import check_int, fail
 from fl_dp_lab.federated._simulation import FederatedHistory, _Run
 from fl_dp_lab.federated.config import LocalDPSGD, LocalSGD, UserLevelDP
 from fl_dp_lab.federated.server import DPFedAvgServer, client_seeds
-from fl_dp_lab.populations import ClientPopulation
+from fl_dp_lab.populations import ClientPopulation, distinct_client_ids
 
 __all__ = ["run_dp_fedavg", "run_fedavg"]
 
@@ -88,7 +88,7 @@ def run_fedavg(
         if run.population is None:
             ids = torch.randperm(run.num_clients, generator=generator)[:m].sort().values
         else:
-            ids = _distinct_ids(run.num_clients, m, generator)
+            ids = distinct_client_ids(run.num_clients, m, generator)
         updates = run.client_updates(ids, client_seeds(len(ids), generator))
         sizes = run.round_sizes  # n_k of the clients just trained
         weights = sizes / sizes.sum().clamp(min=1.0)
@@ -184,20 +184,3 @@ def run_dp_fedavg(
         run.record(r, len(step.ids))
         run.history.epsilon.append(step.epsilon)
     return run.history
-
-
-def _distinct_ids(num_clients: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """``size`` distinct ids uniform among ``num_clients``, sorted, in memory O(size).
-
-    Draw the missing number of ids with replacement and keep the distinct
-    ones, until there are ``size``: every relabelling of the ids leaves the
-    draws' law unchanged, so every subset of that size is equally likely.
-    Above half the population a permutation is as cheap and ends at once.
-    """
-    if 2 * size > num_clients:
-        return torch.randperm(num_clients, generator=generator)[:size].sort().values
-    chosen = torch.empty(0, dtype=torch.int64)
-    while len(chosen) < size:
-        draws = torch.randint(0, num_clients, (size - len(chosen),), generator=generator)
-        chosen = torch.unique(torch.cat([chosen, draws]))
-    return chosen
