@@ -59,7 +59,9 @@ class ClientPopulation(Protocol):
     """K clients whose data is made on demand: client k is ``client(k)``.
 
     Anything with these two members is a population (a structural type, as
-    ``typing.Protocol`` defines it): no base class to inherit.
+    ``typing.Protocol`` defines it): no base class to inherit. A population may
+    also have ``clients(ids)``, returning ``[client(k) for k in ids]`` made in one
+    batch (``VirtualWriters`` has it); the federated runs then use it for each round.
 
     Attributes:
         num_clients: K, the number of clients; ids run over 0..K-1.

@@ -170,3 +170,67 @@ def test_a_population_needs_a_test_set_and_its_bad_clients_are_named():
             y_test=y_test,
             **args,
         )
+
+
+class OneAtATime:
+    """A population that forwards ``client(k)`` only: no batched ``clients(ids)``."""
+
+    def __init__(self, population) -> None:
+        self.population = population
+        self.num_clients = population.num_clients
+        self.made: list[int] = []
+
+    def client(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.made.append(k)
+        return self.population.client(k)
+
+
+def test_a_population_with_batched_clients_trains_as_one_client_at_a_time():
+    """VirtualWriters makes a round's writers in one batch: the run is the same, bit for bit."""
+    from fl_dp_lab.populations import VirtualWriters
+
+    writers = VirtualWriters(10_000, seed=4, samples_per_client=8, image_size=14)
+    x_test, y_test = writers.test_set(20, first=9_000)
+    privacy = UserLevelDP(noise_multiplier=0.8, clip_norm=1.0, sample_rate=2e-3, delta=1e-5)
+    histories, weights = [], []
+    single = OneAtATime(writers)
+    for population in (writers, single):
+        model = LogisticRegression(14 * 14, 10)
+        histories.append(
+            run_dp_fedavg(
+                model,
+                population,
+                rounds=2,
+                privacy=privacy,
+                local=LocalSGD(epochs=1, batch_size=4, lr=0.1),
+                generator=torch.Generator().manual_seed(11),
+                x_test=x_test.flatten(1),
+                y_test=y_test,
+                progress=False,
+            )
+        )
+        weights.append(flatten_parameters(model))
+    assert len(single.made) == sum(histories[1].clients) > 0
+    assert histories[0].clients == histories[1].clients
+    assert histories[0].accuracy == histories[1].accuracy
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_a_batched_population_that_returns_too_few_clients_is_named():
+    class Short(TinyPopulation):
+        def clients(self, ids):
+            return [self.client(k) for k in ids][:-1]
+
+    x_test, y_test = _test_set()
+    with pytest.raises(TypeError, match=r"population.clients\(ids\)"):
+        run_dp_fedavg(
+            LogisticRegression(4, 2),
+            Short(50),
+            rounds=1,
+            privacy=UserLevelDP(noise_multiplier=1.0, clip_norm=1.0, sample_rate=0.5, delta=1e-3),
+            local=LOCAL,
+            generator=torch.Generator().manual_seed(0),
+            x_test=x_test,
+            y_test=y_test,
+            progress=False,
+        )

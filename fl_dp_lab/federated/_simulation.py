@@ -114,7 +114,7 @@ class _Run:
         and noise) with a generator seeded by ``seeds[i]``.
         """
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        data = [self._client(int(k)) for k in ids]
+        data = self._clients([int(k) for k in ids])
         self.round_sizes = torch.tensor([len(y) for _, y in data], dtype=torch.float64)
         local = self.local
         if self.vectorised and isinstance(local, LocalSGD):
@@ -162,19 +162,22 @@ class _Run:
                 )
         return torch.stack(rows) if rows else self.flat.new_zeros(0, self.flat.numel())
 
-    def _client(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Client k's data: from the list, or made by the population and checked now."""
+    def _clients(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The data of clients ``ids``: from the list, or made by the population and checked.
+
+        A population with a ``clients(ids)`` method (``VirtualWriters`` has one) makes
+        the round's clients in one batch; any other makes them one ``client(k)`` at a time.
+        """
         if self.population is None:
-            return self.clients[k]
-        data = self.population.client(k)
-        if not isinstance(data, tuple) or len(data) != 2:
-            fail(f"population.client({k})", "an (x, y) pair of tensors", type(data), TypeError)
-        x, y = data
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
-            fail(f"population.client({k})", "(x, y) tensors of one length", (x, y), TypeError)
-        if len(y) > 0:
-            check_data(x, y, name=f"client {k}'s x and y")
-        return x, y
+            return [self.clients[k] for k in ids]
+        batch = getattr(self.population, "clients", None)
+        if callable(batch):
+            made = list(batch(ids))
+            if len(made) != len(ids):
+                fail("population.clients(ids)", f"{len(ids)} (x, y) pairs", len(made), TypeError)
+        else:
+            made = [self.population.client(k) for k in ids]
+        return [_checked_client(k, data) for k, data in zip(ids, made, strict=True)]
 
     def apply(self, average: torch.Tensor) -> None:
         self.flat = self.flat + self.server_lr * average.to(self.flat.dtype)
@@ -186,6 +189,18 @@ class _Run:
         self.history.loss.append(loss)
         self.history.accuracy.append(accuracy)
         self.history.clients.append(num_clients)
+
+
+def _checked_client(k: int, data: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Client k's ``(x, y)`` as a population made it, refused unless two tensors of one length."""
+    if not isinstance(data, tuple) or len(data) != 2:
+        fail(f"population.client({k})", "an (x, y) pair of tensors", type(data), TypeError)
+    x, y = data
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
+        fail(f"population.client({k})", "(x, y) tensors of one length", (x, y), TypeError)
+    if len(y) > 0:
+        check_data(x, y, name=f"client {k}'s x and y")
+    return x, y
 
 
 def _check_client_list(clients: object) -> int:
