@@ -91,9 +91,10 @@ __all__ = [
 MODULUS = 2**32
 _SCALE = 2**16
 #: The most clients the toy takes: a round's masking work grows as K^2 P (every
-#: client expands a mask for each of the K - 1 others), a few seconds at K = 1,000
-#: and P = 610 on one core. Seeds are 62-bit, so the K (K - 1) / 2 pairs' seeds are
-#: distinct except with probability below K^4 / 2^65 (redrawn if not).
+#: client expands a mask for each of the K - 1 others), about 2 s at K = 1,000 and
+#: P = 170 on one core (``benchmarks/trust_models.py``). Seeds are 62-bit, so the
+#: K (K - 1) / 2 pairs' seeds are distinct except with probability below K^4 / 2^65
+#: (redrawn if not).
 MAX_CLIENTS = 2_000
 #: Entries of one block of masks expanded at once (bounds the memory of the toy).
 _BLOCK = 2**21
