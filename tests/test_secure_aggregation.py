@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from fl_dp_lab.federated.secure_aggregation import (
+    MAX_CLIENTS,
     MODULUS,
     decode,
     encode,
@@ -233,24 +234,22 @@ def test_huge_or_absurd_sizes_are_refused_before_any_work():
         secure_sum(torch.tensor([[1e300], [0.0]], dtype=torch.float64), generator=_gen())
     with pytest.raises(ValueError, match="updates must be finite"):
         secure_sum(torch.tensor([[float("inf")], [0.0]]), generator=_gen())
-    with pytest.raises(ValueError, match="num_clients must be an integer <= 200"):
+    with pytest.raises(ValueError, match="num_clients must be an integer <= 2000"):
         pairwise_seeds(10**300, generator=_gen())
     with pytest.raises(ValueError, match="updates must be of shape"):
-        secure_sum(torch.zeros(201, 1), generator=_gen())
+        secure_sum(torch.zeros(MAX_CLIENTS + 1, 1), generator=_gen())
 
 
-def test_seeds_equal_in_their_low_32_bits_are_refused_and_never_drawn():
-    # torch's generator uses a seed's low 32 bits: seeds 1 and 2^40 + 1 give one mask, so
-    # client 1 of 3 with s_01 = 1, s_12 = 2^40 + 1 added and subtracted the same mask
-    assert torch.equal(
-        torch.randint(0, MODULUS, (4,), generator=_gen(1)),
-        torch.randint(0, MODULUS, (4,), generator=_gen(2**40 + 1)),
-    )
-    upper = torch.tensor([[0, 1, 7], [0, 0, 2**40 + 1], [0, 0, 0]])
-    with pytest.raises(ValueError, match=r"seeds must be distinct for every pair .* modulo 2\^32"):
+def test_equal_pair_seeds_are_refused_and_never_drawn():
+    # client 1 of 3 with s_01 = s_12 adds and subtracts the same mask: its upload is in the clear
+    upper = torch.tensor([[0, 5, 7], [0, 0, 5], [0, 0, 0]])
+    with pytest.raises(ValueError, match="seeds must be distinct for every pair of clients"):
         mask_update(encode(torch.zeros(2)), 1, upper + upper.T)
-    # the largest matrix pairwise_seeds draws has distinct low 32 bits (redrawn if not)
-    seeds = pairwise_seeds(200, generator=_gen(9))
-    rows, cols = torch.triu_indices(200, 200, offset=1)
-    low = seeds[rows, cols] % 2**32
-    assert len(torch.unique(low)) == len(low) == 200 * 199 // 2
+    # seeds equal in their low 32 bits are different seeds: the masks read all 64 bits
+    upper = torch.tensor([[0, 1, 7], [0, 0, 2**40 + 1], [0, 0, 0]])
+    x = encode(torch.ones(50))
+    assert not torch.equal(mask_update(x, 1, upper + upper.T), x)
+    # the largest matrix pairwise_seeds draws has distinct seeds (redrawn if not)
+    seeds = pairwise_seeds(MAX_CLIENTS, generator=_gen(9))
+    rows, cols = torch.triu_indices(MAX_CLIENTS, MAX_CLIENTS, offset=1)
+    assert len(torch.unique(seeds[rows, cols])) == MAX_CLIENTS * (MAX_CLIENTS - 1) // 2

@@ -13,6 +13,7 @@ from fl_dp_lab.federated.secure_aggregation import (
     distributed_dp_encode,
     distributed_dp_sum,
     mask_update,
+    mask_updates,
     pairwise_seeds,
     unmask_sum,
 )
@@ -44,6 +45,35 @@ def test_the_server_gets_exactly_the_noisy_sum_mod_m():
     assert torch.equal(unwrap(total, bits=32), centred)
     # a masked upload alone is nothing like the client's integers
     assert not torch.equal(masked[0], uploads[0])
+
+
+def test_a_thousand_clients_get_exactly_the_noisy_sum_mod_m_with_dropouts():
+    # Prepare: m = 1,000 clients (the toy's old cap was 200), P = 6; each clips, scales,
+    # rounds and adds an integer noise share (Skellam: the discrete Gaussian's exact sampler
+    # is slower per call, and the masks do not care which integers they hide)
+    clients, size = 1000, 6
+    updates = torch.randn(clients, size, generator=_gen(11), dtype=torch.float64)
+    uploads = torch.stack([
+        distributed_dp_encode(u, clip_norm=1.0, scale=64.0, share_variance=2500.0,
+                              num_clients=clients, generator=_gen(10_000 + i), noise="skellam")
+        for i, u in enumerate(updates)
+    ])  # fmt: skip
+    seeds = pairwise_seeds(clients, generator=_gen(12))
+    masked = mask_updates(uploads, seeds)  # mask_update for every client, seeds checked once
+    assert torch.equal(masked[17], mask_update(uploads[17], 17, seeds))
+    # Execute: 30 clients drop after masking; the server unmasks the 970 survivors
+    dropped = set(torch.randperm(clients, generator=_gen(13))[:30].tolist())
+    alive = [i for i in range(clients) if i not in dropped]
+    total = unmask_sum(masked, alive, seeds)
+    # Assert: bit for bit the survivors' noisy integer sum modulo M, and read centred, the
+    # plain integer sum (no wrap-around)
+    assert torch.equal(total, uploads[alive].sum(0) % MODULUS)
+    assert torch.equal(unwrap(total, bits=32), unwrap(uploads[alive], bits=32).sum(0))
+    # the noise is there: the decoded sum is not the sum of the rounded clipped updates
+    assert float((unwrap(total, bits=32).double() / 64.0 - updates[alive].sum(0)).abs().max()) > 1
+    # the planted bug -- the dropped clients' masks left in -- decodes to garbage
+    naive = masked[alive].sum(0) % MODULUS
+    assert not torch.equal(naive, total)
 
 
 def test_without_noise_the_decoded_sum_is_the_clipped_sum_up_to_unbiased_rounding():

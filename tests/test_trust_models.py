@@ -225,3 +225,105 @@ def test_shuffled_epsilon_refuses_inputs_outside_the_theorem():
         shuffled_epsilon(epsilon0=1.0, num_reports=0, delta=1e-5)
     with pytest.raises(ValueError, match="delta must be"):
         shuffled_epsilon(epsilon0=1.0, num_reports=10**5, delta=1.0)
+
+
+def test_shuffled_epsilon_matches_a_value_worked_out_by_hand():
+    # Theorem 3.1 of Feldman, McMillan & Talwar (2021) with numbers chosen so the arithmetic
+    # is exact by hand: e^eps0 = 4, log(4 / delta) = 9, n = 3,600:
+    #   (e^eps0 - 1) / (e^eps0 + 1) = 3/5
+    #   8 sqrt(e^eps0 log(4/delta) / n) = 8 sqrt(36 / 3600) = 8 / 10 = 0.8
+    #   8 e^eps0 / n = 32 / 3600 = 2 / 225
+    #   eps = log(1 + 3/5 (4/5 + 2/225)) = log(1 + 12/25 + 2/375) = log(557 / 375)
+    # valid: log(2/delta) = 9 - log 2 = 8.307, n / (16 x 8.307) = 27.09 > e^eps0 = 4
+    got = shuffled_epsilon(epsilon0=math.log(4), num_reports=3600, delta=4 * math.exp(-9))
+    assert got == pytest.approx(math.log(557 / 375), rel=1e-12)
+    # planted slips move it by far more than rounding: the simplified 16 form
+    # (log(1 + 3/5 x 16/10) = log(1.96)), and log(1/delta) = 9 - log 4 in place of log(4/delta)
+    assert abs(got - math.log(1.96)) > 0.2
+    slip = math.log1p(0.6 * (8 * math.sqrt(4 * (9 - math.log(4)) / 3600) + 32 / 3600))
+    assert abs(got - slip) > 0.01
+
+
+def test_shuffled_epsilon_validity_needs_log_2_over_delta_and_the_constant_16():
+    # delta = 2 e^-8: log(2/delta) = 8, so eps0 = log 4 needs n >= 16 x 8 x 4 = 512 exactly.
+    # With log(4/delta) = 8.69 in the condition the threshold would be 557; with 8 for 16, 256.
+    delta = 2 * math.exp(-8)
+    assert shuffled_epsilon(epsilon0=math.log(4), num_reports=513, delta=delta) > 0
+    with pytest.raises(ValueError, match="epsilon0 must be <="):
+        shuffled_epsilon(epsilon0=math.log(4), num_reports=511, delta=delta)
+    with pytest.raises(ValueError, match="epsilon0 must be <="):
+        shuffled_epsilon(epsilon0=math.log(4), num_reports=300, delta=delta)  # 8 for 16 would pass
+
+
+# --- the three trust models in training: run_trust_model and equal_epsilon_noise ---
+
+
+def _federation(num_clients: int = 60):
+    from fl_dp_lab.data import make_synthetic_federated
+    from fl_dp_lab.federated import split_by_client
+
+    fed = make_synthetic_federated(num_clients=num_clients, seed=0, dim=10)
+    clients = split_by_client(fed.x, fed.y, fed.client_indices())
+    return clients, torch.as_tensor(fed.x_test), torch.as_tensor(fed.y_test)
+
+
+def _run(trust_model, sigma, *, seed=0, rounds=3, participations=None, sample_rate=0.2):
+    from fl_dp_lab.federated import LocalSGD, UserLevelDP
+    from fl_dp_lab.federated.trust_models import run_trust_model
+
+    clients, x_test, y_test = _federation()
+    privacy = UserLevelDP(noise_multiplier=sigma, clip_norm=1.0, sample_rate=sample_rate,
+                          delta=1e-5, accountant="rdp")  # fmt: skip
+    return run_trust_model(
+        LogisticRegression(10, 10), clients, trust_model=trust_model, rounds=rounds,
+        privacy=privacy, local=LocalSGD(epochs=1, batch_size=8, lr=0.5), generator=_gen(seed),
+        participations=participations, x_test=x_test, y_test=y_test,
+    )  # fmt: skip
+
+
+def test_central_trust_model_is_the_courses_dp_fedavg_bit_for_bit():
+    from fl_dp_lab.federated import LocalSGD, UserLevelDP, run_dp_fedavg
+
+    clients, x_test, y_test = _federation()
+    privacy = UserLevelDP(noise_multiplier=1.0, clip_norm=1.0, sample_rate=0.2, delta=1e-5,
+                          accountant="rdp")  # fmt: skip
+    model = LogisticRegression(10, 10)
+    reference = run_dp_fedavg(model, clients, rounds=3, privacy=privacy,
+                              local=LocalSGD(epochs=1, batch_size=8, lr=0.5), generator=_gen(0),
+                              x_test=x_test, y_test=y_test, progress=False)  # fmt: skip
+    ours = _run("central", 1.0)
+    assert ours.accuracy == reference.accuracy and ours.epsilon == reference.epsilon
+
+
+def test_local_trust_model_adds_each_clients_noise_and_caps_participations():
+    # without noise the first round moves the model alike under the three (distributed up to
+    # the rounding at scale 2^10): the trust models differ only in who adds the noise. (Later
+    # rounds sample other clients: each model draws its noise from the run's generator.)
+    plain = {tm: _run(tm, 0.0, rounds=1).loss[0] for tm in ("local", "central", "distributed")}
+    assert plain["local"] == pytest.approx(plain["central"], rel=1e-6)
+    assert plain["distributed"] == pytest.approx(plain["central"], rel=1e-3)
+    assert plain["central"] != pytest.approx(_run("central", 1.0, rounds=1).loss[0], rel=1e-3)
+    # with a cap of one participation, no client is counted twice over 6 rounds at q = 0.5
+    capped = _run("local", 1.0, rounds=6, participations=1, sample_rate=0.5)
+    assert sum(capped.clients) <= 60
+    uncapped = _run("local", 1.0, rounds=6, sample_rate=0.5)
+    assert sum(uncapped.clients) > 60  # about 180 participations: the cap did bite
+    # the recorded epsilon is one client's: one release at sigma = 1 (no amplification)
+    assert capped.epsilon[-1] == pytest.approx(
+        accounting.epsilon(noise_multiplier=1.0, sample_rate=1.0, steps=1, delta=1e-5,
+                           accountant="rdp")
+    )  # fmt: skip
+
+
+def test_equal_epsilon_noise_gives_each_trust_model_the_target_epsilon():
+    from fl_dp_lab.federated.trust_models import equal_epsilon_noise
+
+    for model, q, steps in (("central", 0.1, 10), ("distributed", 0.1, 10), ("local", 1.0, 2)):
+        sigma = equal_epsilon_noise(trust_model=model, epsilon=4.0, delta=1e-5, sample_rate=0.1,
+                                    rounds=10, participations=2)  # fmt: skip
+        got = accounting.epsilon(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=1e-5,
+                                 accountant="rdp")  # fmt: skip
+        assert got == pytest.approx(4.0, rel=0.01)
+    with pytest.raises(ValueError, match="participations must be an integer >= 1"):
+        equal_epsilon_noise(trust_model="local", epsilon=4.0, delta=1e-5, sample_rate=0.1,
+                            rounds=10, participations=0)  # fmt: skip

@@ -50,11 +50,16 @@ random graph of O(log n) clients instead of all n - 1, so a client's cost
 is polylogarithmic in n instead of linear, with security against a bounded
 fraction of corrupted clients.
 
-Not cryptography: the masks come from torch's Mersenne Twister seeded with
-s_ij, which is not a cryptographically secure PRG (its state can be
-recovered from its outputs), and the seeds are drawn from one generator
-instead of agreed by key exchange. The toy shows the arithmetic of the
-protocol, not its security.
+Not cryptography: a pair's mask is its seed expanded by a counter-based
+generator (``_masks``: entry k of the mask of seed s is the high 32 bits of
+the SplitMix64 output function of mix(s) + (k + 1) gamma, Steele, Lea & Flood
+2014), which is fast and uniform enough for the arithmetic but not a
+cryptographically secure PRG (it is invertible), and the seeds are drawn from
+one generator instead of agreed by key exchange. The toy shows the arithmetic
+of the protocol, not its security. Being counter-based, the generator expands
+all of one client's K - 1 pair masks in one vectorised step, so a round of
+K = 1,000 clients (about 500,000 pairs) takes seconds; the work is still
+K (K - 1) P per round, the full graph's quadratic cost that SecAgg+ avoids.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 from fl_dp_lab._validate import check_choice, check_generator, check_int, check_real, fail
@@ -75,6 +81,7 @@ __all__ = [
     "distributed_dp_sum",
     "encode",
     "mask_update",
+    "mask_updates",
     "noisy_encode",
     "pairwise_seeds",
     "secure_sum",
@@ -83,11 +90,17 @@ __all__ = [
 
 MODULUS = 2**32
 _SCALE = 2**16
-#: The most clients the toy takes. torch seeds its generator with the low 32 bits of a
-#: seed only, so the K (K - 1) / 2 pairs need distinct 32-bit seeds: at K = 200 a draw has
-#: them with probability 0.95 (birthday bound), at K = 1000 practically never.
-MAX_CLIENTS = 200
-_SEED_BITS = 32
+#: The most clients the toy takes: a round's masking work grows as K^2 P (every
+#: client expands a mask for each of the K - 1 others), about 2 s at K = 1,000 and
+#: P = 170 on one core (``benchmarks/trust_models.py``). Seeds are 62-bit, so the
+#: K (K - 1) / 2 pairs' seeds are distinct except with probability below K^4 / 2^65
+#: (redrawn if not).
+MAX_CLIENTS = 2_000
+#: Entries of one block of masks expanded at once (bounds the memory of the toy).
+_BLOCK = 2**21
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment, 2^64 / golden ratio
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def encode(update: torch.Tensor, *, scale: int = _SCALE) -> torch.Tensor:
@@ -126,9 +139,8 @@ def pairwise_seeds(num_clients: int, *, generator: torch.Generator) -> torch.Ten
 
     Stands in for the key agreement of the real protocol. The diagonal is unused (0).
     At most ``MAX_CLIENTS`` clients. The seeds of different pairs are distinct
-    in their low 32 bits, all that ``torch.Generator.manual_seed`` uses (a repeat
-    is redrawn): two such seeds give equal masks, which could cancel inside one
-    client's upload.
+    (a repeat is redrawn): two equal seeds give equal masks, which could cancel
+    inside one client's upload.
 
     >>> seeds = pairwise_seeds(3, generator=torch.Generator().manual_seed(0))
     >>> bool((seeds == seeds.T).all()), seeds.diagonal().tolist()
@@ -136,7 +148,7 @@ def pairwise_seeds(num_clients: int, *, generator: torch.Generator) -> torch.Ten
     """
     num_clients = check_int("num_clients", num_clients, minimum=2, maximum=MAX_CLIENTS)
     generator = check_generator("generator", generator)
-    while True:  # a repeat has probability below K^4 / 2^35 (0.05 at K = MAX_CLIENTS)
+    while True:  # a repeat has probability below K^4 / 2^65 (4e-7 at K = MAX_CLIENTS)
         upper = torch.randint(1, 2**62, (num_clients, num_clients), generator=generator).triu(1)
         if _distinct_pairs(upper):
             return upper + upper.T
@@ -155,12 +167,34 @@ def mask_update(encoded: torch.Tensor, client: int, seeds: torch.Tensor) -> torc
     client = check_int("client", client, minimum=0, maximum=num_clients - 1)
     if not isinstance(encoded, torch.Tensor) or encoded.dtype != torch.long or encoded.dim() != 1:
         fail("encoded", "a 1-D int64 tensor from encode()", encoded, TypeError)
-    masked = encoded.clone()
-    for other in range(num_clients):
-        if other != client:
-            sign = 1 if client < other else -1
-            masked = (masked + sign * _mask(int(seeds[client, other]), len(encoded))) % MODULUS
-    return masked
+    return _masked(encoded, client, seeds)
+
+
+def mask_updates(encoded: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+    """Every client's upload at once: row i is ``mask_update(encoded[i], i, seeds)``.
+
+    The same numbers, with the seed matrix checked once instead of once per
+    client (the check is O(K^2), so per-client calls cost O(K^3) at K clients);
+    what a simulation of K = 1,000 clients uses.
+
+    >>> seeds = pairwise_seeds(3, generator=torch.Generator().manual_seed(0))
+    >>> x = encode(torch.tensor([[1.0], [2.0], [-0.5]]))
+    >>> decode(unmask_sum(mask_updates(x, seeds), range(3), seeds)).tolist()
+    [2.5]
+    """
+    num_clients = _check_seeds(seeds)
+    if not isinstance(encoded, torch.Tensor) or encoded.dtype != torch.long or encoded.dim() != 2:
+        fail("encoded", "a 2-D int64 tensor, one encode() row per client", encoded, TypeError)
+    if encoded.shape[0] != num_clients:
+        fail("encoded", f"one row per client ({num_clients})", tuple(encoded.shape))
+    return torch.stack([_masked(row, i, seeds) for i, row in enumerate(encoded)])
+
+
+def _masked(encoded: torch.Tensor, client: int, seeds: torch.Tensor) -> torch.Tensor:
+    """``mask_update`` without the checks (for seeds from ``pairwise_seeds``, checked once)."""
+    others = torch.cat([torch.arange(client), torch.arange(client + 1, seeds.shape[0])])
+    signs = torch.where(others > client, 1, -1)  # + m_ij for j > i, - m_ji for j < i
+    return (encoded + _signed_mask_sum(seeds[client, others], signs, len(encoded))) % MODULUS
 
 
 def unmask_sum(
@@ -195,10 +229,12 @@ def unmask_sum(
         fail("masked", f"one row per client ({num_clients})", tuple(masked.shape))
     dropped = sorted(set(range(num_clients)) - set(alive))
     total = masked[alive].sum(0) % MODULUS
-    for d in dropped:
-        for j in alive:  # j reveals s_jd; remove the mask j added for the pair (j, d)
-            sign = 1 if j < d else -1
-            total = (total - sign * _mask(int(seeds[j, d]), masked.shape[1])) % MODULUS
+    if dropped:
+        # each survivor j reveals s_jd; remove the mask j added for the pair (j, d)
+        j = torch.tensor(alive).repeat(len(dropped))
+        d = torch.tensor(dropped).repeat_interleave(len(alive))
+        signs = torch.where(j < d, 1, -1)
+        total = (total - _signed_mask_sum(seeds[j, d], signs, masked.shape[1])) % MODULUS
     return total
 
 
@@ -232,7 +268,7 @@ def secure_sum(
     rounded = _check_representable("updates", updates.double(), _SCALE)
     _check_representable("the sum of updates", rounded.abs().sum(0) / _SCALE, _SCALE)
     seeds = pairwise_seeds(num_clients, generator=generator)
-    masked = torch.stack([mask_update(encode(u), i, seeds) for i, u in enumerate(updates)])
+    masked = torch.stack([_masked(encode(u), i, seeds) for i, u in enumerate(updates)])
     survivors = [i for i in range(num_clients) if i not in gone]
     return decode(unmask_sum(masked, survivors, seeds)).to(updates.dtype)
 
@@ -343,26 +379,49 @@ def distributed_dp_encode(
     m = check_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
     generator = check_generator("generator", generator)
     check_choice("noise", noise, NOISES)
+    integers = _scaled_rounded(update, clip_norm=c, scale=s, num_clients=m, generator=generator)
+    share = _draw_shares((len(update),), variance=v, noise=noise, generator=generator)
+    return _add_share(integers, share, num_clients=m)
+
+
+def _scaled_rounded(
+    update: torch.Tensor, *, clip_norm: float, scale: float, num_clients: int,
+    generator: torch.Generator,
+) -> torch.Tensor:  # fmt: skip
+    """round(s clip(x, C)), stochastic and unbiased, int64; refuses a scale that could wrap."""
     x = update.double()
     if not bool(torch.isfinite(x).all()):
         fail("update", "finite (no NaN or inf)", "a non-finite entry")
     norm = float(torch.linalg.vector_norm(x))
-    clipped = x * min(1.0, c / norm) if norm > 0 else x
-    limit = MODULUS // (2 * m)
-    if s * c + 1 >= limit:
-        fits = f"below {(limit - 1) / c:.6g} so that m = {m} clipped updates fit mod 2^32"
-        fail("scale", fits, s)
-    integers = distributed_dp.stochastic_round(clipped * s, generator=generator)
+    clipped = x * min(1.0, clip_norm / norm) if norm > 0 else x
+    limit = MODULUS // (2 * num_clients)
+    if scale * clip_norm + 1 >= limit:
+        fits = (
+            f"below {(limit - 1) / clip_norm:.6g} so that m = {num_clients} clipped updates "
+            "fit mod 2^32"
+        )
+        fail("scale", fits, scale)
+    return distributed_dp.stochastic_round(clipped * scale, generator=generator)
+
+
+def _draw_shares(
+    shape: tuple[int, ...], *, variance: float, noise: str, generator: torch.Generator
+) -> torch.Tensor:
+    """Integer noise shares of the given shape: exact discrete Gaussian or Skellam, int64."""
     if noise == "skellam":
-        share = distributed_dp.skellam(len(x), variance=v, generator=generator)
-    else:
-        share = distributed_dp.discrete_gaussian(len(x), sigma_squared=v, generator=generator)
+        return distributed_dp.skellam(shape, variance=variance, generator=generator)
+    return distributed_dp.discrete_gaussian(shape, sigma_squared=variance, generator=generator)
+
+
+def _add_share(integers: torch.Tensor, share: torch.Tensor, *, num_clients: int) -> torch.Tensor:
+    """(integers + share) mod M, refusing an upload that m of could wrap the modulus."""
+    limit = MODULUS // (2 * num_clients)
     noisy = integers + share
-    if len(x) and int(noisy.abs().max()) >= limit:
+    if noisy.numel() and int(noisy.abs().max()) >= limit:
         fail(
             "the noisy share",
-            f"within +-{limit} (M / (2 m)) so that the sum of {m} uploads cannot wrap around "
-            "mod 2^32 (lower the scale)",
+            f"within +-{limit} (M / (2 m)) so that the sum of {num_clients} uploads cannot "
+            "wrap around mod 2^32 (lower the scale)",
             int(noisy.abs().max()),
         )
     return distributed_dp.wrap(noisy, bits=MODULUS.bit_length() - 1)
@@ -383,9 +442,12 @@ def distributed_dp_sum(
 
     The integer sum has L2 sensitivity D = s C + sqrt(P) (a clipped update
     scaled by s, each entry rounded by less than 1:
-    ``distributed_dp.rounded_sensitivity``). Client i (its own generator,
-    seeded from ``generator``) adds a share of variance (sigma D)^2 / (m (1 -
-    p)), p = ``dropout_rate``, so the m (1 - p) expected survivors' shares add
+    ``distributed_dp.rounded_sensitivity``). Client i rounds with its own
+    generator (seeded from ``generator``) and adds a share of variance
+    (sigma D)^2 / (m (1 - p)), p = ``dropout_rate``; the simulation draws all
+    the survivors' shares in one call of the sampler (the same law as one call
+    per client, and at m = 1,000 many times faster for the exact discrete
+    Gaussian, whose cost is mostly per call). The m (1 - p) expected survivors' shares add
     up to std sigma D, the noise multiplier sigma of the integer sum; in
     update units that is sigma (C + sqrt(P) / s), which tends to sigma C as
     the scale s grows (the price of the integers). The
@@ -416,7 +478,7 @@ def distributed_dp_sum(
     gone = set(_check_ids("dropped", dropped, m))
     if len(gone) == m:
         fail("dropped", "a list leaving at least one client to sum", sorted(gone))
-    check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+    clip_norm = check_real("clip_norm", clip_norm, low=0.0, low_open=True)
     sensitivity, _ = distributed_dp.rounded_sensitivity(
         scaled_clip_norm=clip_norm * s, dim=max(updates.shape[1], 1)
     )
@@ -424,16 +486,21 @@ def distributed_dp_sum(
         noise_multiplier=noise_multiplier, clip_norm=sensitivity, num_clients=m,
         dropout_rate=dropout_rate,
     )  # fmt: skip
+    check_choice("noise", noise, NOISES)
     client_seeds = torch.randint(0, 2**62, (m,), generator=generator).tolist()
     seeds = pairwise_seeds(m, generator=generator)
+    alive = sorted(set(range(m)) - gone)  # a dropped client never uploads
+    # every surviving client's share, drawn in one call of the sampler: the same law as one
+    # draw per client from its own generator, and far fewer rounds of exact rejection
+    shares = _draw_shares((len(alive), updates.shape[1]), variance=share_std**2, noise=noise,
+                          generator=generator)  # fmt: skip
     uploads = torch.zeros(updates.shape, dtype=torch.long)
-    for i in sorted(set(range(m)) - gone):  # a dropped client never uploads
-        own = torch.Generator().manual_seed(client_seeds[i])
-        y = distributed_dp_encode(
-            updates[i], clip_norm=clip_norm, scale=s, share_variance=share_std**2,
-            num_clients=m, generator=own, noise=noise,
-        )  # fmt: skip
-        uploads[i] = mask_update(y, i, seeds)
+    for row, i in enumerate(alive):
+        own = torch.Generator().manual_seed(client_seeds[i])  # the client's rounding
+        integers = _scaled_rounded(updates[i], clip_norm=clip_norm, scale=s, num_clients=m,
+                                   generator=own)  # fmt: skip
+        y = _add_share(integers, shares[row], num_clients=m)
+        uploads[i] = _masked(y, i, seeds)  # the seeds are pairwise_seeds', valid by construction
     total = unmask_sum(uploads, sorted(set(range(m)) - gone), seeds)
     return distributed_dp.unwrap(total, bits=MODULUS.bit_length() - 1).double() / s
 
@@ -461,9 +528,39 @@ def _check_representable(name: str, values: torch.Tensor, scale: int) -> torch.T
     return rounded
 
 
-def _mask(seed: int, size: int) -> torch.Tensor:
-    """The pseudo-random mask of one pair: ``size`` integers uniform on [0, M)."""
-    return torch.randint(0, MODULUS, (size,), generator=torch.Generator().manual_seed(seed))
+def _masks(seeds: torch.Tensor, size: int) -> np.ndarray:
+    """The pairs' pseudo-random masks: row r is ``size`` integers uniform on [0, M) from seeds[r].
+
+    Counter-based (SplitMix64's output function, Steele, Lea & Flood 2014):
+    z = mix(mix(s) + (k + 1) gamma) modulo 2^64 and the mask's entry k is the
+    high 32 bits of z. The same seed always expands to the same mask, and every
+    row is computed at once. uint64, shape ``(len(seeds), size)``.
+    """
+    base = _mix(seeds.numpy().astype(np.uint64))
+    counters = np.arange(1, size + 1, dtype=np.uint64) * _GAMMA
+    return _mix(base[:, None] + counters[None, :]) >> np.uint64(32)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function on uint64 (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def _signed_mask_sum(seeds: torch.Tensor, signs: torch.Tensor, size: int) -> torch.Tensor:
+    """sum_r signs[r] * mask(seeds[r]) modulo M, int64 ``(size,)``, in blocks of rows.
+
+    Each mask is below 2^32 and each block holds at most 2^21 entries, so the
+    int64 partial sums cannot overflow.
+    """
+    total = np.zeros(size, dtype=np.int64)
+    rows = max(1, _BLOCK // max(size, 1))
+    sign = signs.numpy().astype(np.int64)
+    for start in range(0, len(seeds), rows):
+        block = _masks(seeds[start : start + rows], size).astype(np.int64)
+        total = (total + sign[start : start + rows] @ block) % MODULUS
+    return torch.from_numpy(total)
 
 
 def _check_seeds(seeds: object) -> int:
@@ -493,22 +590,20 @@ def _check_seeds(seeds: object) -> int:
     if not _distinct_pairs(seeds.triu(1)):
         fail(
             "seeds",
-            "distinct for every pair of clients, modulo 2^32 (torch uses the low 32 bits "
-            "of a seed; equal seeds give equal masks, which can cancel inside one "
-            "client's upload)",
+            "distinct for every pair of clients (equal seeds give equal masks, which can "
+            "cancel inside one client's upload)",
             "a repeated seed",
         )
     return int(seeds.shape[0])
 
 
 def _distinct_pairs(upper: torch.Tensor) -> bool:
-    """Whether the seeds above the diagonal of ``upper`` differ in their low 32 bits.
+    """Whether the seeds above the diagonal of ``upper`` are distinct (as 64-bit words).
 
-    ``torch.Generator().manual_seed(s)`` uses s mod 2^32 only (seeds 0 and 2^40 give
-    the same mask), so that is what must differ.
+    ``_masks`` reads a seed as an unsigned 64-bit word, so that is what must differ.
     """
     rows, cols = torch.triu_indices(upper.shape[0], upper.shape[1], offset=1)
-    pairs = torch.remainder(upper[rows, cols].long(), 2**_SEED_BITS)
+    pairs = upper[rows, cols].long()
     return int(torch.unique(pairs).numel()) == int(pairs.numel())
 
 

@@ -20,7 +20,10 @@ clipped to L2 norm C, and the same (epsilon, delta) for one round:
   epsilon (``fl_dp_lab.federated.distributed_dp``).
 
 ``noise_std_on_average`` gives the three numbers; ``local_epsilon`` the
-epsilon of one client's own release.
+epsilon of one client's own release; ``equal_epsilon_noise`` the noise
+multiplier each model needs for one user-level epsilon over a whole run, and
+``run_trust_model`` trains DP-FedAvg under each (the local noise added client
+by client, the distributed shares carried through the secure-aggregation toy).
 
 The second half takes apart a pattern that circulates as "federated learning
 with differential privacy": on each client, for every batch, build a fresh
@@ -34,20 +37,35 @@ a batch gradient bounds no individual's influence.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from fl_dp_lab._validate import check_bool, check_choice, check_int, check_real, fail
+from fl_dp_lab._validate import (
+    check_bool,
+    check_choice,
+    check_generator,
+    check_int,
+    check_real,
+    fail,
+)
+from fl_dp_lab.federated._simulation import FederatedHistory, _Run
+from fl_dp_lab.federated.aggregation import clip_update, dp_aggregate, poisson_client_sample
+from fl_dp_lab.federated.config import LocalSGD, UserLevelDP
+from fl_dp_lab.federated.secure_aggregation import distributed_dp_sum
+from fl_dp_lab.federated.server import client_seeds
 from fl_dp_lab.mechanisms import gaussian_epsilon, gaussian_sigma
+from fl_dp_lab.populations import ClientPopulation, sample_client_ids
 
 __all__ = [
     "TRUST_MODELS",
+    "equal_epsilon_noise",
     "local_epsilon",
     "noise_std_on_average",
     "one_example_influence",
+    "run_trust_model",
     "shuffled_epsilon",
     "snippet_client_upload",
 ]
@@ -120,6 +138,165 @@ def local_epsilon(*, noise_multiplier: float, delta: float) -> float:
     """
     sigma = check_real("noise_multiplier", noise_multiplier, low=0.0)
     return gaussian_epsilon(sigma=sigma, delta=delta)
+
+
+def equal_epsilon_noise(
+    *,
+    trust_model: str,
+    epsilon: float,
+    delta: float,
+    sample_rate: float,
+    rounds: int,
+    participations: int = 1,
+) -> float:
+    """The noise multiplier that makes a run of DP-FedAvg user-level (epsilon, delta)-DP.
+
+    - central and distributed: sigma of the Poisson-subsampled Gaussian over
+      ``rounds`` rounds at rate q (``accounting.noise_multiplier_for_epsilon``,
+      RDP). Sampling amplifies against whoever sees only the model. For
+      distributed DP sigma multiplies the integer sum's sensitivity s C +
+      sqrt(P) (``run_trust_model``), and the sum of discrete-Gaussian shares
+      adds tau (``distributed_dp.sum_closeness_tau``), 0 to float precision once
+      a share's sigma is 3 or more integer units, as in the course's runs.
+      Against the server, which knows who took part, there is no amplification
+      (``distributed_dp.distributed_discrete_gaussian_epsilon`` with one step per
+      participation).
+    - local: each client's own releases, at most ``participations`` of them,
+      must reach (epsilon, delta) alone, with no amplification (the server sees
+      who sent what): sigma_local of ``participations`` Gaussian releases at
+      q = 1. ``run_trust_model`` refuses a client's further participations.
+
+    >>> local = equal_epsilon_noise(trust_model="local", epsilon=4.0, delta=1e-5,
+    ...                             sample_rate=0.1, rounds=10)
+    >>> central = equal_epsilon_noise(trust_model="central", epsilon=4.0, delta=1e-5,
+    ...                               sample_rate=0.1, rounds=10)
+    >>> local > central
+    True
+    """
+    from fl_dp_lab.accounting import noise_multiplier_for_epsilon
+
+    check_choice("trust_model", trust_model, TRUST_MODELS)
+    q = check_real("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
+    steps = check_int("rounds", rounds, minimum=1)
+    k = check_int("participations", participations, minimum=1)
+    if trust_model == "local":
+        return noise_multiplier_for_epsilon(
+            target_epsilon=epsilon, sample_rate=1.0, steps=k, delta=delta, accountant="rdp"
+        )
+    return noise_multiplier_for_epsilon(
+        target_epsilon=epsilon, sample_rate=q, steps=steps, delta=delta, accountant="rdp"
+    )
+
+
+def run_trust_model(
+    model: nn.Module,
+    clients: Sequence[tuple[torch.Tensor, torch.Tensor]] | ClientPopulation,
+    *,
+    trust_model: str,
+    rounds: int,
+    privacy: UserLevelDP,
+    local: LocalSGD,
+    generator: torch.Generator,
+    scale: float = 2.0**10,
+    participations: int | None = None,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+) -> FederatedHistory:
+    """DP-FedAvg under one trust model, training ``model`` in place.
+
+    Every round, like ``run_dp_fedavg`` (and drawing from ``generator`` in
+    the same order: ids, the clients' seeds, then the noise): each client
+    joins with probability q = ``privacy.sample_rate``, the sampled clients
+    train, and the server moves the model by a noisy average over the
+    expected q K clients, with sigma = ``privacy.noise_multiplier``:
+
+    - ``"central"``: ``dp_aggregate``, noise N(0, (sigma C)^2) added by the
+      server to the sum of the raw clipped updates (the same numbers as
+      ``run_dp_fedavg`` with the same generator);
+    - ``"local"``: each client clips its own update and adds N(0, (sigma C)^2)
+      before uploading; the server adds up the noisy uploads. A client that
+      already took part ``participations`` times refuses (its budget is spent);
+    - ``"distributed"``: ``secure_aggregation.distributed_dp_sum``: each
+      client clips, scales by s = ``scale``, rounds without bias, adds an exact
+      discrete-Gaussian share of variance (sigma D)^2 / m (D = s C + sqrt(P),
+      m the round's clients) and masks; the server decodes only the noisy sum.
+      A round with fewer than 2 clients has no secure sum and moves nothing.
+
+    ``history.epsilon`` records, after each round: central and distributed,
+    the subsampled Gaussian's epsilon (against the model's readers; see
+    ``equal_epsilon_noise``); local, the epsilon of the client that took part
+    most often so far (its releases composed, no amplification).
+
+    Args:
+        model: the global model, trained in place.
+        clients: a list of ``(x_k, y_k)`` or a ``ClientPopulation``.
+        trust_model: ``"local"``, ``"central"`` or ``"distributed"``.
+        rounds: T >= 1.
+        privacy: q, C, sigma (``equal_epsilon_noise``) and delta; no adaptive clipping.
+        local: the clients' training, ``LocalSGD``.
+        generator: all randomness of the run (clients' own draws are seeded from it).
+        scale: s of the distributed shares' fixed point.
+        participations: local DP's cap on a client's rounds (None: no cap).
+        x_test, y_test: evaluation data (needed with a population).
+
+    Returns:
+        A ``FederatedHistory`` with epsilon and clip_norm filled in.
+    """
+    from fl_dp_lab.accounting import epsilon as accounted_epsilon
+
+    check_choice("trust_model", trust_model, TRUST_MODELS)
+    if not isinstance(privacy, UserLevelDP) or privacy.adaptive is not None:
+        fail("privacy", "a UserLevelDP without adaptive clipping", privacy, TypeError)
+    if not isinstance(local, LocalSGD):
+        fail("local", "a LocalSGD", local, TypeError)
+    s = check_real("scale", scale, low=0.0, low_open=True)
+    cap = None if participations is None else check_int("participations", participations, minimum=1)
+    generator = check_generator("generator", generator)
+    run = _Run(model, clients, rounds=rounds, local=local, server_lr=1.0, generator=generator,
+               x_test=x_test, y_test=y_test, loss_fn=nn.functional.cross_entropy,
+               vectorised=True, progress=False)  # fmt: skip
+    c, sigma, q = privacy.clip_norm, privacy.noise_multiplier, privacy.sample_rate
+    expected = q * run.num_clients
+    counts: dict[int, int] = {}
+    for r in run.rounds():
+        if run.population is None:
+            ids = poisson_client_sample(run.num_clients, sample_rate=q, generator=generator)
+        else:
+            ids = sample_client_ids(run.num_clients, sample_rate=q, generator=generator)
+        seeds = client_seeds(len(ids), generator)
+        if trust_model == "local" and cap is not None:
+            keep = torch.tensor([counts.get(int(k), 0) < cap for k in ids], dtype=torch.bool)
+            ids, seeds = ids[keep], seeds[keep]
+        updates = run.client_updates(ids, seeds)
+        if trust_model == "central":
+            average = dp_aggregate(updates, clip_norm=c, noise_multiplier=sigma,
+                                   expected_clients=expected, generator=generator)  # fmt: skip
+        elif trust_model == "local":
+            clipped = clip_update(updates.double(), clip_norm=c)
+            noise = torch.randn(clipped.shape, generator=generator, dtype=torch.float64)
+            average = (clipped + sigma * c * noise).sum(0) / expected
+        elif len(ids) >= 2:
+            total = distributed_dp_sum(updates.double(), clip_norm=c, noise_multiplier=sigma,
+                                       scale=s, generator=generator)  # fmt: skip
+            average = total / expected
+        else:
+            average = torch.zeros_like(run.flat)
+        for k in ids.tolist():
+            counts[k] = counts.get(k, 0) + 1
+        run.apply(average)
+        run.record(r, len(ids))
+        run.history.clip_norm.append(c)
+        if trust_model == "local":
+            most = max(counts.values(), default=0)
+            eps = 0.0 if most == 0 else accounted_epsilon(
+                noise_multiplier=sigma, sample_rate=1.0, steps=most, delta=privacy.delta,
+                accountant=privacy.accountant,
+            )  # fmt: skip
+        else:
+            eps = accounted_epsilon(noise_multiplier=sigma, sample_rate=q, steps=r,
+                                    delta=privacy.delta, accountant=privacy.accountant)  # fmt: skip
+        run.history.epsilon.append(eps)
+    return run.history
 
 
 def one_example_influence(
@@ -233,11 +410,23 @@ def shuffled_epsilon(*, epsilon0: float, num_reports: int, delta: float) -> floa
         epsilon = log(1 + (e^eps0 - 1) / (e^eps0 + 1)
                           * (8 sqrt(e^eps0 log(4 / delta)) / sqrt(n) + 8 e^eps0 / n)),
 
-    valid for eps0 <= log(n / (16 log(2 / delta))). Outside that range the
-    bound says nothing, and the function refuses rather than extrapolate.
-    The theorem is for pure epsilon0-DP randomizers; an (epsilon0,
-    delta0)-DP one (a Gaussian) pays an extra delta of order n delta0
-    (Feldman, McMillan & Talwar 2021 extend the bound to approximate DP).
+    valid for eps0 <= log(n / (16 log(2 / delta))) (note log(2 / delta) in the
+    condition, log(4 / delta) in the bound). Outside that range the theorem
+    says nothing, and the function refuses rather than extrapolate. The bound
+    tightens the earlier O(eps0 sqrt(log(1/delta) / n)) of Erlingsson et al.
+    (2019) for eps0 < 1 and holds for larger eps0 too. The constants (8, 8 and
+    16; log(4/delta) and log(2/delta)) agree with an independent
+    implementation of Theorem 3.1 (OpenDP's smartnoise-core,
+    ``shuffle_amplification``) and with Canonne's exposition of the theorem
+    (differentialprivacy.org, 2022), which quotes the loosened form below.
+    For small eps0 the bound is about eps0 (4 sqrt(log(4/delta) / n) + 4 / n); the often quoted
+    log(1 + 16 (e^eps0 - 1) / (e^eps0 + 1) sqrt(e^eps0 log(4/delta) / n)) is
+    the same bound loosened once 8 e^eps0 / n is below 8 sqrt(e^eps0
+    log(4/delta) / n).
+
+    The theorem is for pure eps0-DP randomizers; an (eps0, delta0)-DP one (a
+    Gaussian) pays an extra delta of order n delta0 (their Theorem 3.8 extends
+    the bound to approximate DP; its exact constant is not reproduced here).
 
     >>> round(shuffled_epsilon(epsilon0=1.0, num_reports=10_000, delta=1e-6), 4)
     0.214
