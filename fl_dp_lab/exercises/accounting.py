@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from fl_dp_lab.accounting import (
+    Direction,
     epsilon,
     privacy_loss_distribution,
     rdp_subsampled_gaussian,
@@ -362,10 +363,11 @@ def _pld_references(
 def _pld_cases() -> list[tuple[str, np.ndarray, np.ndarray, float, float]]:
     """(what, losses, pmf, mass at +infinity, delta): hidden from the learner."""
     cases = []
-    for sigma, q, steps, direction, delta in (
+    settings: tuple[tuple[float, float, int, Direction, float], ...] = (
         (1.0, 0.05, 50, "remove", 1e-5),
         (4.0, 0.01, 1000, "add", 1e-6),
-    ):
+    )
+    for sigma, q, steps, direction, delta in settings:
         losses, pmf, infinity_mass = privacy_loss_distribution(
             noise_multiplier=sigma, sample_rate=q, steps=steps, direction=direction
         )
