@@ -6,7 +6,7 @@ fresh accountant, as a training loop asking once per epoch would. The
 methods are interleaved round by round (so machine load hits all alike) and
 each cell is the median over rounds; dp_accounting's PLD at the 1e-4 grid
 that the tests compare against is slow, so it runs fewer rounds. The last
-table times one redraw of notebook 05's dashboard (``epsilon_curves`` for
+table times one redraw of notebook 05b's dashboard (``epsilon_curves`` for
 all four methods plus moving the figure's lines and rendering it) after a
 slider moves to values it has not seen, then at the sliders' edges (sigma = 0.1
 with q = 1 and T = 1e5 puts epsilon in the millions: the PLD grid coarsens to

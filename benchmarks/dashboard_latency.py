@@ -15,13 +15,13 @@ whatever the verdicts are (the tests never assert speed). Needs Chromium (Debian
 
     python benchmarks/dashboard_latency.py                 # every notebook, 5 presses each way
     python benchmarks/dashboard_latency.py 02 04           # some notebooks (numbers or names)
-    python benchmarks/dashboard_latency.py 05 --sweep      # also every slider stop, end to end
+    python benchmarks/dashboard_latency.py 05b --sweep     # also every slider stop, end to end
     python benchmarks/dashboard_latency.py --kernel        # 01, 04-07 in Python, no browser
 
 ``--kernel`` times the kernel's side alone, in this process: it builds the slider
-dashboards of notebooks 01, 04, 05, 06 and 07 (06 from random gradients of its model's
+dashboards of notebooks 01, 04, 05b, 06 and 07 (06 from random gradients of its model's
 size, 07 from a made-up sweep result: the same figures, no training) and sets each slider
-to Home, End, then every stop up and every stop down (05's q and T also at sigma = 0.2,
+to Home, End, then every stop up and every stop down (05b's q and T also at sigma = 0.2,
 where epsilon is slowest), and each toggle to each option, timing each change to the
 first figure rendered (JPEG bytes ready to send) and to the last one. It is less affected
 by a loaded machine than the browser's numbers and leaves out the widget messages and
@@ -110,7 +110,7 @@ def _kernel_dashboards() -> dict:
     return {
         "01": lambda: step_size_explorer(np.sin, np.cos, x=1.0, h=1e-2),
         "04": gaussian_dashboard,
-        "05": accounting_dashboard,
+        "05b": accounting_dashboard,
         "06": clipping,
         "07": sweep,
     }
@@ -147,8 +147,8 @@ def kernel_sweep(names: list[str]) -> str:
             rows.append(f"{name} built in {time.perf_counter() - start:.2f} s")
             found = [c for c in _descendants(box) if isinstance(c, controls)]
             runs = [(name, found)]
-            if name == "05":
-                runs.append(("05 at σ = 0.2", found[1:]))
+            if name == "05b":
+                runs.append(("05b at σ = 0.2", found[1:]))
             for label, driven in runs:
                 if label != name:
                     found[0].value = 0.2

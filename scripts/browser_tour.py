@@ -1,7 +1,7 @@
 """Take the course in a real browser and time every dashboard: JupyterLab + headless Chromium.
 
     python scripts/browser_tour.py                    # every notebook: stderr, latency table
-    python scripts/browser_tour.py 05 06 --sweep      # some notebooks, every slider stop
+    python scripts/browser_tour.py 05b 06 --sweep     # some notebooks, every slider stop
 
 Copies the notebooks to a temporary folder, starts JupyterLab there on 127.0.0.1 (no
 autosave, every cell attached to the page) and, for each notebook in turn, opens it,

@@ -1,7 +1,7 @@
 """Execute the course's notebooks, render them to HTML, and report time and memory.
 
     python scripts/run_notebooks.py                     # all notebooks -> build/html/
-    python scripts/run_notebooks.py notebooks/05_*.ipynb --out build/html
+    python scripts/run_notebooks.py notebooks/05b_*.ipynb --out build/html
 
 Each notebook runs in its own fresh kernel (``jupyter nbconvert --execute``, through
 ``nbconvert_sliced.py``, which keeps a lost ZeroMQ wake-up from stalling a cell), with

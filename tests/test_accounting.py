@@ -297,7 +297,7 @@ def test_best_is_the_smaller_of_the_two_bounds(q, sigma, steps):
     [(0.01, 4.0, 10_000), (0.128, 1.73, 64), (0.128, 0.95, 64), (0.1, 2.25, 100), (0.1, 0.6, 200)],
 )
 def test_pld_is_the_smaller_bound_in_the_settings_the_course_trains_with(q, sigma, steps):
-    # why "pld" can stay the default: notebooks 05 (Abadi et al.), 06 (epsilon = 3 and 8)
+    # why "pld" can stay the default: notebooks 05b (Abadi et al.), 06 (epsilon = 3 and 8)
     # and 09 (user-level DP-FedAvg) report the same number as "best" would
     kwargs = dict(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=1e-5)
     assert (

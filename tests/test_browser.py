@@ -37,7 +37,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: The notebooks with at least one dashboard (a widget box of class fl-dp-lab-dashboard,
 #: with a figure that sliders or toggles redraw). Notebook 00's widget round trip is a
 #: readout, not a dashboard; its own test below checks it.
-DASHBOARD_NOTEBOOKS = ("01", "02", "04", "05", "06", "07", "08", "09", "09b", "12")
+DASHBOARD_NOTEBOOKS = ("01", "02", "04", "05b", "06", "07", "08", "09", "09b", "12")
 
 pytestmark = pytest.mark.browser
 

@@ -1,6 +1,6 @@
 """What the dashboards draw from shortcuts and memory equals what is computed afresh.
 
-Notebook 05's PLD curve composes its earlier step counts on the grid of its last one
+Notebook 05b's PLD curve composes its earlier step counts on the grid of its last one
 (``fl_dp_lab.accounting._composition._pld_curve``) and the dashboard remembers every stop's curves;
 the dashboards of notebooks 01, 04, 06 and 07 redraw figures in place. Each shortcut is
 held here to the accountant or to a figure built from scratch.

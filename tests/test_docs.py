@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "sharp_edges.md"
 FIELDS = ("**Symptom:**", "**Why it voids the claim:**", "**Shown in:**", "**Caught by:**")
 #: Notebooks this page's edges are taught in that already link back to it.
-LINKING_NOTEBOOKS = ("04", "05", "06", "07", "09", "10", "11")
+LINKING_NOTEBOOKS = ("04", "05b", "06", "07", "09", "10", "11")
 
 
 def _text() -> str:

@@ -1,4 +1,4 @@
-"""Notebook 05's exercise checks: right, typical wrong, unanswered, malformed."""
+"""Notebooks 05a and 05b's exercise checks: right, typical wrong, unanswered, malformed."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ import math
 import numpy as np
 import pytest
 
-from fl_dp_lab.accounting import epsilon, noise_multiplier_for_epsilon, rdp_to_epsilon
-from fl_dp_lab.exercises import check_calibrate, check_gaussian_rdp_epsilon
+from fl_dp_lab.accounting import (
+    epsilon,
+    noise_multiplier_for_epsilon,
+    privacy_loss_distribution,
+    rdp_to_epsilon,
+)
+from fl_dp_lab.exercises import (
+    check_calibrate,
+    check_gaussian_rdp_epsilon,
+    check_pld_epsilon,
+    check_rdp_of_phases,
+    reset_tries,
+)
 
 
 def test_gaussian_rdp_epsilon_right_and_the_usual_slips(capsys):
@@ -94,3 +105,106 @@ def test_calibrate_unanswered_and_malformed(capsys):
         check_calibrate(1.3)
     with pytest.raises(TypeError, match=r"calibrate\(spent, target\) must be a real number"):
         check_calibrate(lambda spent, target: "1.3")
+
+
+ORDERS = np.arange(2, 257)
+
+
+def _run_epsilon(phases, delta):
+    total = sum(steps * ORDERS / (2 * sigma**2) for sigma, steps in phases)
+    return rdp_to_epsilon(rdp=total, orders=ORDERS, delta=delta)[0]
+
+
+def test_rdp_of_phases_right_answer_passes(capsys):
+    assert check_rdp_of_phases(_run_epsilon) is True
+    assert "✓" in capsys.readouterr().out
+
+
+def test_rdp_of_phases_rejects_the_usual_slips(capsys):
+    for answer, words in (
+        (lambda phases, delta: sum(_run_epsilon([p], delta) for p in phases), "adds the epsilons"),
+        (lambda phases, delta: _run_epsilon([(s, 1) for s, _ in phases], delta), "one step per"),
+        (lambda phases, delta: _run_epsilon(phases[-1:], delta), "one phase only"),
+        (lambda phases, delta: 2.0 * _run_epsilon(phases, delta), "your function returns"),
+    ):
+        reset_tries()
+        assert check_rdp_of_phases(answer) is False
+        out = capsys.readouterr().out
+        assert "✗" in out and words in out, out
+
+
+def test_rdp_of_phases_classic_conversion_and_a_constant_are_named(capsys):
+    def classic(phases, delta):
+        total = sum(steps * ORDERS / (2 * sigma**2) for sigma, steps in phases)
+        return float(np.min(total + math.log(1 / delta) / (ORDERS - 1)))
+
+    assert check_rdp_of_phases(classic) is False
+    assert "classic conversion" in capsys.readouterr().out
+    first = _run_epsilon([(10.0, 100), (30.0, 2000)], 1e-5)  # the first hidden run, right
+    assert check_rdp_of_phases(lambda phases, delta: first) is False
+    assert "same epsilon for different runs" in capsys.readouterr().out
+
+
+def test_rdp_of_phases_unanswered_and_malformed(capsys):
+    assert check_rdp_of_phases(...) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="run_epsilon must be a function"):
+        check_rdp_of_phases(4.2)
+    with pytest.raises(TypeError, match=r"run_epsilon\(phases, delta\) must be a real number"):
+        check_rdp_of_phases(lambda phases, delta: "4.2")
+
+
+def _delta_of(losses, pmf, infinity_mass, eps):
+    above = losses > eps
+    return infinity_mass + np.sum(pmf[above] * -np.expm1(eps - losses[above]))
+
+
+def _pld_epsilon(losses, pmf, infinity_mass, delta, keep="high", steps=60):
+    low, high = 0.0, float(losses.max())
+    for _ in range(steps):
+        mid = (low + high) / 2
+        low, high = (
+            (low, mid) if _delta_of(losses, pmf, infinity_mass, mid) <= delta else (mid, high)
+        )
+    return high if keep == "high" else low
+
+
+def test_pld_epsilon_right_answer_passes_and_matches_the_accountant(capsys):
+    assert check_pld_epsilon(_pld_epsilon) is True
+    assert "✓" in capsys.readouterr().out
+    setting = dict(noise_multiplier=1.0, sample_rate=0.05, steps=50)
+    losses, pmf, infinity_mass = privacy_loss_distribution(**setting)  # remove direction
+    ours = _pld_epsilon(losses, pmf, infinity_mass, 1e-5)
+    assert ours <= epsilon(delta=1e-5, accountant="pld", **setting) * (1 + 1e-9)
+
+
+def test_pld_epsilon_rejects_the_usual_slips(capsys):
+    def tail(losses, pmf, infinity_mass, delta):
+        low, high = 0.0, float(losses.max())
+        for _ in range(60):
+            mid = (low + high) / 2
+            within = infinity_mass + pmf[losses > mid].sum() <= delta
+            low, high = (low, mid) if within else (mid, high)
+        return high
+
+    for answer, words in (
+        (tail, "tail P(L > eps)"),
+        (lambda lo, p, i, d: _pld_epsilon(lo, p, 0.0, d), "counts in full"),
+        (lambda lo, p, i, d: _pld_epsilon(lo, p, i, d, keep="low", steps=8), "over the budget"),
+        (lambda lo, p, i, d: _pld_epsilon(lo, p, i, d, steps=8), "a smaller epsilon would too"),
+        (lambda lo, p, i, d: 50.0, "smaller epsilon would too"),
+        (lambda lo, p, i, d: -1.0, "finite number >= 0"),
+    ):
+        reset_tries()
+        assert check_pld_epsilon(answer) is False
+        out = capsys.readouterr().out
+        assert "✗" in out and words in out, out
+
+
+def test_pld_epsilon_unanswered_and_malformed(capsys):
+    assert check_pld_epsilon(None) is False
+    assert "not answered yet" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="pld_epsilon must be a function"):
+        check_pld_epsilon(0.9)
+    with pytest.raises(TypeError, match="must be a real number"):
+        check_pld_epsilon(lambda losses, pmf, infinity_mass, delta: "0.9")

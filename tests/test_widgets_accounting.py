@@ -1,4 +1,4 @@
-"""Notebook 05's accounting dashboard, driven without a browser."""
+"""Notebook 05b's accounting dashboard, driven without a browser."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ the smaller (``accountant="best"``).
 
 Pure functions come first; ``PrivacyAccountant`` only keeps a history.
 The math lives in the private submodules ``_rdp`` and ``_pld``, cached in
-``_accounting_core``; the composition theorems compared in notebook 05 in
+``_accounting_core``; the composition theorems compared in notebook 05a in
 ``_composition``, and the privacy cost of a hyperparameter sweep (private
 selection, notebooks 07 and 09) in ``_tuning``. Their public names are
 re-exported here: import them from ``fl_dp_lab.accounting``.

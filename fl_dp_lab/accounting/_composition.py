@@ -112,7 +112,7 @@ def epsilon_curves(
 ) -> tuple[np.ndarray, dict[Composition, np.ndarray]]:
     """Epsilon against step count for each method, at ``points`` log-spaced step counts.
 
-    What notebook 05's figure and dashboard draw: a few step counts from 1 to
+    What notebook 05b's figure and dashboard draw: a few step counts from 1 to
     ``steps``. Every point of the "rdp", "basic" and "advanced" curves is
     ``composed_epsilon`` at its step count. The "pld" curve's last point is the
     PLD accountant's epsilon for ``steps`` (``accounting.epsilon``, the same

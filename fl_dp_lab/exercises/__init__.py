@@ -7,7 +7,7 @@ exercise pattern (the answer cell, the check, the hidden solution).
 
 One submodule per topic, each listing its checks in ``__all__``: ``numdiff``
 (01), ``training`` (02), ``attacks`` (03), ``mechanisms`` (04), ``accounting``
-(05), ``dpsgd`` (06-07), ``federated`` (08-09), ``populations`` (09b),
+(05a, 05b), ``dpsgd`` (06-07), ``federated`` (08-09), ``populations`` (09b),
 ``auditing`` (10), ``flower`` (11), ``trust`` (12), ``start`` (00) and
 ``primer`` (the primers 00a and 00b). All of them are re-exported here, so
 notebooks write ``from fl_dp_lab.exercises import check_numerical_gradient``.

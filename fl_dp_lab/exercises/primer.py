@@ -290,7 +290,7 @@ def check_renyi_monte_carlo(renyi: Any) -> bool:
         name,
         True,
         success="log-mean-exp of (order - 1) times the privacy loss: this is the Rényi DP "
-        "that notebook 05's accountant composes, and the estimate tracks the closed form.",
+        "that notebook 05a's accountant composes, and the estimate tracks the closed form.",
     )
 
 

@@ -1,4 +1,4 @@
-"""Figures of notebook 05: epsilon against steps for each composition method, and more."""
+"""Figures of notebooks 05a and 05b: epsilon against steps for each composition method, and more."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Notebook 05's dashboard: sigma, sample-rate and steps sliders over epsilon-vs-steps."""
+"""Notebook 05b's dashboard: sigma, sample-rate and steps sliders over epsilon-vs-steps."""
 
 from __future__ import annotations
 

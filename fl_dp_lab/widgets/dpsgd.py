@@ -100,7 +100,7 @@ def clipping_dashboard(
         update_clipping_figure(artists, current)
         if current.noise_multiplier not in spent:
             # RDP: an upper bound, fast enough to follow a slider (PLD is usually lower at
-            # these step counts, notebook 05); a tiny sigma puts the best order at the grid's
+            # these step counts, notebook 05b); a tiny sigma puts the best order at the grid's
             # edge, which only loosens it
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
