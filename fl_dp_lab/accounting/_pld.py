@@ -34,7 +34,7 @@ mass above it is counted as infinite loss.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
@@ -83,6 +83,9 @@ class GridPLD:
 
     ``composed`` marks a PLD that went through an FFT: its tail is trustworthy
     only down to about ``MIN_COMPOSED_DELTA`` (round-off of 1e-16 per grid point).
+    ``moments`` remembers what ``_chernoff_window`` computed from this PLD (its
+    grid index's mean and variance, log E[exp(t i)] at each t asked): the windows
+    of several step counts of one step's PLD share them.
     """
 
     offset: int
@@ -90,6 +93,7 @@ class GridPLD:
     infinity_mass: float
     interval: float
     composed: bool = False
+    moments: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @lru_cache(maxsize=64)
@@ -200,11 +204,37 @@ def compose(
     size = fft.next_fast_len(high - low + 1, real=True)
     spectrum = np.ones(size // 2 + 1, dtype=np.complex128)
     for pld, count in parts:
+        if len(pld.pmf) <= size:  # zero-padded to the window, as the fold below would give
+            spectrum *= _power(fft.rfft(pld.pmf, n=size), count)
+            continue
         folded = np.bincount(np.arange(len(pld.pmf)) % size, weights=pld.pmf, minlength=size)
-        spectrum *= fft.rfft(folded) ** count
+        spectrum *= _power(fft.rfft(folded), count)
     pmf = np.maximum(fft.irfft(spectrum, n=size), 0.0)
     pmf = np.roll(pmf, (lowest - low) % size)
     return GridPLD(low, pmf, 1.0 - survive + tail, h, composed=True)
+
+
+def _power(spectrum: np.ndarray, count: int) -> np.ndarray:
+    """``spectrum ** count``, in polar form for large counts: |z|^count exp(i count arg z).
+
+    numpy's complex power takes a complex logarithm and exponential at every
+    frequency (about 90 ms for a million); the polar form is the same formula
+    (the same rounding: count times the logarithm of |z| and of the angle) and
+    skips the frequencies whose power underflows to zero, most of them when
+    the count is large. Counts below 100 keep numpy's repeated multiplication.
+    """
+    if count < 100:
+        return spectrum**count
+    radius = np.abs(spectrum)
+    with np.errstate(divide="ignore"):
+        log_power = count * np.log(radius)
+    live = np.flatnonzero(log_power > -750.0)  # exp(-750) is 0 in float64
+    out = np.zeros(len(spectrum), dtype=np.complex128)
+    angle = count * np.angle(spectrum[live])
+    magnitude = np.exp(log_power[live])
+    out.real[live] = magnitude * np.cos(angle)
+    out.imag[live] = magnitude * np.sin(angle)
+    return out
 
 
 def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
@@ -229,22 +259,44 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
         )
     if pld.infinity_mass > delta:
         return math.inf  # the mechanism fails to hide more than delta of the time
-    losses = (pld.offset + np.arange(len(pld.pmf))) * pld.interval
-    keep = (losses > 0) & (pld.pmf > 0)
-    losses, pmf = losses[keep], pld.pmf[keep]
-    if len(losses) == 0:
+    first = max(1 - pld.offset, 0)  # the first grid point whose loss is > 0
+    kept = first + np.flatnonzero(pld.pmf[first:] > 0)
+    if len(kept) == 0:
         return 0.0
-    # S[j] = P(L >= l_j) + P(L = inf), log R[j] = log E[exp(-L); L >= l_j]  (suffix sums)
-    s = np.append(np.cumsum(pmf[::-1])[::-1], 0.0) + pld.infinity_mass
-    log_terms = np.log(pmf) - losses
-    log_r = np.append(np.logaddexp.accumulate(log_terms[::-1])[::-1], -np.inf)
-    if s[0] - math.exp(log_r[0]) <= delta:  # delta(0) <= delta
+    losses = (pld.offset + kept) * pld.interval
+    pmf = pld.pmf[kept]
+    # S[j] = P(L >= l_j) + P(L = inf), log R[j] = log E[exp(-L); L >= l_j]  (suffix sums),
+    # delta(l_j) = S[j + 1] - exp(l_j) R[j + 1], non-increasing in j: epsilon lies where it
+    # crosses delta, in the upper tail. The sums run from the top down in blocks (each
+    # block's running sums start from the last one's, so every value is the one a single
+    # pass gives) and stop below the first block where delta(l_j) is well above delta.
+    n = len(pmf)
+    s = np.empty(n + 1)
+    log_r = np.empty(n + 1)
+    at_grid = np.empty(n)
+    s[n], log_r[n] = 0.0, -np.inf
+    low, block = n, 4096
+    while low > 0:
+        high, low = low, max(low - block, 0)
+        block *= 2
+        s[low : high + 1] = np.cumsum(np.append(s[high], pmf[low:high][::-1]))[::-1]
+        log_terms = np.log(pmf[low:high]) - losses[low:high]
+        log_r[low : high + 1] = np.logaddexp.accumulate(
+            np.append(log_r[high], log_terms[::-1])
+        )[::-1]
+        # delta(l_j); the exponent is <= 0
+        at_grid[low:high] = s[low + 1 : high + 1] + pld.infinity_mass - np.exp(
+            losses[low:high] + log_r[low + 1 : high + 1]
+        )
+        if at_grid[low] > 2.0 * delta:  # and so is every delta(l_j) below: stop
+            break
+    s[low:] += pld.infinity_mass
+    if low == 0 and s[0] - math.exp(log_r[0]) <= delta:  # delta(0) <= delta
         return 0.0
-    at_grid = s[1:] - np.exp(losses + log_r[1:])  # delta(l_j), non-increasing; exponent <= 0
-    meets = at_grid <= delta
+    meets = at_grid[low:] <= delta
     if not meets.any():  # only rounding can get here: the last point leaves infinity_mass
         return math.inf
-    j = int(np.argmax(meets))  # first grid point that meets delta
+    j = low + int(np.argmax(meets))  # first grid point that meets delta
     # between l_{j-1} and l_j the losses above epsilon are exactly {l_i: i >= j}
     eps = math.log(s[j] - delta) - float(log_r[j])
     lower = losses[j - 1] if j > 0 else 0.0
@@ -305,26 +357,50 @@ def _chernoff_window(parts: list[tuple[GridPLD, int]]) -> tuple[int, int, float]
 
     P(S >= u) <= exp(sum_c c log M(t) - t u) for any t > 0, with M the moment
     generating function of one step's grid index (and symmetrically below),
-    tried at t from 1e-4 to 20 over the spread (heavy tails need small t).
+    tried at t from 1e-4 to 20 over the spread (heavy tails need small t), on a
+    lattice of three t per decade fixed by the per-step spread: the step counts
+    of one curve share their t and so each PLD's log M(t) (``GridPLD.moments``).
     """
-    spread = 0.0
-    for pld, count in parts:
-        idx = np.arange(len(pld.pmf))
-        mass = pld.pmf.sum()
-        m = float(np.dot(idx, pld.pmf) / mass)
-        spread += count * float(np.dot((idx - m) ** 2, pld.pmf) / mass)
-    t = np.geomspace(1e-4, 20.0, 16) / math.sqrt(max(spread, 1e-12))
+    total = sum(count for _, count in parts)
+    spread = sum(count * _index_moments(pld)[1] for pld, count in parts)
+    per_step = math.sqrt(max(spread / total, 1e-12))
+    # t sqrt(spread) = 20 * 10**(-k / 3) * sqrt(total) in [1e-4, 20]
+    shift = 1.5 * math.log10(total)
+    k = np.arange(math.ceil(shift - 1e-9), math.floor(shift + 3.0 * math.log10(2e5) + 1e-9) + 1)
+    t = 20.0 * 10.0 ** (-k / 3.0) / per_step
     t = np.concatenate([t, -t])
     log_mgf = np.zeros(len(t))
     for pld, count in parts:
-        live = pld.pmf > 0
-        idx = np.flatnonzero(live)
-        log_pmf = np.log(pld.pmf[live])
-        exponent = log_pmf + t[:, None] * idx
-        top = exponent.max(axis=1)
-        log_sum = np.log(np.exp(exponent - top[:, None]).sum(axis=1)) + top
-        log_mgf += count * (t * pld.offset + log_sum)
+        log_mgf += count * (t * pld.offset + _log_mgf(pld, t))
     bounds = (log_mgf - _LOG_WINDOW_TAIL) / t
     high = math.ceil(float(np.min(bounds[t > 0])))
     low = math.floor(float(np.max(bounds[t < 0])))
     return low, high, math.exp(_LOG_WINDOW_TAIL)
+
+
+def _index_moments(pld: GridPLD) -> tuple[float, float]:
+    """Mean and variance of the grid index i under ``pld.pmf`` (remembered in the PLD)."""
+    if "index" not in pld.moments:
+        idx = np.arange(len(pld.pmf))
+        mass = pld.pmf.sum()
+        m = float(np.dot(idx, pld.pmf) / mass)
+        pld.moments["index"] = (m, float(np.dot((idx - m) ** 2, pld.pmf) / mass))
+    return pld.moments["index"]
+
+
+def _log_mgf(pld: GridPLD, t: np.ndarray) -> np.ndarray:
+    """log sum_i pmf[i] exp(t i) at each t, each value computed once per PLD."""
+    known = pld.moments.setdefault("log_mgf", {})
+    new = np.array([x for x in t.tolist() if x not in known])
+    if len(new):
+        live = pld.pmf > 0
+        idx = np.flatnonzero(live)
+        log_pmf = np.log(pld.pmf[live])
+        exponent = new[:, None] * idx
+        exponent += log_pmf
+        top = exponent.max(axis=1)
+        exponent -= top[:, None]
+        np.exp(exponent, out=exponent)
+        log_sum = np.log(exponent.sum(axis=1)) + top
+        known.update(zip(new.tolist(), log_sum.tolist()))
+    return np.array([known[x] for x in t.tolist()])
