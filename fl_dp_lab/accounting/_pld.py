@@ -75,6 +75,7 @@ MIN_ONE_STEP_DELTA = 1e-20
 LARGE_NOISE = 1e100
 _MAX_ONE_STEP = 2**18  # grid points of one step's PLD, at most
 _MAX_WINDOW = 2**21  # grid points of a composed PLD (the FFT length), at most
+_BLOCK = 2048  # grid points per block of epsilon_for_delta's first, coarse pass
 
 
 @dataclass(frozen=True)
@@ -266,39 +267,37 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
     losses = (pld.offset + kept) * pld.interval
     pmf = pld.pmf[kept]
     # S[j] = P(L >= l_j) + P(L = inf), log R[j] = log E[exp(-L); L >= l_j]  (suffix sums),
-    # delta(l_j) = S[j + 1] - exp(l_j) R[j + 1], non-increasing in j: epsilon lies where it
-    # crosses delta, in the upper tail. The sums run from the top down in blocks (each
-    # block's running sums start from the last one's, so every value is the one a single
-    # pass gives) and stop below the first block where delta(l_j) is well above delta.
+    # delta(l_j) = S[j + 1] - exp(l_j) R[j + 1], non-increasing in j. First the sums at the
+    # ends of blocks of _BLOCK grid points (one vectorised pass) find the block where
+    # delta(l_j) crosses delta; then that block's running sums give the exact crossing.
     n = len(pmf)
-    s = np.empty(n + 1)
-    log_r = np.empty(n + 1)
-    at_grid = np.empty(n)
-    s[n], log_r[n] = 0.0, -np.inf
-    low, block = n, 4096
-    while low > 0:
-        high, low = low, max(low - block, 0)
-        block *= 2
-        s[low : high + 1] = np.cumsum(np.append(s[high], pmf[low:high][::-1]))[::-1]
-        log_terms = np.log(pmf[low:high]) - losses[low:high]
-        log_r[low : high + 1] = np.logaddexp.accumulate(
-            np.append(log_r[high], log_terms[::-1])
-        )[::-1]
-        # delta(l_j); the exponent is <= 0
-        at_grid[low:high] = s[low + 1 : high + 1] + pld.infinity_mass - np.exp(
-            losses[low:high] + log_r[low + 1 : high + 1]
-        )
-        if at_grid[low] > 2.0 * delta:  # and so is every delta(l_j) below: stop
-            break
-    s[low:] += pld.infinity_mass
+    blocks = -(-n // _BLOCK)
+    pad = blocks * _BLOCK - n
+    log_terms = np.log(pmf) - losses
+    block_terms = np.append(log_terms, np.full(pad, -np.inf)).reshape(blocks, _BLOCK)
+    top = block_terms.max(axis=1)
+    block_log_r = np.log(np.exp(block_terms - top[:, None]).sum(axis=1)) + top
+    block_mass = np.append(pmf, np.zeros(pad)).reshape(blocks, _BLOCK).sum(axis=1)
+    # at the start of block b (b = blocks: past the end): raw S (no infinity mass), log R
+    s_start = np.append(np.cumsum(block_mass[::-1])[::-1], 0.0)
+    log_r_start = np.append(np.logaddexp.accumulate(block_log_r[::-1])[::-1], -np.inf)
+    ends = np.minimum(np.arange(1, blocks + 1) * _BLOCK, n)  # delta at each block's last point
+    at_ends = s_start[1:] + pld.infinity_mass - np.exp(losses[ends - 1] + log_r_start[1:])
+    b = int(np.argmax(at_ends <= delta))  # the last point of all leaves infinity_mass <= delta
+    low, high = b * _BLOCK, int(ends[b])
+    s = np.cumsum(np.append(s_start[b + 1], pmf[low:high][::-1]))[::-1] + pld.infinity_mass
+    log_r = np.logaddexp.accumulate(np.append(log_r_start[b + 1], log_terms[low:high][::-1]))
+    log_r = log_r[::-1]  # s[k], log_r[k]: S and log R at grid point low + k, k <= high - low
     if low == 0 and s[0] - math.exp(log_r[0]) <= delta:  # delta(0) <= delta
         return 0.0
-    meets = at_grid[low:] <= delta
-    if not meets.any():  # only rounding can get here: the last point leaves infinity_mass
+    at_grid = s[1:] - np.exp(losses[low:high] + log_r[1:])  # delta(l_j); exponent <= 0
+    meets = at_grid <= delta
+    if not meets.any():  # only rounding can get here
         return math.inf
-    j = low + int(np.argmax(meets))  # first grid point that meets delta
+    k = int(np.argmax(meets))
+    j = low + k  # first grid point that meets delta
     # between l_{j-1} and l_j the losses above epsilon are exactly {l_i: i >= j}
-    eps = math.log(s[j] - delta) - float(log_r[j])
+    eps = math.log(s[k] - delta) - float(log_r[k])
     lower = losses[j - 1] if j > 0 else 0.0
     return float(min(max(eps, lower), losses[j]))
 
