@@ -261,6 +261,8 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
     if pld.infinity_mass > delta:
         return math.inf  # the mechanism fails to hide more than delta of the time
     first = max(1 - pld.offset, 0)  # the first grid point whose loss is > 0
+    skipped = _below_crossing(pld.pmf[first:], pld.interval, delta)
+    first += skipped
     kept = first + np.flatnonzero(pld.pmf[first:] > 0)
     if len(kept) == 0:
         return 0.0
@@ -288,7 +290,7 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
     s = np.cumsum(np.append(s_start[b + 1], pmf[low:high][::-1]))[::-1] + pld.infinity_mass
     log_r = np.logaddexp.accumulate(np.append(log_r_start[b + 1], log_terms[low:high][::-1]))
     log_r = log_r[::-1]  # s[k], log_r[k]: S and log R at grid point low + k, k <= high - low
-    if low == 0 and s[0] - math.exp(log_r[0]) <= delta:  # delta(0) <= delta
+    if skipped == 0 and low == 0 and s[0] - math.exp(log_r[0]) <= delta:  # delta(0) <= delta
         return 0.0
     at_grid = s[1:] - np.exp(losses[low:high] + log_r[1:])  # delta(l_j); exponent <= 0
     meets = at_grid <= delta
@@ -300,6 +302,25 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
     eps = math.log(s[k] - delta) - float(log_r[k])
     lower = losses[j - 1] if j > 0 else 0.0
     return float(min(max(eps, lower), losses[j]))
+
+
+def _below_crossing(pmf: np.ndarray, interval: float, delta: float) -> int:
+    """How many of the lowest grid points surely have delta(l) > delta (whole blocks, less one).
+
+    delta(l_j) >= (1 - 1/e) P(L >= l_j + 1): grid point j is below the crossing wherever
+    the mass from a nat above it upwards exceeds delta / (1 - 1/e). Block sums of
+    ``pmf`` (blocks aligned on the top) bound that mass from below.
+    """
+    blocks = -(-len(pmf) // _BLOCK)
+    if blocks == 0:
+        return 0
+    pad = blocks * _BLOCK - len(pmf)
+    mass = np.append(np.zeros(pad), pmf).reshape(blocks, _BLOCK).sum(axis=1)
+    above = np.append(np.cumsum(mass[::-1])[::-1], 0.0)  # from each block's start to the top
+    ahead = 1 + math.ceil((1.0 / interval + 1.0) / _BLOCK)  # blocks from a point to 1 nat up
+    surely = 0.6 * above[np.minimum(np.arange(blocks) + ahead, blocks)] > delta  # 0.6 < 1 - 1/e
+    count = int(np.argmin(surely))  # a prefix of the blocks; the top one never is
+    return max((count - 1) * _BLOCK - pad, 0)
 
 
 def _loss_span(sigma: float, q: float) -> float:
