@@ -193,7 +193,7 @@ def compose(
     at most exp(-50) of mass falls outside it on either side; the part above it
     is added to the infinite-loss mass (pessimistic), the part below wraps to
     higher losses (also pessimistic). ``window`` is ``_window(parts)`` when the
-    caller has it already.
+    caller has it already. Each spectrum is raised to its count by ``_power``.
     """
     parts = [(pld, count) for pld, count in parts if count > 0]
     h = parts[0][0].interval
