@@ -115,14 +115,14 @@ def subsampled_gaussian_pld(
     x = _inverse_loss(losses, sigma, q, sign)  # boundaries, in order of increasing loss
     # P and Q masses of each interval (losses[i-1], losses[i]]
     if direction == "remove":
-        n0 = _normal_mass(x[:-1], x[1:], 0.0, sigma)
-        n1 = _normal_mass(x[:-1], x[1:], 1.0, sigma)
+        n0 = _interval_mass(x, 0.0, sigma, increasing=True)
+        n1 = _interval_mass(x, 1.0, sigma, increasing=True)
         p_int, q_int = (1 - q) * n0 + q * n1, n0
         p_below = (1 - q) * ndtr(x[0] / sigma) + q * ndtr((x[0] - 1) / sigma)
         p_above = (1 - q) * ndtr(-x[-1] / sigma) + q * ndtr(-(x[-1] - 1) / sigma)
     else:
-        n0 = _normal_mass(x[1:], x[:-1], 0.0, sigma)
-        n1 = _normal_mass(x[1:], x[:-1], 1.0, sigma)
+        n0 = _interval_mass(x, 0.0, sigma, increasing=False)
+        n1 = _interval_mass(x, 1.0, sigma, increasing=False)
         p_int, q_int = n0, (1 - q) * n0 + q * n1
         p_below = ndtr(-x[0] / sigma)
         p_above = ndtr(x[-1] / sigma) if np.isfinite(x[-1]) else 0.0
@@ -357,10 +357,16 @@ def _inverse_loss(losses: np.ndarray, sigma: float, q: float, sign: float) -> np
     return np.where(np.isnan(x), -np.inf, x)
 
 
-def _normal_mass(a: np.ndarray, b: np.ndarray, mean: float, sigma: float) -> np.ndarray:
-    """N(mean, sigma^2) mass of [a, b] (a <= b), using the far tail for accuracy."""
-    za, zb = (a - mean) / sigma, (b - mean) / sigma
-    return np.where(za > 0, ndtr(-za) - ndtr(-zb), ndtr(zb) - ndtr(za))
+def _interval_mass(x: np.ndarray, mean: float, sigma: float, *, increasing: bool) -> np.ndarray:
+    """N(mean, sigma^2) mass between consecutive boundaries ``x``, using the far tail for accuracy.
+
+    ``x`` is increasing or decreasing; each boundary's two tail probabilities are
+    computed once and shared by the two intervals it closes.
+    """
+    z = (x - mean) / sigma
+    upper, lower = ndtr(-z), ndtr(z)
+    a, b = (slice(None, -1), slice(1, None)) if increasing else (slice(1, None), slice(None, -1))
+    return np.where(z[a] > 0, upper[a] - upper[b], lower[b] - lower[a])
 
 
 def _window(parts: list[tuple[GridPLD, int]]) -> tuple[int, int, float]:
