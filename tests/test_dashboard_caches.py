@@ -72,6 +72,44 @@ def test_remembered_curves_equal_the_curves_computed_afresh():
             assert remembered[1][method].tolist() == values.tolist(), method
 
 
+def test_windows_from_a_pld_s_remembered_moments_equal_those_of_a_fresh_copy():
+    from fl_dp_lab.accounting import _pld
+
+    # Arrange: one step's PLD at weak noise, whose moments the curve's step counts share
+    one = _pld.subsampled_gaussian_pld(0.2, 0.1, 0.002, "remove")
+    counts = [10_000, 10, 1585, 1, 251]
+    warm = [_pld._window([(one, c)]) for c in counts]  # each count adds its t to the memory
+    # Act: the same windows from copies that remember nothing
+    fresh = [
+        _pld._window([(_pld.GridPLD(one.offset, one.pmf.copy(), one.infinity_mass,
+                                    one.interval), c)])
+        for c in counts
+    ]  # fmt: skip
+    # Assert
+    assert warm == fresh
+    assert len(one.moments["log_mgf"]) > 2 * 16  # several counts' t: shared, not recomputed
+
+
+@pytest.mark.parametrize("count", [2, 99, 100, 1000, 100_000])
+def test_a_spectrum_s_power_in_polar_form_is_numpy_s_complex_power(count):
+    from scipy import fft
+
+    from fl_dp_lab.accounting import _pld
+
+    # Arrange: the spectrum of one step's PLD on a composition's window
+    one = _pld.subsampled_gaussian_pld(0.5, 0.05, 0.002, "remove")
+    spectrum = fft.rfft(one.pmf, n=1 << 17)
+    # Act
+    ours = _pld._power(spectrum, count)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        numpy_s = spectrum**count
+    # Assert: the composed masses agree to round-off (either power carries a relative
+    # error of about count * 1e-16: count times a logarithm's rounding)
+    ours_pmf, numpy_pmf = fft.irfft(ours, n=1 << 17), fft.irfft(numpy_s, n=1 << 17)
+    assert np.max(np.abs(ours_pmf - numpy_pmf)) <= 1e-16 * max(count, 100) * np.max(numpy_pmf)
+    np.testing.assert_allclose(np.abs(ours), np.abs(numpy_s), rtol=1e-9, atol=1e-300)
+
+
 def _pixels(fig) -> np.ndarray:
     from fl_dp_lab.plots import _render
 

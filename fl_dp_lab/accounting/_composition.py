@@ -157,11 +157,12 @@ def _pld_curve(sigma: float, q: float, grid: np.ndarray, delta: float) -> np.nda
     """PLD epsilon at each step count of ``grid`` (increasing), all on the last one's grid.
 
     The last point is ``epsilon_checked`` itself. The accountant picks a loss grid
-    per step count, and at weak noise each pick costs FFTs of 2^21 points (a
-    second for a six-point curve); here the earlier step counts reuse the grid
-    of the last one, already chosen, so each costs one FFT no longer than the last
-    one's. Connect-the-dots rounding is pessimistic on any grid, so every point
-    is an upper bound on the mechanism's epsilon.
+    per step count, and at weak noise each pick costs FFTs of 2^21 points (one
+    per coarsening of the grid); here the earlier step counts reuse the grid of
+    the last one, already chosen, so each costs one FFT no longer than the last
+    one's, and their Chernoff windows share that grid's one-step moments.
+    Connect-the-dots rounding is pessimistic on any grid, so every point is an
+    upper bound on the mechanism's epsilon.
     """
     steps = int(grid[-1])
     final = epsilon_checked(sigma, q, steps, delta, "pld")

@@ -34,7 +34,7 @@ mass above it is counted as infinite loss.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
@@ -75,6 +75,7 @@ MIN_ONE_STEP_DELTA = 1e-20
 LARGE_NOISE = 1e100
 _MAX_ONE_STEP = 2**18  # grid points of one step's PLD, at most
 _MAX_WINDOW = 2**21  # grid points of a composed PLD (the FFT length), at most
+_BLOCK = 2048  # grid points per block of epsilon_for_delta's first, coarse pass
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class GridPLD:
 
     ``composed`` marks a PLD that went through an FFT: its tail is trustworthy
     only down to about ``MIN_COMPOSED_DELTA`` (round-off of 1e-16 per grid point).
+    ``moments`` remembers what ``_chernoff_window`` computed from this PLD (its
+    grid index's mean and variance, log E[exp(t i)] at each t asked): the windows
+    of several step counts of one step's PLD share them.
     """
 
     offset: int
@@ -90,6 +94,7 @@ class GridPLD:
     infinity_mass: float
     interval: float
     composed: bool = False
+    moments: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @lru_cache(maxsize=64)
@@ -110,14 +115,14 @@ def subsampled_gaussian_pld(
     x = _inverse_loss(losses, sigma, q, sign)  # boundaries, in order of increasing loss
     # P and Q masses of each interval (losses[i-1], losses[i]]
     if direction == "remove":
-        n0 = _normal_mass(x[:-1], x[1:], 0.0, sigma)
-        n1 = _normal_mass(x[:-1], x[1:], 1.0, sigma)
+        n0 = _interval_mass(x, 0.0, sigma, increasing=True)
+        n1 = _interval_mass(x, 1.0, sigma, increasing=True)
         p_int, q_int = (1 - q) * n0 + q * n1, n0
         p_below = (1 - q) * ndtr(x[0] / sigma) + q * ndtr((x[0] - 1) / sigma)
         p_above = (1 - q) * ndtr(-x[-1] / sigma) + q * ndtr(-(x[-1] - 1) / sigma)
     else:
-        n0 = _normal_mass(x[1:], x[:-1], 0.0, sigma)
-        n1 = _normal_mass(x[1:], x[:-1], 1.0, sigma)
+        n0 = _interval_mass(x, 0.0, sigma, increasing=False)
+        n1 = _interval_mass(x, 1.0, sigma, increasing=False)
         p_int, q_int = n0, (1 - q) * n0 + q * n1
         p_below = ndtr(-x[0] / sigma)
         p_above = ndtr(x[-1] / sigma) if np.isfinite(x[-1]) else 0.0
@@ -188,7 +193,7 @@ def compose(
     at most exp(-50) of mass falls outside it on either side; the part above it
     is added to the infinite-loss mass (pessimistic), the part below wraps to
     higher losses (also pessimistic). ``window`` is ``_window(parts)`` when the
-    caller has it already.
+    caller has it already. Each spectrum is raised to its count by ``_power``.
     """
     parts = [(pld, count) for pld, count in parts if count > 0]
     h = parts[0][0].interval
@@ -200,11 +205,37 @@ def compose(
     size = fft.next_fast_len(high - low + 1, real=True)
     spectrum = np.ones(size // 2 + 1, dtype=np.complex128)
     for pld, count in parts:
+        if len(pld.pmf) <= size:  # zero-padded to the window, as the fold below would give
+            spectrum *= _power(fft.rfft(pld.pmf, n=size), count)
+            continue
         folded = np.bincount(np.arange(len(pld.pmf)) % size, weights=pld.pmf, minlength=size)
-        spectrum *= fft.rfft(folded) ** count
+        spectrum *= _power(fft.rfft(folded), count)
     pmf = np.maximum(fft.irfft(spectrum, n=size), 0.0)
     pmf = np.roll(pmf, (lowest - low) % size)
     return GridPLD(low, pmf, 1.0 - survive + tail, h, composed=True)
+
+
+def _power(spectrum: np.ndarray, count: int) -> np.ndarray:
+    """``spectrum ** count``, in polar form for large counts: |z|^count exp(i count arg z).
+
+    numpy's complex power takes a complex logarithm and exponential at every
+    frequency (about 90 ms for a million); the polar form is the same formula
+    (the same rounding: count times the logarithm of |z| and of the angle) and
+    skips the frequencies whose power underflows to zero, most of them when
+    the count is large. Counts below 100 keep numpy's repeated multiplication.
+    """
+    if count < 100:
+        return spectrum**count
+    radius = np.abs(spectrum)
+    with np.errstate(divide="ignore"):
+        log_power = count * np.log(radius)
+    live = np.flatnonzero(log_power > -750.0)  # exp(-750) is 0 in float64
+    out = np.zeros(len(spectrum), dtype=np.complex128)
+    angle = count * np.angle(spectrum[live])
+    magnitude = np.exp(log_power[live])
+    out.real[live] = magnitude * np.cos(angle)
+    out.imag[live] = magnitude * np.sin(angle)
+    return out
 
 
 def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
@@ -229,26 +260,67 @@ def epsilon_for_delta(pld: GridPLD, delta: float) -> float:
         )
     if pld.infinity_mass > delta:
         return math.inf  # the mechanism fails to hide more than delta of the time
-    losses = (pld.offset + np.arange(len(pld.pmf))) * pld.interval
-    keep = (losses > 0) & (pld.pmf > 0)
-    losses, pmf = losses[keep], pld.pmf[keep]
-    if len(losses) == 0:
+    first = max(1 - pld.offset, 0)  # the first grid point whose loss is > 0
+    skipped = _below_crossing(pld.pmf[first:], pld.interval, delta)
+    first += skipped
+    kept = first + np.flatnonzero(pld.pmf[first:] > 0)
+    if len(kept) == 0:
         return 0.0
-    # S[j] = P(L >= l_j) + P(L = inf), log R[j] = log E[exp(-L); L >= l_j]  (suffix sums)
-    s = np.append(np.cumsum(pmf[::-1])[::-1], 0.0) + pld.infinity_mass
+    losses = (pld.offset + kept) * pld.interval
+    pmf = pld.pmf[kept]
+    # S[j] = P(L >= l_j) + P(L = inf), log R[j] = log E[exp(-L); L >= l_j]  (suffix sums),
+    # delta(l_j) = S[j + 1] - exp(l_j) R[j + 1], non-increasing in j. First the sums at the
+    # ends of blocks of _BLOCK grid points (one vectorised pass) find the block where
+    # delta(l_j) crosses delta; then that block's running sums give the exact crossing.
+    n = len(pmf)
+    blocks = -(-n // _BLOCK)
+    pad = blocks * _BLOCK - n
     log_terms = np.log(pmf) - losses
-    log_r = np.append(np.logaddexp.accumulate(log_terms[::-1])[::-1], -np.inf)
-    if s[0] - math.exp(log_r[0]) <= delta:  # delta(0) <= delta
+    block_terms = np.append(log_terms, np.full(pad, -np.inf)).reshape(blocks, _BLOCK)
+    top = block_terms.max(axis=1)
+    block_log_r = np.log(np.exp(block_terms - top[:, None]).sum(axis=1)) + top
+    block_mass = np.append(pmf, np.zeros(pad)).reshape(blocks, _BLOCK).sum(axis=1)
+    # at the start of block b (b = blocks: past the end): raw S (no infinity mass), log R
+    s_start = np.append(np.cumsum(block_mass[::-1])[::-1], 0.0)
+    log_r_start = np.append(np.logaddexp.accumulate(block_log_r[::-1])[::-1], -np.inf)
+    ends = np.minimum(np.arange(1, blocks + 1) * _BLOCK, n)  # delta at each block's last point
+    at_ends = s_start[1:] + pld.infinity_mass - np.exp(losses[ends - 1] + log_r_start[1:])
+    b = int(np.argmax(at_ends <= delta))  # the last point of all leaves infinity_mass <= delta
+    low, high = b * _BLOCK, int(ends[b])
+    s = np.cumsum(np.append(s_start[b + 1], pmf[low:high][::-1]))[::-1] + pld.infinity_mass
+    log_r = np.logaddexp.accumulate(np.append(log_r_start[b + 1], log_terms[low:high][::-1]))
+    log_r = log_r[::-1]  # s[k], log_r[k]: S and log R at grid point low + k, k <= high - low
+    if skipped == 0 and low == 0 and s[0] - math.exp(log_r[0]) <= delta:  # delta(0) <= delta
         return 0.0
-    at_grid = s[1:] - np.exp(losses + log_r[1:])  # delta(l_j), non-increasing; exponent <= 0
+    at_grid = s[1:] - np.exp(losses[low:high] + log_r[1:])  # delta(l_j); exponent <= 0
     meets = at_grid <= delta
-    if not meets.any():  # only rounding can get here: the last point leaves infinity_mass
+    if not meets.any():  # only rounding can get here
         return math.inf
-    j = int(np.argmax(meets))  # first grid point that meets delta
+    k = int(np.argmax(meets))
+    j = low + k  # first grid point that meets delta
     # between l_{j-1} and l_j the losses above epsilon are exactly {l_i: i >= j}
-    eps = math.log(s[j] - delta) - float(log_r[j])
+    eps = math.log(s[k] - delta) - float(log_r[k])
     lower = losses[j - 1] if j > 0 else 0.0
     return float(min(max(eps, lower), losses[j]))
+
+
+def _below_crossing(pmf: np.ndarray, interval: float, delta: float) -> int:
+    """How many of the lowest grid points surely have delta(l) > delta (whole blocks, less one).
+
+    delta(l_j) >= (1 - 1/e) P(L >= l_j + 1): grid point j is below the crossing wherever
+    the mass from a nat above it upwards exceeds delta / (1 - 1/e). Block sums of
+    ``pmf`` (blocks aligned on the top) bound that mass from below.
+    """
+    blocks = -(-len(pmf) // _BLOCK)
+    if blocks == 0:
+        return 0
+    pad = blocks * _BLOCK - len(pmf)
+    mass = np.append(np.zeros(pad), pmf).reshape(blocks, _BLOCK).sum(axis=1)
+    above = np.append(np.cumsum(mass[::-1])[::-1], 0.0)  # from each block's start to the top
+    ahead = 1 + math.ceil((1.0 / interval + 1.0) / _BLOCK)  # blocks from a point to 1 nat up
+    surely = 0.6 * above[np.minimum(np.arange(blocks) + ahead, blocks)] > delta  # 0.6 < 1 - 1/e
+    count = int(np.argmin(surely))  # a prefix of the blocks; the top one never is
+    return max((count - 1) * _BLOCK - pad, 0)
 
 
 def _loss_span(sigma: float, q: float) -> float:
@@ -285,10 +357,16 @@ def _inverse_loss(losses: np.ndarray, sigma: float, q: float, sign: float) -> np
     return np.where(np.isnan(x), -np.inf, x)
 
 
-def _normal_mass(a: np.ndarray, b: np.ndarray, mean: float, sigma: float) -> np.ndarray:
-    """N(mean, sigma^2) mass of [a, b] (a <= b), using the far tail for accuracy."""
-    za, zb = (a - mean) / sigma, (b - mean) / sigma
-    return np.where(za > 0, ndtr(-za) - ndtr(-zb), ndtr(zb) - ndtr(za))
+def _interval_mass(x: np.ndarray, mean: float, sigma: float, *, increasing: bool) -> np.ndarray:
+    """N(mean, sigma^2) mass between consecutive boundaries ``x``, using the far tail for accuracy.
+
+    ``x`` is increasing or decreasing; each boundary's two tail probabilities are
+    computed once and shared by the two intervals it closes.
+    """
+    z = (x - mean) / sigma
+    upper, lower = ndtr(-z), ndtr(z)
+    a, b = (slice(None, -1), slice(1, None)) if increasing else (slice(1, None), slice(None, -1))
+    return np.where(z[a] > 0, upper[a] - upper[b], lower[b] - lower[a])
 
 
 def _window(parts: list[tuple[GridPLD, int]]) -> tuple[int, int, float]:
@@ -305,26 +383,50 @@ def _chernoff_window(parts: list[tuple[GridPLD, int]]) -> tuple[int, int, float]
 
     P(S >= u) <= exp(sum_c c log M(t) - t u) for any t > 0, with M the moment
     generating function of one step's grid index (and symmetrically below),
-    tried at t from 1e-4 to 20 over the spread (heavy tails need small t).
+    tried at t from 1e-4 to 20 over the spread (heavy tails need small t), on a
+    lattice of three t per decade fixed by the per-step spread: the step counts
+    of one curve share their t and so each PLD's log M(t) (``GridPLD.moments``).
     """
-    spread = 0.0
-    for pld, count in parts:
-        idx = np.arange(len(pld.pmf))
-        mass = pld.pmf.sum()
-        m = float(np.dot(idx, pld.pmf) / mass)
-        spread += count * float(np.dot((idx - m) ** 2, pld.pmf) / mass)
-    t = np.geomspace(1e-4, 20.0, 16) / math.sqrt(max(spread, 1e-12))
+    total = sum(count for _, count in parts)
+    spread = sum(count * _index_moments(pld)[1] for pld, count in parts)
+    per_step = math.sqrt(max(spread / total, 1e-12))
+    # t sqrt(spread) = 20 * 10**(-k / 3) * sqrt(total) in [1e-4, 20]
+    shift = 1.5 * math.log10(total)
+    k = np.arange(math.ceil(shift - 1e-9), math.floor(shift + 3.0 * math.log10(2e5) + 1e-9) + 1)
+    t = 20.0 * 10.0 ** (-k / 3.0) / per_step
     t = np.concatenate([t, -t])
     log_mgf = np.zeros(len(t))
     for pld, count in parts:
-        live = pld.pmf > 0
-        idx = np.flatnonzero(live)
-        log_pmf = np.log(pld.pmf[live])
-        exponent = log_pmf + t[:, None] * idx
-        top = exponent.max(axis=1)
-        log_sum = np.log(np.exp(exponent - top[:, None]).sum(axis=1)) + top
-        log_mgf += count * (t * pld.offset + log_sum)
+        log_mgf += count * (t * pld.offset + _log_mgf(pld, t))
     bounds = (log_mgf - _LOG_WINDOW_TAIL) / t
     high = math.ceil(float(np.min(bounds[t > 0])))
     low = math.floor(float(np.max(bounds[t < 0])))
     return low, high, math.exp(_LOG_WINDOW_TAIL)
+
+
+def _index_moments(pld: GridPLD) -> tuple[float, float]:
+    """Mean and variance of the grid index i under ``pld.pmf`` (remembered in the PLD)."""
+    if "index" not in pld.moments:
+        idx = np.arange(len(pld.pmf))
+        mass = pld.pmf.sum()
+        m = float(np.dot(idx, pld.pmf) / mass)
+        pld.moments["index"] = (m, float(np.dot((idx - m) ** 2, pld.pmf) / mass))
+    return pld.moments["index"]
+
+
+def _log_mgf(pld: GridPLD, t: np.ndarray) -> np.ndarray:
+    """log sum_i pmf[i] exp(t i) at each t, each value computed once per PLD."""
+    known = pld.moments.setdefault("log_mgf", {})
+    new = np.array([x for x in t.tolist() if x not in known])
+    if len(new):
+        live = pld.pmf > 0
+        idx = np.flatnonzero(live)
+        log_pmf = np.log(pld.pmf[live])
+        exponent = new[:, None] * idx
+        exponent += log_pmf
+        top = exponent.max(axis=1)
+        exponent -= top[:, None]
+        np.exp(exponent, out=exponent)
+        log_sum = np.log(exponent.sum(axis=1)) + top
+        known.update(zip(new.tolist(), log_sum.tolist()))
+    return np.array([known[x] for x in t.tolist()])

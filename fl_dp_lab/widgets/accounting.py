@@ -52,7 +52,9 @@ def accounting_dashboard(
     place; the readout gives the RDP and PLD epsilons after T steps. At a stop
     not seen before, the RDP curve is shown first, the title, readout and a note on
     the figure saying the other curves are being computed; the full figure follows
-    once the PLD-based curves are computed (up to a second at the smallest σ).
+    once the PLD-based curves are computed (a few milliseconds at σ >= 1 and moderate
+    T; up to about a quarter of a second of CPU at the smallest σ, or many steps at a
+    large q, where the PLD composes millions of grid points).
 
     Args:
         noise_multiplier: start value of σ, in [0, 10] (0 shows "no privacy").
@@ -141,7 +143,7 @@ def accounting_dashboard(
         remembered = curves(s, rate, t, COMPOSITIONS, compute=False)
         if remembered is None:
             # RDP first (cheap), labelled as such; then the PLD-based curves, which take
-            # up to a second at the smallest sigmas, replace it with the full figure
+            # up to about 0.25 s at the smallest sigmas, replace it with the full figure
             grid, values = curves(s, rate, t, ("rdp",))
             draw(s, rate, t, grid, {m: values.get(m, grid * np.nan) for m in COMPOSITIONS},
                  pending=_SLOW)  # fmt: skip
