@@ -66,6 +66,12 @@ ANSWERS: dict[str, list[float | str]] = {
     "check_flower_noise_std": [0.8 * 1.5 / 4, "0.8 * 1.5 / 4"],
     "check_empty_round_probability": [0.7**10, "0.7^10", "(1 - q)^K"],
     "check_train_mods": ["train_mods=[fixedclipping_mod]"],
+    "check_client_app": [
+        "local_update(model, x, y",
+        "arrays_to_flat(message.content['arrays'], model)",
+        "manual_seed(config['seed'])",
+        "'num-examples': len(y)",
+    ],
     "check_pairwise_sq_distances": ["a[:, None", "b[None, :", "unsqueeze(", "(n, 1, d)"],
     "check_train_step": ["optimizer.zero_grad()", "loss.backward()", "optimizer.step()"],
     "check_laplace_sampler": ["log1p(-", "-b times the log", "exponential_(", "randint(0, 2"],
@@ -130,6 +136,12 @@ def _bn_model() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
 
 
+def _train_less_client_app():
+    from flwr.clientapp import ClientApp
+
+    return ClientApp()  # answers no train message
+
+
 #: A wrong answer for each check (called the same way three times in a row).
 WRONG = {
     "check_first_difference": lambda: ((12.5,), {}),
@@ -177,6 +189,7 @@ WRONG = {
     "check_trials_needed": lambda: ((1000,), {}),
     "check_flower_noise_std": lambda: ((0.9,), {}),
     "check_empty_round_probability": lambda: ((0.5,), {}),
+    "check_client_app": lambda: ((_train_less_client_app(),), {}),
     "check_pairwise_sq_distances": lambda: ((lambda a, b: torch.zeros(len(a), len(b)),), {}),
     "check_train_step": lambda: ((lambda model, optimizer, x, y: 0.0,), {}),
     "check_laplace_sampler": lambda: ((lambda n, scale, g: torch.rand(n, generator=g),), {}),
