@@ -21,6 +21,7 @@ from fl_dp_lab.exercises._core import (
     reset_tries,
     tries,
 )
+from fl_dp_lab.populations import sample_client_ids
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +80,7 @@ ANSWERS: dict[str, list[float | str]] = {
     "check_local_noise_factor": ["sqrt(100)", "= sqrt(m)", "is 10", "factor 10", "10 times"],
     "check_batch_clip_influence": [1 / 32, "(2, 1 / 32)", "twice C", "C / B"],
     "check_noise_on_the_mean": [0.6 * 2.0 / (1e-3 * 10**6), "/ (q * K)", "/ (qK)", "C/(qK)"],
-    "check_chance_of_taking_part": [1 - 0.995**200, "1 - (1 - q)", "(1 - 0.005) ** 200"],
+    "check_round_sampler": ["torch.binomial(", "Binomial(K, q)", "torch.unique(", "randint(0,"],
 }
 
 
@@ -134,6 +135,10 @@ def _linear_setup():
 
 def _bn_model() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+
+
+def _fixed_size_round(num_clients, sample_rate, generator):
+    return torch.randperm(num_clients, generator=generator)[: round(sample_rate * num_clients)]
 
 
 def _train_less_client_app():
@@ -200,7 +205,7 @@ WRONG = {
         (5.0,),
         dict(noise_multiplier=0.6, clip_norm=2.0, sample_rate=1e-3, num_clients=10**6),
     ),
-    "check_chance_of_taking_part": lambda: ((0.2,), dict(sample_rate=0.005, rounds=200)),
+    "check_round_sampler": lambda: ((_fixed_size_round,), {}),
 }
 #: checks whose wrong answer costs a Flower run; their tiers are the same mechanism
 SLOW = {"check_train_mods"}
@@ -289,9 +294,9 @@ RIGHT = {
         (0.6 * 2.0 / (1e-3 * 10**6),),
         dict(noise_multiplier=0.6, clip_norm=2.0, sample_rate=1e-3, num_clients=10**6),
     ),
-    "check_chance_of_taking_part": lambda: (
-        (1 - 0.995**200,),
-        dict(sample_rate=0.005, rounds=200),
+    "check_round_sampler": lambda: (
+        (lambda k, q, g: sample_client_ids(k, sample_rate=q, generator=g),),
+        {},
     ),
 }
 
