@@ -21,6 +21,7 @@ from fl_dp_lab.exercises._core import (
     reset_tries,
     tries,
 )
+from fl_dp_lab.populations import sample_client_ids
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +69,12 @@ ANSWERS: dict[str, list[float | str]] = {
     "check_flower_noise_std": [0.8 * 1.5 / 4, "0.8 * 1.5 / 4"],
     "check_empty_round_probability": [0.7**10, "0.7^10", "(1 - q)^K"],
     "check_train_mods": ["train_mods=[fixedclipping_mod]"],
+    "check_client_app": [
+        "local_update(model, x, y",
+        "arrays_to_flat(message.content['arrays'], model)",
+        "manual_seed(config['seed'])",
+        "'num-examples': len(y)",
+    ],
     "check_pairwise_sq_distances": ["a[:, None", "b[None, :", "unsqueeze(", "(n, 1, d)"],
     "check_train_step": ["optimizer.zero_grad()", "loss.backward()", "optimizer.step()"],
     "check_laplace_sampler": ["log1p(-", "-b times the log", "exponential_(", "randint(0, 2"],
@@ -75,7 +82,7 @@ ANSWERS: dict[str, list[float | str]] = {
     "check_local_noise_factor": ["sqrt(100)", "= sqrt(m)", "is 10", "factor 10", "10 times"],
     "check_batch_clip_influence": [1 / 32, "(2, 1 / 32)", "twice C", "C / B"],
     "check_noise_on_the_mean": [0.6 * 2.0 / (1e-3 * 10**6), "/ (q * K)", "/ (qK)", "C/(qK)"],
-    "check_chance_of_taking_part": [1 - 0.995**200, "1 - (1 - q)", "(1 - 0.005) ** 200"],
+    "check_round_sampler": ["torch.binomial(", "Binomial(K, q)", "torch.unique(", "randint(0,"],
 }
 
 
@@ -132,6 +139,16 @@ def _bn_model() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
 
 
+def _fixed_size_round(num_clients, sample_rate, generator):
+    return torch.randperm(num_clients, generator=generator)[: round(sample_rate * num_clients)]
+
+
+def _train_less_client_app():
+    from flwr.clientapp import ClientApp
+
+    return ClientApp()  # answers no train message
+
+
 #: A wrong answer for each check (called the same way three times in a row).
 WRONG = {
     "check_first_difference": lambda: ((12.5,), {}),
@@ -181,6 +198,7 @@ WRONG = {
     "check_trials_needed": lambda: ((1000,), {}),
     "check_flower_noise_std": lambda: ((0.9,), {}),
     "check_empty_round_probability": lambda: ((0.5,), {}),
+    "check_client_app": lambda: ((_train_less_client_app(),), {}),
     "check_pairwise_sq_distances": lambda: ((lambda a, b: torch.zeros(len(a), len(b)),), {}),
     "check_train_step": lambda: ((lambda model, optimizer, x, y: 0.0,), {}),
     "check_laplace_sampler": lambda: ((lambda n, scale, g: torch.rand(n, generator=g),), {}),
@@ -191,7 +209,7 @@ WRONG = {
         (5.0,),
         dict(noise_multiplier=0.6, clip_norm=2.0, sample_rate=1e-3, num_clients=10**6),
     ),
-    "check_chance_of_taking_part": lambda: ((0.2,), dict(sample_rate=0.005, rounds=200)),
+    "check_round_sampler": lambda: ((_fixed_size_round,), {}),
 }
 #: checks whose wrong answer costs a Flower run; their tiers are the same mechanism
 SLOW = {"check_train_mods"}
@@ -280,9 +298,9 @@ RIGHT = {
         (0.6 * 2.0 / (1e-3 * 10**6),),
         dict(noise_multiplier=0.6, clip_norm=2.0, sample_rate=1e-3, num_clients=10**6),
     ),
-    "check_chance_of_taking_part": lambda: (
-        (1 - 0.995**200,),
-        dict(sample_rate=0.005, rounds=200),
+    "check_round_sampler": lambda: (
+        (lambda k, q, g: sample_client_ids(k, sample_rate=q, generator=g),),
+        {},
     ),
 }
 
