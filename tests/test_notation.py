@@ -57,10 +57,7 @@ ALLOWED: dict[str, tuple[re.Pattern[str], ...]] = {
     "per-sample": (re.compile(r"\"[^\"\n]*per[- ]sample[^\"\n]*\"", re.IGNORECASE),),
 }
 #: Cells owned by another piece of work when the renames were made; rename and remove.
-PENDING: dict[tuple[str, str], set[str]] = {
-    # notebook 05's delta(epsilon) of a PLD still writes the privacy loss L (as L_priv elsewhere)
-    ("05_privacy_accounting", "edcb6c29"): {"privacy-loss-as-L"},
-}
+PENDING: dict[tuple[str, str], set[str]] = {}
 
 
 def _prose(source: str) -> str:
