@@ -133,6 +133,43 @@ def test_remembered_views_are_pasted_and_equal_fresh_drawings():
     assert np.array_equal(_frame(fig), _frame(fig, fresh=True))
 
 
+def test_a_panel_whose_axis_moves_is_redrawn_alone_and_the_frame_equals_a_fresh_drawing():
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from fl_dp_lab.plots import animate
+
+    # Arrange: two panels; the right one's limits follow its line
+    fig, (left, right) = new_figure(1, 2, width=3.0, height=2.5)
+    left.plot([0, 1], [0, 1])
+    (line,) = right.plot([0, 1], [0, 1])
+    animate(fig, [line])
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    _frame(fig)
+    draws = []
+    original = FigureCanvasAgg.draw
+    FigureCanvasAgg.draw = lambda canvas: draws.append(1) or original(canvas)
+    try:
+        frames = []
+        for top in (2.0, 4.0, 3.0, 6.0):  # tick labels no wider than the first ones
+            # Act
+            right.set_ylim(0, top)
+            line.set_ydata([0, top])
+            frames.append(_frame(fig))
+            # Assert: the panel's new drawing is the figure drawn from scratch, pixel for pixel
+            assert np.array_equal(frames[-1], _frame(fig, fresh=True)), top
+        # only the right panel was drawn again, never the whole figure
+        assert draws == [1, 1, 1, 1]  # the fresh drawings above
+    finally:
+        FigureCanvasAgg.draw = original
+    # a change outside the axes (a text of the figure's own) draws the whole figure
+    fig.text(0.5, 0.5, "over both panels")
+    right.set_ylim(0, 5)
+    assert np.array_equal(_frame(fig), _frame(fig, fresh=True))
+    assert "over both" in fig.texts[0].get_text()
+
+
 def test_remember_views_needs_moving_artists_and_a_fixed_layout():
     from fl_dp_lab.plots import animate, remember_views
 

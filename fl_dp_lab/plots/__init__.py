@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
 from cycler import cycler
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.layout_engine import PlaceHolderLayoutEngine
+from matplotlib.transforms import Bbox, BboxBase
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -169,8 +171,10 @@ class _Blit:
         self.background: Any = None  # the canvas without the animated artists, once drawn
         # title -> (what it showed, the pixels of its box as drawn on this background)
         self.titles: dict[mpl.artist.Artist, tuple[tuple, Any]] = {}
-        # view (``_view_key``) -> its background, once ``remember_views`` asked for them
-        self.views: dict[tuple, Any] | None = None
+        # view (``_view_key``) -> its background and slots, once ``remember_views`` asked
+        self.views: dict[tuple, tuple[Any, Any]] | None = None
+        # axes -> the part of the canvas only it draws in (``_axes_slots``), or None
+        self.slots: dict[mpl.axes.Axes, Bbox] | None = None
 
 
 _BLITS: weakref.WeakKeyDictionary[mpl.figure.Figure, _Blit] = weakref.WeakKeyDictionary()
@@ -184,9 +188,11 @@ def animate(fig: plt.Figure, artists: Iterable[mpl.artist.Artist]) -> None:
     top, in their axes' order and by zorder (a legend named here is drawn over the
     curves; one left out stays under them). The static part is drawn again whenever
     matplotlib marks the figure stale: a change of axis limits, a title text, an artist
-    added or removed. Animated artists do not mark it stale (matplotlib's own rule), so
-    moving them with ``set_data``, ``set_text``, ``set_visible`` ... costs only their
-    drawing. ``animate`` may be called again to add artists.
+    added or removed; in a figure whose layout is fixed, a change inside some axes
+    (their limits, say) redraws only those axes on the kept bitmap (``_draw_stale_axes``).
+    Animated artists do not mark it stale (matplotlib's own rule), so moving them with
+    ``set_data``, ``set_text``, ``set_visible`` ... costs only their drawing. ``animate``
+    may be called again to add artists.
 
     >>> fig, ax = new_figure(width=2.0, height=1.0)
     >>> (line,) = ax.plot([0, 1], [0, 1])
@@ -247,7 +253,9 @@ def remember_views(fig: plt.Figure, show: Callable[[Any], object], values: Itera
         key = _view_key(fig, canvas)
         if key not in blit.views:
             canvas.draw()  # skips animated artists: the background alone
-            blit.views[key] = blit.background = canvas.copy_from_bbox(fig.bbox)
+            blit.background = canvas.copy_from_bbox(fig.bbox)
+            blit.slots = _axes_slots(fig, canvas.get_renderer())
+            blit.views[key] = (blit.background, blit.slots)
             blit.titles.clear()
 
 
@@ -271,6 +279,9 @@ def _view_key(fig: plt.Figure, canvas: FigureCanvasAgg) -> tuple:
 def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
     """Paste the static background (drawing it first if stale), then the animated artists.
 
+    A stale background is pasted from a remembered view (``remember_views``), else has
+    only its changed axes redrawn (``_draw_stale_axes``), else is drawn anew.
+
     An animated title (an axes' title or the figure's suptitle) that shows what it
     showed in the last two frames is pasted as the pixels it drew then: rendering its
     glyphs again costs more than all of a dashboard's moving lines. Only when the
@@ -281,15 +292,18 @@ def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
     blit.artists = [a for a in blit.artists if a.get_figure(root=True) is fig]  # drop removed
     if blit.background is None or fig.stale:
         views, key = blit.views, _view_key(fig, canvas) if blit.views is not None else ()
-        kept = None if views is None else views.get(key)
+        kept, slots = (None, None) if views is None else views.get(key, (None, None))
         if kept is None:
-            canvas.draw()  # skips animated artists
+            if not _draw_stale_axes(canvas, fig, blit):
+                canvas.draw()  # skips animated artists
+                blit.slots = _axes_slots(fig, canvas.get_renderer(), blit.slots)
             kept = canvas.copy_from_bbox(fig.bbox)
             if views is not None:
-                views[key] = kept
+                views[key] = (kept, blit.slots)
         else:
             canvas.restore_region(kept)
-            fig.stale = False  # the static part is this view's, as drawn before
+            blit.slots = slots
+            _unstale(fig)  # the static part is this view's, as drawn before
         if kept is not blit.background:
             blit.background = kept
             blit.titles.clear()
@@ -318,6 +332,112 @@ def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
         # every frame is not worth measuring)
         box = _title_box(artist, renderer, fig, shown) if kept_state == state else None
         blit.titles[artist] = (state, None if box is None else canvas.copy_from_bbox(box))
+
+
+def _draw_stale_axes(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> bool:
+    """Redraw only the axes that changed on the kept background; False where it cannot.
+
+    A slider step that moves one panel's limits then costs that panel's drawing, not the
+    whole figure's. Each changed axes is drawn on its slot of the canvas, cleared to the
+    figure's colour (``_axes_slots``): only when nothing but axes changed, every axes has
+    a slot, and the changed axes still fit theirs once drawn (tick labels can grow).
+    """
+    slots = blit.slots
+    if blit.background is None or slots is None or set(slots) != set(fig.axes):
+        return False
+    stale = [ax for ax in fig.axes if ax.stale]
+    others = [c for c in fig.get_children() if c not in slots and not c.get_animated()]
+    if not stale or any(c.stale for c in others):
+        return False
+    canvas.restore_region(blit.background)
+    renderer = canvas.get_renderer()
+    pixels = np.asarray(canvas.buffer_rgba())
+    height = pixels.shape[0]
+    colour = np.round(255 * np.asarray(mpl.colors.to_rgba(fig.patch.get_facecolor())))
+    for ax in stale:
+        x0, y0, x1, y1 = (int(round(v)) for v in slots[ax].extents)
+        pixels[height - y1 : height - y0, x0:x1] = colour.astype(np.uint8)
+        ax.draw(renderer)  # skips animated artists
+    if not all(_inside(ax.get_tightbbox(renderer), slots[ax], fig.bbox) for ax in stale):
+        return False  # a caller's full drawing replaces what was drawn here
+    _unstale(fig)
+    return True
+
+
+def _unstale(fig: plt.Figure) -> None:
+    """Mark the figure and its axes drawn (measuring an axes' box marks it stale again)."""
+    for ax in fig.axes:
+        ax.stale = False
+    fig.stale = False
+
+
+def _inside(box: BboxBase | None, slot: BboxBase, canvas: BboxBase) -> bool:
+    """Whether ``box`` (cut to the canvas) keeps a pixel away from the slot's inner edges."""
+    if box is None:
+        return False
+    box = Bbox.intersection(box, canvas) or box
+    return (
+        (slot.x0 + 1 <= box.x0 or slot.x0 <= canvas.x0 == box.x0)
+        and (box.x1 <= slot.x1 - 1 or box.x1 == canvas.x1 <= slot.x1)
+        and (slot.y0 + 1 <= box.y0 or slot.y0 <= canvas.y0 == box.y0)
+        and (box.y1 <= slot.y1 - 1 or box.y1 == canvas.y1 <= slot.y1)
+    )
+
+
+def _axes_slots(
+    fig: plt.Figure, renderer: Any, kept: dict[mpl.axes.Axes, Bbox] | None = None
+) -> dict[mpl.axes.Axes, Bbox] | None:
+    """Per axes, a box of the canvas no other static artist draws in; None if there is none.
+
+    Each axes' drawn box (``get_tightbbox``: ticks, labels, legend, title) is cut from the
+    others' and from the figure's own static artists halfway across the gap between them
+    (at least 4 pixels wide); the slots of a fixed layout are the panels with their
+    decorations and margins. None for a figure whose layout moves its axes, that is not
+    opaque, or whose axes' boxes come closer than that. The ``kept`` slots stay while
+    every axes still fits its own: slots cut when a panel's tick labels were narrow
+    would leave it no room to grow back.
+    """
+    engine = fig.get_layout_engine()
+    if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
+        return None
+    if mpl.colors.to_rgba(fig.patch.get_facecolor())[3] != 1 or not fig.axes:
+        return None
+    boxes = {ax: ax.get_tightbbox(renderer) for ax in fig.axes}
+    statics = [
+        c.get_window_extent(renderer)
+        for c in fig.get_children()
+        if c not in boxes and c is not fig.patch and c.get_visible() and not c.get_animated()
+    ]
+    statics = [box for box in statics if box.width > 0 and box.height > 0]
+    _unstale(fig)
+    if (
+        kept is not None
+        and set(kept) == set(boxes)
+        and all(_inside(box, kept[ax], fig.bbox) for ax, box in boxes.items())
+        and not any(box.overlaps(slot) for box in statics for slot in kept.values())
+    ):
+        return kept
+    slots = {}
+    for ax, box in boxes.items():
+        if box is None or not ax.get_visible():
+            return None
+        x0, y0, x1, y1 = fig.bbox.extents
+        for other in [b for a, b in boxes.items() if a is not ax] + statics:
+            if other is None:
+                return None
+            if other.x0 >= box.x1 + 4:
+                x1 = min(x1, (box.x1 + other.x0) / 2)
+            elif other.x1 <= box.x0 - 4:
+                x0 = max(x0, (other.x1 + box.x0) / 2)
+            elif other.y0 >= box.y1 + 4:
+                y1 = min(y1, (box.y1 + other.y0) / 2)
+            elif other.y1 <= box.y0 - 4:
+                y0 = max(y0, (other.y1 + box.y0) / 2)
+            else:
+                return None
+        slots[ax] = Bbox.from_extents(x0, y0, x1, y1)
+    _unstale(fig)
+    return slots
 
 
 def _titles(fig: plt.Figure) -> set[mpl.text.Text]:
