@@ -250,13 +250,8 @@ def remember_views(fig: plt.Figure, show: Callable[[Any], object], values: Itera
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     for value in values:
         show(value)
-        key = _view_key(fig, canvas)
-        if key not in blit.views:
-            canvas.draw()  # skips animated artists: the background alone
-            blit.background = canvas.copy_from_bbox(fig.bbox)
-            blit.slots = _axes_slots(fig, canvas.get_renderer())
-            blit.views[key] = (blit.background, blit.slots)
-            blit.titles.clear()
+        if blit.background is None or fig.stale:
+            _refresh_background(canvas, fig, blit)  # a new view: only its changed axes drawn
 
 
 def _view_key(fig: plt.Figure, canvas: FigureCanvasAgg) -> tuple:
@@ -291,22 +286,7 @@ def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
     """
     blit.artists = [a for a in blit.artists if a.get_figure(root=True) is fig]  # drop removed
     if blit.background is None or fig.stale:
-        views, key = blit.views, _view_key(fig, canvas) if blit.views is not None else ()
-        kept, slots = (None, None) if views is None else views.get(key, (None, None))
-        if kept is None:
-            if not _draw_stale_axes(canvas, fig, blit):
-                canvas.draw()  # skips animated artists
-                blit.slots = _axes_slots(fig, canvas.get_renderer(), blit.slots)
-            kept = canvas.copy_from_bbox(fig.bbox)
-            if views is not None:
-                views[key] = (kept, blit.slots)
-        else:
-            canvas.restore_region(kept)
-            blit.slots = slots
-            _unstale(fig)  # the static part is this view's, as drawn before
-        if kept is not blit.background:
-            blit.background = kept
-            blit.titles.clear()
+        _refresh_background(canvas, fig, blit)
     else:
         canvas.restore_region(blit.background)
     renderer = canvas.get_renderer()
@@ -332,6 +312,26 @@ def _draw_blit(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
         # every frame is not worth measuring)
         box = _title_box(artist, renderer, fig, shown) if kept_state == state else None
         blit.titles[artist] = (state, None if box is None else canvas.copy_from_bbox(box))
+
+
+def _refresh_background(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> None:
+    """Bring the kept background up to date, and leave it on the canvas."""
+    views, key = blit.views, _view_key(fig, canvas) if blit.views is not None else ()
+    kept, slots = (None, None) if views is None else views.get(key, (None, None))
+    if kept is None:
+        if not _draw_stale_axes(canvas, fig, blit):
+            canvas.draw()  # skips animated artists
+            blit.slots = _axes_slots(fig, canvas.get_renderer(), blit.slots)
+        kept = canvas.copy_from_bbox(fig.bbox)
+        if views is not None:
+            views[key] = (kept, blit.slots)
+    else:
+        canvas.restore_region(kept)
+        blit.slots = slots
+        _unstale(fig)  # the static part is this view's, as drawn before
+    if kept is not blit.background:
+        blit.background = kept
+        blit.titles.clear()
 
 
 def _draw_stale_axes(canvas: FigureCanvasAgg, fig: plt.Figure, blit: _Blit) -> bool:
