@@ -24,9 +24,10 @@ runs on the notebooks' grids, and 06 random gradients of its model's size: the s
 figures, no training) and sets each slider to Home, End, then every stop up and every
 stop down (05's q and T also at sigma = 0.2, where epsilon is slowest), and each toggle
 to each option, timing each change to the first figure rendered (JPEG bytes ready to
-send) and to the last one, and printing the figure's size and the median JPEG bytes a
-redraw sends. It is less affected by a loaded machine than the browser's numbers and
-leaves out the widget messages and the browser's decode.
+send) and to the last one, and printing the figure's size, the median JPEG bytes a
+redraw sends, and how many redraws drew the whole figure or only its changed panels.
+It is less affected by a loaded machine than the browser's numbers and leaves out the
+widget messages and the browser's decode.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ def kernel_sweep(names: list[str]) -> str:
     matplotlib.use("Agg")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    from fl_dp_lab import plots
     from fl_dp_lab.widgets import _output
 
     rendered: list[float] = []
@@ -208,6 +210,14 @@ def kernel_sweep(names: list[str]) -> str:
         full.append(1)
         return draw(canvas)
 
+    some = getattr(plots, "_draw_stale_axes", None)  # panels redrawn alone, where there is that
+    panels: list[int] = []
+
+    def counted_panels(canvas, fig, blit):
+        drawn = some(canvas, fig, blit)
+        panels.append(drawn)
+        return drawn
+
     def timed_render(fig):
         data = render(fig)
         rendered.append(time.perf_counter())
@@ -216,12 +226,14 @@ def kernel_sweep(names: list[str]) -> str:
 
     _output.figure_jpeg = timed_render
     FigureCanvasAgg.draw = counted_draw
+    if some is not None:
+        plots._draw_stale_axes = counted_panels
     builds = _kernel_dashboards()
     controls = (widgets.FloatSlider, widgets.FloatLogSlider, widgets.SelectionSlider,
                 widgets.ToggleButtons)  # fmt: skip
     rows = [f"{'dashboard':<18} {'control':<16} {'n':>4} {'first: median':>14} {'max':>7} "
-            f"{'settled: median':>16} {'max':>7}  (ms)  {'kB/frame':>8} {'full draws':>10}"
-            ]  # fmt: skip
+            f"{'settled: median':>16} {'max':>7}  (ms)  {'kB/frame':>8} {'full draws':>10} "
+            f"{'panel redraws':>13}"]  # fmt: skip
     try:
         for name in _selected(builds, names):
             start = time.perf_counter()
@@ -243,6 +255,7 @@ def kernel_sweep(names: list[str]) -> str:
                     begin = control.value
                     sizes.clear()
                     full.clear()
+                    panels.clear()
                     for value in [stops[0], stops[-1], *stops, *stops[::-1]]:
                         if value == control.value:
                             continue
@@ -258,10 +271,12 @@ def kernel_sweep(names: list[str]) -> str:
                         f"{label:<18} {control.description or type(control).__name__:<16} "
                         f"{len(first):>4} {statistics.median(first):>14.0f} {max(first):>7.0f} "
                         f"{statistics.median(settled):>16.0f} {max(settled):>7.0f}        "
-                        f"{kilobytes:>8.0f} {len(full):>10}"
+                        f"{kilobytes:>8.0f} {len(full):>10} {sum(panels):>13}"
                     )
     finally:
         _output.figure_jpeg, FigureCanvasAgg.draw = render, draw
+        if some is not None:
+            plots._draw_stale_axes = some
     return "\n".join(rows)
 
 
