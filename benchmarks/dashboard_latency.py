@@ -11,21 +11,23 @@ decode). Prints one row per control (presses timed, median and max ms, the targe
 verdict) and one per dashboard (the median and max over all its presses). The target is
 a median of 100 ms and a max of 250 ms per redraw; this is a measurement and exits 0
 whatever the verdicts are (the tests never assert speed). Needs Chromium (Debian:
-``apt-get install chromium``) and ``playwright``; all 12 notebooks take a few minutes.
+``apt-get install chromium``) and ``playwright``; all the notebooks take a few minutes.
 
     python benchmarks/dashboard_latency.py                 # every notebook, 5 presses each way
     python benchmarks/dashboard_latency.py 02 04           # some notebooks (numbers or names)
     python benchmarks/dashboard_latency.py 05b --sweep     # also every slider stop, end to end
-    python benchmarks/dashboard_latency.py --kernel        # 01, 04-07 in Python, no browser
+    python benchmarks/dashboard_latency.py --kernel        # the redraws in Python, no browser
 
 ``--kernel`` times the kernel's side alone, in this process: it builds the slider
-dashboards of notebooks 01, 04, 05b, 06 and 07 (06 from random gradients of its model's
-size, 07 from a made-up sweep result: the same figures, no training) and sets each slider
-to Home, End, then every stop up and every stop down (05b's q and T also at sigma = 0.2,
-where epsilon is slowest), and each toggle to each option, timing each change to the
-first figure rendered (JPEG bytes ready to send) and to the last one. It is less affected
-by a loaded machine than the browser's numbers and leaves out the widget messages and
-the browser's decode.
+dashboards of notebooks 01, 02, 04, 05b, 06-09b and 12 (those built from training runs get made-up
+runs on the notebooks' grids, and 06 random gradients of its model's size: the same
+figures, no training) and sets each slider to Home, End, then every stop up and every
+stop down (05b's q and T also at sigma = 0.2, where epsilon is slowest), and each toggle
+to each option, timing each change to the first figure rendered (JPEG bytes ready to
+send) and to the last one, and printing the figure's size, the median JPEG bytes a
+redraw sends, and how many redraws drew the whole figure or only its changed panels.
+It is less affected by a loaded machine than the browser's numbers and leaves out the
+widget messages and the browser's decode.
 """
 
 from __future__ import annotations
@@ -81,23 +83,53 @@ def dashboard_summary(results) -> str:
 def _kernel_dashboards() -> dict:
     """Notebook number -> a function building that notebook's dashboard from cheap inputs.
 
-    Notebooks 06 and 07 build theirs from a training run; here 06 gets random per-sample
-    gradients of its MLP's size and 07 a sweep result with made-up accuracies, which
-    draw the same figures (the redraw never trains).
+    Notebooks 02, 06-09b and 12 build theirs from training runs; here 06 gets random
+    per-sample gradients of its MLP's size and the others made-up histories on the
+    notebooks' grids (same sliders, same figures: the redraw never trains).
     """
+    import math
+
     import numpy as np
     import torch
 
+    from fl_dp_lab.data import dirichlet_partition
+    from fl_dp_lab.federated import FederatedHistory
     from fl_dp_lab.opacus_bridge import SweepResult
+    from fl_dp_lab.training import History
     from fl_dp_lab.widgets.accounting import accounting_dashboard
     from fl_dp_lab.widgets.dpsgd import clipping_dashboard
+    from fl_dp_lab.widgets.federated import dirichlet_dashboard, dp_fedavg_dashboard
     from fl_dp_lab.widgets.mechanisms import gaussian_dashboard
     from fl_dp_lab.widgets.numdiff import step_size_explorer
     from fl_dp_lab.widgets.opacus import sweep_dashboard
+    from fl_dp_lab.widgets.populations import scale_dashboard
+    from fl_dp_lab.widgets.training import learning_rate_explorer
+    from fl_dp_lab.widgets.trust import trust_dashboard
 
-    def clipping():
-        grads = torch.randn(64, 784 * 128 + 128 + 128 * 10 + 10,
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+    def federated(accuracy: float, eps: float, rounds: int) -> FederatedHistory:
+        grow = [1 - 0.7 ** (r + 1) for r in range(rounds)]
+        return FederatedHistory(
+            round=list(range(1, rounds + 1)), loss=[1.0] * rounds,
+            accuracy=[accuracy * g for g in grow], clients=[10] * rounds,
+            epsilon=[eps * (r + 1) / rounds for r in range(rounds)], clip_norm=[1.0] * rounds,
+        )  # fmt: skip
+
+    def training():  # notebook 02: 7 rates x 3 batch sizes, 5 epochs each
+        rates, sizes = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0], [16, 64, 256]
+        runs = {}
+        for i, lr in enumerate(rates):
+            for j, size in enumerate(sizes):
+                loss = [2.3 * 0.5 ** ((e + 1) * (i + 1) / (j + 1)) + 0.05 for e in range(5)]
+                accuracy = [min(0.97, 0.5 + 0.08 * (e + 1) * (i + 1) / (j + 1)) for e in range(5)]
+                runs[(lr, size)] = History([1, 2, 3, 4, 5], loss, [0.0] * 5, accuracy)
+        runs[(10.0, 16)].train_loss[-2:] = [math.inf, math.nan]  # a diverged run
+        return learning_rate_explorer(runs, lr=0.1, batch_size=64)
+
+    def clipping():  # per-sample norms spread around 1, as an MLP's at the start of training
+        generator = torch.Generator().manual_seed(0)
+        grads = torch.randn(64, 784 * 128 + 128 + 128 * 10 + 10, generator=generator)
+        norms = torch.exp(0.6 * torch.randn(64, 1, generator=generator))
+        grads = grads / grads.norm(dim=1, keepdim=True) * norms
         return clipping_dashboard(grads, sample_rate=0.128, steps=64, seed=0)
 
     def sweep():
@@ -107,44 +139,109 @@ def _kernel_dashboards() -> dict:
         result = SweepResult(sigmas, norms, accuracy, epsilons, 0.9, 1e-5, 1 / 16, 32)
         return sweep_dashboard(result, noise_multiplier=1.0, max_grad_norm=1.0)
 
+    def dirichlet():  # notebook 08: 1,437 digits on 10 clients, 5 alphas, 20 rounds each
+        labels = np.random.default_rng(0).integers(0, 10, 1437)
+        alphas = [0.05, 0.1, 0.3, 1.0, 100.0]
+        partitions = {a: dirichlet_partition(labels, 10, alpha=a, seed=0) for a in alphas}
+        histories = {a: federated(0.6 + 0.06 * i, math.inf, 20) for i, a in enumerate(alphas)}
+        return dirichlet_dashboard(labels, partitions, histories, alpha=0.1)
+
+    def dp_fedavg():  # notebook 09: sigma x C x clients a round, 10 rounds each
+        sweep = {
+            (s, c, m): federated(0.4 - 0.05 * s + 0.001 * m, 20 / s if s else math.inf, 10)
+            for s in (0.0, 0.5, 1.0, 2.0) for c in (0.5, 1.0, 2.0) for m in (25, 50, 100)
+        }  # fmt: skip
+        return dp_fedavg_dashboard(sweep, delta=1e-5, max_epsilon=20.0)
+
+    def populations():  # notebook 09b: 3 targets x 4 populations, 15 rounds each
+        runs = {(t, k): federated(0.7 + 0.01 * t + 0.005 * math.log10(k), t, 15)
+                for t in (1.0, 2.0, 4.0) for k in (10**3, 10**4, 10**5, 10**6)}  # fmt: skip
+        return scale_dashboard(runs, federated(0.76, math.inf, 15), epsilon=2.0,
+                               num_clients=10**6)  # fmt: skip
+
+    def trust():  # notebook 12: 3 models x 3 epsilons x 3 clients a round
+        models = {"local": 0.2, "central": 0.7, "distributed": 0.69}
+        accuracy = {(model, e, m): base + 0.02 * math.log(e) + 0.0005 * m
+                    for model, base in models.items() for e in (1.0, 4.0, 16.0)
+                    for m in (10, 30, 100)}  # fmt: skip
+        no_noise = {10: 0.8, 30: 0.82, 100: 0.85}
+        return trust_dashboard(accuracy, no_noise, chance=0.11, epsilon=4.0, num_clients=100)
+
     return {
         "01": lambda: step_size_explorer(np.sin, np.cos, x=1.0, h=1e-2),
+        "02": training,
         "04": gaussian_dashboard,
         "05b": accounting_dashboard,
         "06": clipping,
         "07": sweep,
+        "08": dirichlet,
+        "09": dp_fedavg,
+        "09b": populations,
+        "12": trust,
     }
 
 
+def _selected(builds: dict, names: list[str]) -> list[str]:
+    """The dashboards ``names`` asks for: "09" is notebook 09, "09b" 09b, "05b_subsampling" 05b."""
+    if not names:
+        return list(builds)
+    return [n for n in builds if any(a == n or a.startswith(n + "_") for a in names)]
+
+
 def kernel_sweep(names: list[str]) -> str:
-    """Time every slider stop (and toggle) of notebooks 01, 04-07's dashboards in this process."""
+    """Time every slider stop (and toggle) of the dashboards' redraws in this process."""
     import time
 
     import ipywidgets as widgets
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from fl_dp_lab import plots
     from fl_dp_lab.widgets import _output
 
     rendered: list[float] = []
-    render = _output.figure_jpeg
+    sizes: list[int] = []
+    render, draw = _output.figure_jpeg, FigureCanvasAgg.draw
+    full: list[int] = []
+
+    def counted_draw(canvas):
+        full.append(1)
+        return draw(canvas)
+
+    some = getattr(plots, "_draw_stale_axes", None)  # panels redrawn alone, where there is that
+    panels: list[int] = []
+
+    def counted_panels(canvas, fig, blit):
+        drawn = some(canvas, fig, blit)
+        panels.append(drawn)
+        return drawn
 
     def timed_render(fig):
         data = render(fig)
         rendered.append(time.perf_counter())
+        sizes.append(len(data))
         return data
 
     _output.figure_jpeg = timed_render
+    FigureCanvasAgg.draw = counted_draw
+    if some is not None:
+        plots._draw_stale_axes = counted_panels
     builds = _kernel_dashboards()
     controls = (widgets.FloatSlider, widgets.FloatLogSlider, widgets.SelectionSlider,
                 widgets.ToggleButtons)  # fmt: skip
     rows = [f"{'dashboard':<18} {'control':<16} {'n':>4} {'first: median':>14} {'max':>7} "
-            f"{'settled: median':>16} {'max':>7}  (ms)"]  # fmt: skip
+            f"{'settled: median':>16} {'max':>7}  (ms)  {'kB/frame':>8} {'full draws':>10} "
+            f"{'panel redraws':>13}"]  # fmt: skip
     try:
-        for name in [n for n in builds if not names or any(n.startswith(a[:2]) for a in names)]:
+        for name in _selected(builds, names):
             start = time.perf_counter()
             box = builds[name]()
-            rows.append(f"{name} built in {time.perf_counter() - start:.2f} s")
+            view = next(c for c in _descendants(box) if isinstance(c, widgets.Image))
+            width, height = _jpeg_size(view.value)
+            rows.append(f"{name} built in {time.perf_counter() - start:.2f} s, "
+                        f"figure {width} x {height} px")  # fmt: skip
             found = [c for c in _descendants(box) if isinstance(c, controls)]
             runs = [(name, found)]
             if name == "05b":
@@ -156,6 +253,9 @@ def kernel_sweep(names: list[str]) -> str:
                     first, settled = [], []
                     stops = _stops(control)
                     begin = control.value
+                    sizes.clear()
+                    full.clear()
+                    panels.clear()
                     for value in [stops[0], stops[-1], *stops, *stops[::-1]]:
                         if value == control.value:
                             continue
@@ -166,14 +266,28 @@ def kernel_sweep(names: list[str]) -> str:
                         first.append(1e3 * ((rendered[0] if rendered else end) - start))
                         settled.append(1e3 * (end - start))
                     control.value = begin
+                    kilobytes = statistics.median(sizes) / 1e3 if sizes else float("nan")
                     rows.append(
                         f"{label:<18} {control.description or type(control).__name__:<16} "
                         f"{len(first):>4} {statistics.median(first):>14.0f} {max(first):>7.0f} "
-                        f"{statistics.median(settled):>16.0f} {max(settled):>7.0f}"
+                        f"{statistics.median(settled):>16.0f} {max(settled):>7.0f}        "
+                        f"{kilobytes:>8.0f} {len(full):>10} {sum(panels):>13}"
                     )
     finally:
-        _output.figure_jpeg = render
+        _output.figure_jpeg, FigureCanvasAgg.draw = render, draw
+        if some is not None:
+            plots._draw_stale_axes = some
     return "\n".join(rows)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """Width and height in pixels of the JPEG ``data``."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
 
 
 def _descendants(box) -> list:
@@ -201,7 +315,7 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="*", help="notebook numbers or names (default: all)")
     parser.add_argument("--presses", type=int, default=5, help="arrow presses each way (default 5)")
     parser.add_argument("--sweep", action="store_true", help="also visit every slider stop")
-    parser.add_argument("--kernel", action="store_true", help="time 01, 04-07 in Python only")
+    parser.add_argument("--kernel", action="store_true", help="time the redraws in Python only")
     args = parser.parse_args()
     if args.kernel:
         print(kernel_sweep(args.notebooks))

@@ -133,3 +133,37 @@ def test_notebook_figures_state_what_their_data_show():
     ]
     assert [len(f.axes) for f in others] == [2, 1, 2]
     plt.close("all")
+
+
+def test_moving_axes_redraw_one_panel_and_frames_equal_fresh_drawings(monkeypatch):
+    # Arrange: catch the figure shown; count drawings of the whole figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from fl_dp_lab.plots import _BLITS, _render
+    from fl_dp_lab.widgets import dpsgd
+
+    shown, draws = [], []
+    show, draw = dpsgd.show_figure, FigureCanvasAgg.draw
+    monkeypatch.setattr(dpsgd, "show_figure", lambda out, fig: shown.append(fig) or show(out, fig))
+    # gradient norms up to about 2.5: C's stops up to 5 outgrow them
+    box = clipping_dashboard(_per_sample() / 10, sample_rate=0.1, steps=50, delta=1e-5)
+    sigma, clip, _, _ = box.children
+    fig = shown[-1]
+    monkeypatch.setattr(FigureCanvasAgg, "draw", lambda canvas: draws.append(1) or draw(canvas))
+    limits = set()
+    # Act: C from end to end (the ball outgrows the gradients: the left panel's axes grow),
+    # then sigma (the noise cloud moves the right panel's)
+    for control in (clip, sigma):
+        stops = np.round(np.arange(control.min, control.max + 1e-9, 0.25), 10)
+        for value in [*stops, *stops[::-1]]:
+            control.value = float(value)
+            limits.add(tuple(ax.get_xlim() for ax in fig.axes))
+    # Assert: both panels' axes moved, and were redrawn one panel at a time
+    assert len({left for left, _ in limits}) > 3 and len({right for _, right in limits}) > 3
+    assert draws == []
+    # each frame is the figure drawn from scratch, pixel for pixel
+    for c, s in ((4.0, 0.5), (0.3, 3.0), (2.0, 0.0)):
+        clip.value, sigma.value = c, s
+        frame = np.asarray(_render(fig))
+        _BLITS[fig].background = None
+        assert np.array_equal(frame, np.asarray(_render(fig))), (c, s)

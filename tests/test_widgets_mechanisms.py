@@ -82,3 +82,83 @@ def test_dashboard_figure_keeps_the_constrained_layout_it_was_given(monkeypatch)
     for ax, expected in zip(fig.axes, reference.axes, strict=True):
         np.testing.assert_allclose(ax.get_position().bounds, expected.get_position().bounds)
     assert fig.axes[0].get_position().x0 != pytest.approx(plt.rcParams["figure.subplot.left"])
+
+
+def _stops(slider) -> list[float]:
+    return [round(k * slider.step, 10) for k in range(round(slider.max / slider.step) + 1)]
+
+
+def _pixels(fig, *, fresh: bool = False) -> np.ndarray:
+    """The frame the dashboard sends (as pixels), or the figure drawn from scratch."""
+    from fl_dp_lab.plots import _BLITS, _render
+
+    blit = _BLITS[fig]
+    views = blit.views
+    if fresh:  # no kept background, no kept view, no kept title
+        blit.background, blit.views = None, None
+    try:
+        return np.asarray(_render(fig))
+    finally:
+        blit.views = views
+
+
+def test_every_sigma_stop_shows_its_curves_inside_axes_that_depend_on_sigma_alone():
+    # Arrange
+    fig, artists = gaussian_privacy_figure(1.0)
+    dens, loss, curve = artists["axes"]
+    limits = {}
+    box = gaussian_dashboard(sigma=1.0)
+    stops = _stops(box.children[0])
+    # Act: every stop up, then every stop down (the axes may not remember where they were)
+    for sigma in [*stops, *stops[::-1]]:
+        epsilon = update_gaussian_privacy_figure(artists, sigma)
+        shown = tuple((ax.get_xlim(), ax.get_ylim()) for ax in artists["axes"])
+        # Assert: the same axes for the same sigma, whichever way the slider came
+        assert limits.setdefault(sigma, shown) == shown, sigma
+        if sigma == 0:
+            continue
+        # both densities out to 4 sigma on either side, their peak inside the panel
+        assert dens.get_xlim()[0] <= -4 * sigma and dens.get_xlim()[1] >= 1 + 4 * sigma
+        assert 0.5 * dens.get_ylim()[1] <= stats.norm.pdf(0, 0, sigma) <= dens.get_ylim()[1]
+        # the privacy-loss law from mean - 4 std (or 0) to past epsilon, its peak inside
+        mean, std = 1 / (2 * sigma**2), 1 / sigma
+        x, pdf = artists["loss_line"].get_data()
+        assert x[0] == loss.get_xlim()[0] <= max(0.0, mean - 4 * std)
+        assert x[-1] == loss.get_xlim()[1] >= max(mean + 4 * std, epsilon)
+        assert pdf.max() <= loss.get_ylim()[1]
+        # the epsilon marker on the delta(epsilon) panel, whose curve spans its x-axis
+        assert epsilon <= curve.get_xlim()[1] == artists["curve_line"].get_xdata()[-1]
+    # a handful of views for 101 stops: each is drawn once when the dashboard is built
+    assert len(set(limits.values())) <= 15
+    plt.close(fig)
+
+
+def test_the_sigma_dashboard_draws_every_view_once_and_its_frames_equal_fresh_drawings(
+    monkeypatch,
+):
+    # Arrange: count the full drawings of the figure; catch the figure shown
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from fl_dp_lab.plots import _BLITS
+    from fl_dp_lab.widgets import mechanisms
+
+    draws, shown = [], []
+    draw, show = FigureCanvasAgg.draw, mechanisms.show_figure
+    monkeypatch.setattr(FigureCanvasAgg, "draw", lambda canvas: draws.append(1) or draw(canvas))
+    monkeypatch.setattr(
+        mechanisms, "show_figure", lambda output, fig: shown.append(fig) or show(output, fig)
+    )
+    box = gaussian_dashboard(sigma=1.0)
+    slider, fig = box.children[0], shown[-1]
+    built = len(draws)
+    assert 10 <= len(_BLITS[fig].views) <= 15  # each view drawn once, when built
+    # Act: Home, End, and every stop in between, as a learner drags
+    stops = _stops(slider)
+    for sigma in [0.0, 5.0, *stops]:
+        slider.value = sigma
+    # Assert: no drawing of the whole figure after the build
+    assert len(draws) == built
+    # and what is sent is the figure drawn from scratch, pixel for pixel, in every band
+    for sigma in (0.0, 0.05, 0.35, 1.0, 1.3, 4.95, 0.9, 0.0):
+        slider.value = sigma
+        assert np.array_equal(_pixels(fig), _pixels(fig, fresh=True)), sigma

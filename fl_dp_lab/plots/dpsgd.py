@@ -199,7 +199,9 @@ def update_clipping_figure(artists: dict[str, Any], picture: ClippingPicture) ->
     artists["raw"].set_offsets(picture.points)
     artists["clipped"].set_offsets(picture.clipped)
     artists["ball"].set_radius(c)
-    reach = 1.15 * max(c, float(np.abs(picture.points).max()))
+    # snapped (1, 1.5, 2, 3, 4, 5, 6, 8 x 10^k): as C grows past the gradients, the panel
+    # grows in a few steps, not on every stop of the slider
+    reach = snap_up(1.15 * max(c, float(np.abs(picture.points).max())))
     set_limits(artists["left"], (-reach, reach), (-reach, reach))
     artists["left"].title.set_text(f"Clipping pulls every gradient inside radius C = {c:.2f}")
     artists["cloud"].set_offsets(picture.cloud)

@@ -15,16 +15,19 @@ import numpy as np
 from scipy import stats
 
 from fl_dp_lab.mechanisms import gaussian_delta, gaussian_epsilon, gaussian_privacy_loss
-from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, sticky_limit
+from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, snap_up
 
 __all__ = [
     "gaussian_privacy_figure",
+    "gaussian_view",
     "plot_neighbour_densities",
     "plot_sigma_bounds",
     "update_gaussian_privacy_figure",
 ]
 
 _EPSILONS = np.linspace(0.0, 8.0, 161)
+#: sigma bands of ``gaussian_view``: (top / sqrt(2), top] for top = _BAND_TOP / sqrt(2) ** k
+_BAND_TOP = 5.0
 _ABOVE = {"loc": "lower center", "bbox_to_anchor": (0.5, 1.08), "fontsize": 10, "frameon": False,
           "borderaxespad": 0.0}  # fmt: skip
 
@@ -147,7 +150,9 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
     for artist in (artists["eps_marker"], artists["curve_marker"], artists["tail"]):
         artist.set_visible(not no_privacy)
     loss.get_legend().set_visible(not no_privacy)
-    # Limits are sticky (sticky_limit): most sigma steps keep the axes, only curves move.
+    # The axes' limits depend only on which sigma band sigma falls in (``gaussian_view``):
+    # a slider step inside a band moves only the curves, and the dashboard keeps one
+    # background per band (fl_dp_lab.plots.remember_views).
     if no_privacy:
         artists["line_d"].set_data([0.0, 0.0], [0.0, 1.0])
         artists["line_dp"].set_data([s, s], [0.0, 1.0])
@@ -158,24 +163,20 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
         set_limits(curve, (0.0, _EPSILONS[-1]))
         fig_title = f"σ = {sigma:g}: the exact answer is released, no privacy: ε = ∞"
     else:
-        half = sticky_limit(-dens.get_xlim()[0], 4 * sigma)
+        view = gaussian_view(sigma, sensitivity=s, delta=delta)
+        half = view["half_width"]
         x = np.linspace(-half, s + half, 400)
         artists["line_d"].set_data(x, stats.norm.pdf(x, 0.0, sigma))
         artists["line_dp"].set_data(x, stats.norm.pdf(x, s, sigma))
-        peak = 1.0 / (sigma * math.sqrt(2 * math.pi))
-        set_limits(dens, (x[0], x[-1]), (0.0, sticky_limit(dens.get_ylim()[1], 1.1 * peak)))
+        set_limits(dens, (x[0], x[-1]), (0.0, view["density_top"]))
         mean, std = gaussian_privacy_loss(sigma=sigma, sensitivity=s)
-        low, high = mean - 4 * std, max(mean + 4 * std, 1.1 * epsilon)
-        left, right = loss.get_xlim()
-        left = -sticky_limit(-left, -low) if low < 0 else 0.0
-        grid = np.linspace(left, sticky_limit(right, high), 400)
+        left, right = view["loss_range"]
+        grid = np.linspace(left, right, 400)
         pdf = stats.norm.pdf(grid, mean, std)
         artists["loss_line"].set_data(grid, pdf)
         artists["tail"].set_data(grid, pdf, 0.0, where=grid > epsilon)
-        peak = 1.0 / (std * math.sqrt(2 * math.pi))
-        set_limits(loss, (left, grid[-1]), (0.0, sticky_limit(loss.get_ylim()[1], 1.1 * peak)))
-        top = sticky_limit(curve.get_xlim()[1], max(_EPSILONS[-1], 1.25 * epsilon))
-        epsilons = np.linspace(0.0, top, _EPSILONS.size)
+        set_limits(loss, view["loss_range"], (0.0, view["loss_top"]))
+        epsilons = np.linspace(0.0, view["epsilon_top"], _EPSILONS.size)
         deltas = [gaussian_delta(sigma=sigma, epsilon=e, sensitivity=s) for e in epsilons]
         artists["curve_line"].set_data(epsilons, np.maximum(deltas, 1e-300))
         set_limits(curve, (0.0, epsilons[-1]))
@@ -186,3 +187,42 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
         fig_title = f"σ = {sigma:.2f}: (ε, δ) = ({epsilon:.2f}, {delta:g})"
     artists["title"].set_text(fig_title)
     return epsilon
+
+
+def gaussian_view(sigma: float, *, sensitivity: float = 1.0, delta: float = 1e-5) -> dict[str, Any]:
+    """The axis limits of the sigma dashboard's figure at noise ``sigma`` > 0.
+
+    They are the same for every sigma of a band (top / sqrt(2), top], top = 5 / sqrt(2)^k,
+    and fit every sigma of it: the densities' x-range holds 4 sigma either side, the
+    privacy-loss range holds the mean +- 4 std and 1.1 epsilon, the delta(epsilon)
+    panel reaches at least 8 and 1.25 epsilon; the tops are snapped up (``snap_up``).
+    Within a band a curve fills at least about half of each range, and a slider step
+    inside it changes no axis. Returns ``half_width``, ``density_top``, ``loss_range``,
+    ``loss_top`` and ``epsilon_top``.
+
+    >>> view = gaussian_view(1.0)
+    >>> view["half_width"], view["density_top"], view["epsilon_top"]
+    (5.0, 0.5, 8.0)
+    >>> gaussian_view(0.9) == view and gaussian_view(0.85) != view
+    True
+    """
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
+    band = math.floor(2 * math.log2(_BAND_TOP / sigma) + 1e-9)
+    high = _BAND_TOP * 2.0 ** (-band / 2)
+    low = high / math.sqrt(2.0)
+    s = sensitivity
+    # the loss law at sigma: mean u^2 / 2, std u with u = s / sigma, over u in the band
+    u_low, u_high = s / high, s / low
+    left = min(u * u / 2 - 4 * u for u in (u_low, u_high, min(max(4.0, u_low), u_high)))
+    epsilon = gaussian_epsilon(sigma=low, delta=delta, sensitivity=s)  # the band's largest
+    if not math.isfinite(epsilon):  # so little noise that no epsilon holds at the band's edge
+        epsilon = gaussian_epsilon(sigma=sigma, delta=delta, sensitivity=s)
+    right = max(u_high * u_high / 2 + 4 * u_high, 1.1 * epsilon)
+    return {
+        "half_width": snap_up(4 * high),
+        "density_top": snap_up(1.1 / (low * math.sqrt(2 * math.pi))),
+        "loss_range": (-snap_up(-left) if left < 0 else 0.0, snap_up(right)),
+        "loss_top": snap_up(1.1 / (u_low * math.sqrt(2 * math.pi))),
+        "epsilon_top": snap_up(max(_EPSILONS[-1], 1.25 * epsilon)),
+    }

@@ -7,7 +7,12 @@ import math
 import ipywidgets as widgets
 
 from fl_dp_lab._validate import check_real
-from fl_dp_lab.plots.mechanisms import gaussian_privacy_figure, update_gaussian_privacy_figure
+from fl_dp_lab.plots import remember_views
+from fl_dp_lab.plots.mechanisms import (
+    gaussian_privacy_figure,
+    gaussian_view,
+    update_gaussian_privacy_figure,
+)
 from fl_dp_lab.widgets._output import dashboard_box, figure_view, freeze_layout, show_figure
 
 __all__ = ["gaussian_dashboard", "privacy_readout"]
@@ -51,6 +56,14 @@ def gaussian_dashboard(
     output = figure_view()
     fig, artists = gaussian_privacy_figure(sigma, sensitivity=sensitivity, delta=delta)
     freeze_layout(fig)
+    # the axes change only between sigma bands (gaussian_view): draw each band's axes
+    # once now, so that no slider step redraws all three panels
+    stops = [round(k * slider.step, 10) for k in range(1, round(slider.max / slider.step) + 1)]
+    bands = {tuple(gaussian_view(s, sensitivity=sensitivity, delta=delta).items()): s
+             for s in stops}  # fmt: skip
+    remember_views(
+        fig, lambda value: update_gaussian_privacy_figure(artists, value), [0.0, *bands.values()]
+    )
 
     def show(value: float) -> None:
         epsilon = update_gaussian_privacy_figure(artists, value)
