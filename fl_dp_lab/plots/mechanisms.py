@@ -20,6 +20,7 @@ from fl_dp_lab.plots import PALETTE, animate, new_figure, set_limits, sticky_lim
 __all__ = [
     "gaussian_privacy_figure",
     "plot_neighbour_densities",
+    "plot_privacy_loss_and_delta",
     "plot_sigma_bounds",
     "update_gaussian_privacy_figure",
 ]
@@ -186,3 +187,55 @@ def update_gaussian_privacy_figure(artists: dict[str, Any], sigma: float) -> flo
         fig_title = f"σ = {sigma:.2f}: (ε, δ) = ({epsilon:.2f}, {delta:g})"
     artists["title"].set_text(fig_title)
     return epsilon
+
+
+def plot_privacy_loss_and_delta(
+    losses: np.ndarray,
+    loss_law: tuple[float, float],
+    epsilons: np.ndarray,
+    deltas: dict[str, np.ndarray],
+    *,
+    epsilon: float = 1.0,
+) -> plt.Figure:
+    """Draws of the Gaussian privacy loss, and the privacy curve δ(ε) computed three ways.
+
+    Args:
+        losses: sampled privacy losses L (nats) of the Gaussian mechanism at σ = 1.
+        loss_law: (mean, std) of the Gaussian law of L, drawn over the histogram.
+        epsilons: the ε grid of the right panel.
+        deltas: δ at each ε, under the keys ``"exact"`` (a line), ``"library"`` (circles)
+            and ``"monte_carlo"`` (crosses).
+        epsilon: the ε marked on the histogram.
+
+    Returns:
+        The figure: histogram of L on the left, δ(ε) on a log scale on the right.
+    """
+    mean, std = loss_law
+    fig, (left, right) = new_figure(1, 2, width=5.6, height=4.0)
+    bins = np.linspace(-5, 6, 80)
+    left.hist(
+        losses, bins=bins, density=True, color=PALETTE["sky"], label=f"{len(losses):,} draws of L"
+    )
+    left.plot(bins, stats.norm.pdf(bins, mean, std), color=PALETTE["blue"], label="N(μ, 2μ)")
+    left.axvline(
+        epsilon, color=PALETTE["vermillion"], ls=":", label=f"ε = {epsilon:g}: L above it costs δ"
+    )
+    left.set(
+        xlabel="privacy loss L (nats)", ylabel="density", title="σ = 1: L is Gaussian, unbounded"
+    )
+    left.legend(fontsize=10)
+    right.semilogy(epsilons, deltas["exact"], color=PALETTE["blue"], label="exact formula")
+    right.semilogy(
+        epsilons,
+        deltas["library"],
+        "o",
+        color=PALETTE["orange"],
+        mfc="none",
+        label="dp_accounting PLD",
+    )
+    right.semilogy(
+        epsilons, deltas["monte_carlo"], "x", color=PALETTE["vermillion"], label="Monte Carlo"
+    )
+    right.set(xlabel="ε", ylabel="δ(ε)", title="Three ways, one privacy curve")
+    right.legend(fontsize=10)
+    return fig
