@@ -11,7 +11,7 @@ from fl_dp_lab.plots.accounting import (
     opacus_orders_figure,
     rdp_conversion_figure,
 )
-from fl_dp_lab.plots.mechanisms import plot_privacy_loss_and_delta
+from fl_dp_lab.plots.mechanisms import plot_privacy_loss_and_delta, plot_rr_estimates
 
 
 @pytest.fixture(autouse=True)
@@ -88,3 +88,23 @@ def test_privacy_loss_and_delta_draws_the_histogram_and_three_curves():
         list(deltas["monte_carlo"]),
     ]
     assert right.get_yscale() == "log"
+
+
+def test_rr_estimates_draws_one_histogram_per_epsilon_and_the_truth():
+    rng = np.random.default_rng(0)
+    estimates = {0.5: rng.normal(0.3, 0.03, 300), 2.0: rng.normal(0.3, 0.01, 300)}
+    fig = plot_rr_estimates(
+        estimates, {0.5: 0.44, 2.0: 0.33}, truth=0.3, bins=np.linspace(0.2, 0.4, 41)
+    )
+    ax = fig.axes[0]
+    # Assert: 40 bars per epsilon, each histogram counting the estimates inside the bins
+    assert len(ax.patches) == 80
+    inside = ((estimates[0.5] >= 0.2) & (estimates[0.5] <= 0.4)).sum()
+    assert sum(patch.get_height() for patch in ax.patches[:40]) == inside
+    assert list(ax.lines[0].get_xdata()) == [0.3, 0.3]
+    assert _legend(ax) == [
+        "ε = 0.5: naive share 0.44",
+        "ε = 2.0: naive share 0.33",
+        "true share 0.30",
+    ]
+    assert ax.get_ylabel() == "surveys (of 300)"
