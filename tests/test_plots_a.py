@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from fl_dp_lab.plots.accounting import (
+    best_bound_figure,
     calibration_figure,
     opacus_orders_figure,
+    privacy_loss_density_figure,
     rdp_conversion_figure,
 )
 from fl_dp_lab.plots.mechanisms import plot_privacy_loss_and_delta, plot_rr_estimates
@@ -108,3 +110,28 @@ def test_rr_estimates_draws_one_histogram_per_epsilon_and_the_truth():
         "true share 0.30",
     ]
     assert ax.get_ylabel() == "surveys (of 300)"
+
+
+def test_privacy_loss_density_figure_divides_by_the_grid_spacing_and_marks_epsilon():
+    losses = np.array([0.0, 0.5, 1.0])
+    fig, ax = privacy_loss_density_figure(losses, np.array([0.2, 0.5, 0.3]), 0.95, title="d")
+    assert list(ax.lines[0].get_ydata()) == [0.4, 1.0, 0.6]  # pmf / 0.5
+    assert list(ax.lines[1].get_xdata()) == [0.95, 0.95]
+    assert _legend(ax) == ["ε = 0.950"]
+
+
+def test_best_bound_figure_draws_pld_rdp_and_best_on_log_axes():
+    steps = np.array([10, 100, 1000])
+    by = {
+        "pld": np.array([0.1, 0.3, 1.2]),
+        "rdp": np.array([0.2, 0.4, 1.0]),
+        "best": np.array([0.1, 0.3, 1.0]),
+    }
+    fig, ax = best_bound_figure(steps, by, xlabel="steps T", title="b")
+    assert [list(line.get_ydata()) for line in ax.lines] == [
+        [0.1, 0.3, 1.2],
+        [0.2, 0.4, 1.0],
+        [0.1, 0.3, 1.0],
+    ]
+    assert _legend(ax) == ["PLD (grid 1e-4)", "RDP", "best = min of the two"]
+    assert ax.get_xscale() == ax.get_yscale() == "log"

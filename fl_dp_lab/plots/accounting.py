@@ -14,9 +14,11 @@ __all__ = [
     "METHOD_COLOURS",
     "METHOD_LABELS",
     "amplification_figure",
+    "best_bound_figure",
     "calibration_figure",
     "epsilon_steps_figure",
     "opacus_orders_figure",
+    "privacy_loss_density_figure",
     "rdp_conversion_figure",
     "update_epsilon_steps_figure",
 ]
@@ -300,6 +302,72 @@ def calibration_figure(
         ax.set_xticks(targets, [f"{t:g}" for t in targets])
         ax.minorticks_off()
         ax.set(xlabel=xlabel, ylabel="noise multiplier σ")
+        ax.set_title(title)
+        ax.legend(frameon=False)
+    return fig, ax
+
+
+def privacy_loss_density_figure(
+    losses: np.ndarray,
+    pmf: np.ndarray,
+    epsilon: float,
+    *,
+    title: str,
+) -> tuple[Any, Any]:
+    """The density of a run's privacy loss on its uniform grid, with the run's ε marked.
+
+    Args:
+        losses: the uniform grid of privacy-loss values (nats).
+        pmf: the probability of each grid value; divided by the grid spacing to draw a density.
+        epsilon: the run's ε, drawn as a dashed vertical line.
+        title: the figure's title.
+
+    Returns:
+        The figure and its axes (x from −0.5 to 1.5 nats).
+    """
+    fig, ax = new_figure()
+    with mpl.rc_context(STYLE):
+        ax.plot(losses, pmf / (losses[1] - losses[0]), color=METHOD_COLOURS["pld"])
+        ax.axvline(epsilon, color=PALETTE["vermillion"], ls="--", label=f"ε = {epsilon:.3f}")
+        ax.set(xlim=(-0.5, 1.5), xlabel="privacy loss of the whole run (nats)", ylabel="density")
+        ax.set_title(title)
+        ax.legend(frameon=False)
+    return fig, ax
+
+
+def best_bound_figure(
+    steps: np.ndarray,
+    epsilons: Mapping[str, np.ndarray],
+    *,
+    xlabel: str,
+    title: str,
+) -> tuple[Any, Any]:
+    """Epsilon against steps from the PLD and RDP accountants and the smaller of the two.
+
+    Args:
+        steps: the step counts T (x axis, log scale).
+        epsilons: ε at each step count under the keys ``"pld"``, ``"rdp"`` and ``"best"``.
+        xlabel: the x-axis label, naming the setting (q, σ).
+        title: the figure's title.
+
+    Returns:
+        The figure and its axes (both on log scales).
+    """
+    fig, ax = new_figure()
+    with mpl.rc_context(STYLE):
+        ax.loglog(
+            steps, epsilons["pld"], "o-", color=METHOD_COLOURS["pld"], label="PLD (grid 1e-4)"
+        )
+        ax.loglog(steps, epsilons["rdp"], "s-", color=METHOD_COLOURS["rdp"], label="RDP")
+        ax.loglog(
+            steps,
+            epsilons["best"],
+            ":",
+            color=PALETTE["black"],
+            lw=3,
+            label="best = min of the two",
+        )
+        ax.set(xlabel=xlabel, ylabel="ε at δ = 1e-5")
         ax.set_title(title)
         ax.legend(frameon=False)
     return fig, ax
