@@ -14,7 +14,12 @@ __all__ = [
     "METHOD_COLOURS",
     "METHOD_LABELS",
     "amplification_figure",
+    "best_bound_figure",
+    "calibration_figure",
     "epsilon_steps_figure",
+    "opacus_orders_figure",
+    "privacy_loss_density_figure",
+    "rdp_conversion_figure",
     "update_epsilon_steps_figure",
 ]
 
@@ -182,3 +187,187 @@ def _finite(values: np.ndarray) -> np.ndarray:
     """Non-positive or infinite epsilons are not drawn on a log axis."""
     values = np.asarray(values, dtype=np.float64)
     return np.where(np.isfinite(values) & (values > 0), values, np.nan)
+
+
+def rdp_conversion_figure(
+    orders: np.ndarray,
+    classic: np.ndarray,
+    tight: np.ndarray,
+    best: tuple[float, float],
+    *,
+    title: str,
+) -> tuple[Any, Any]:
+    """Epsilon against the Rényi order for two RDP-to-(ε, δ) conversions of one RDP curve.
+
+    Args:
+        orders: the Rényi orders α (x axis, log scale).
+        classic: ε at each order by Mironov's (2017) conversion.
+        tight: ε at each order by the conversion of Balle et al. (2020).
+        best: (order, ε) of the best point of ``tight``, drawn as a dot.
+        title: the figure's title.
+
+    Returns:
+        The figure and its axes.
+    """
+    best_order, best_epsilon = best
+    fig, ax = new_figure()
+    with mpl.rc_context(STYLE):
+        ax.plot(orders, classic, color=PALETTE["orange"], label="Mironov 2017 conversion")
+        ax.plot(orders, tight, color=PALETTE["blue"], label="Balle et al. 2020 conversion")
+        ax.plot(
+            [best_order],
+            [best_epsilon],
+            "o",
+            color=PALETTE["vermillion"],
+            label=f"best: ε = {best_epsilon:.3f} at α = {best_order:g}",
+        )
+        ax.set(xscale="log", ylim=(0.8, 4), xlabel="Rényi order α", ylabel="ε at δ = 1e-5")
+        ax.set_title(title)
+        ax.legend(frameon=False)
+    return fig, ax
+
+
+def opacus_orders_figure(
+    sigmas: np.ndarray,
+    opacus: np.ndarray,
+    ours: np.ndarray,
+    *,
+    ylabel: str,
+    title: str,
+) -> tuple[Any, Any]:
+    """Epsilon against σ from Opacus's RDP accountant (orders ≤ 63) and ours (orders ≤ 1024).
+
+    Args:
+        sigmas: the noise multipliers σ (x axis).
+        opacus: ε that Opacus's RDP accountant reports at each σ.
+        ours: ε of the course's RDP accountant at each σ.
+        ylabel: the y-axis label, naming the setting (δ, T, q).
+        title: the figure's title.
+
+    Returns:
+        The figure and its axes (ε on a log scale).
+    """
+    fig, ax = new_figure()
+    with mpl.rc_context(STYLE):
+        ax.plot(
+            sigmas,
+            opacus,
+            "o-",
+            color=METHOD_COLOURS["opacus rdp"],
+            label="Opacus RDP (orders ≤ 63)",
+        )
+        ax.plot(
+            sigmas,
+            ours,
+            "o-",
+            color=METHOD_COLOURS["rdp"],
+            label="ours / dp_accounting (orders ≤ 1024)",
+        )
+        ax.set(yscale="log", xlabel="noise multiplier σ", ylabel=ylabel)
+        ax.set_title(title)
+        ax.legend(frameon=False)
+    return fig, ax
+
+
+def calibration_figure(
+    targets: np.ndarray,
+    sigmas: Mapping[str, np.ndarray],
+    *,
+    xlabel: str,
+    title: str,
+) -> tuple[Any, Any]:
+    """The noise multiplier each accountant needs to reach each target ε.
+
+    Args:
+        targets: the target epsilons (x axis, log scale, ticked at each target).
+        sigmas: for each method key of ``METHOD_COLOURS`` (e.g. ``"rdp"``, ``"pld"``), the σ it
+            needs at each target.
+        xlabel: the x-axis label, naming the setting (δ, q, T).
+        title: the figure's title.
+
+    Returns:
+        The figure and its axes.
+    """
+    fig, ax = new_figure()
+    with mpl.rc_context(STYLE):
+        for method, values in sigmas.items():
+            ax.plot(
+                targets,
+                values,
+                "o-",
+                color=METHOD_COLOURS.get(method, PALETTE["black"]),
+                label=method.upper(),
+            )
+        ax.set_xscale("log")
+        ax.set_xticks(targets, [f"{t:g}" for t in targets])
+        ax.minorticks_off()
+        ax.set(xlabel=xlabel, ylabel="noise multiplier σ")
+        ax.set_title(title)
+        ax.legend(frameon=False)
+    return fig, ax
+
+
+def privacy_loss_density_figure(
+    losses: np.ndarray,
+    pmf: np.ndarray,
+    epsilon: float,
+    *,
+    title: str,
+) -> tuple[Any, Any]:
+    """The density of a run's privacy loss on its uniform grid, with the run's ε marked.
+
+    Args:
+        losses: the uniform grid of privacy-loss values (nats).
+        pmf: the probability of each grid value; divided by the grid spacing to draw a density.
+        epsilon: the run's ε, drawn as a dashed vertical line.
+        title: the figure's title.
+
+    Returns:
+        The figure and its axes (x from −0.5 to 1.5 nats).
+    """
+    fig, ax = new_figure()
+    with mpl.rc_context(STYLE):
+        ax.plot(losses, pmf / (losses[1] - losses[0]), color=METHOD_COLOURS["pld"])
+        ax.axvline(epsilon, color=PALETTE["vermillion"], ls="--", label=f"ε = {epsilon:.3f}")
+        ax.set(xlim=(-0.5, 1.5), xlabel="privacy loss of the whole run (nats)", ylabel="density")
+        ax.set_title(title)
+        ax.legend(frameon=False)
+    return fig, ax
+
+
+def best_bound_figure(
+    steps: np.ndarray,
+    epsilons: Mapping[str, np.ndarray],
+    *,
+    xlabel: str,
+    title: str,
+) -> tuple[Any, Any]:
+    """Epsilon against steps from the PLD and RDP accountants and the smaller of the two.
+
+    Args:
+        steps: the step counts T (x axis, log scale).
+        epsilons: ε at each step count under the keys ``"pld"``, ``"rdp"`` and ``"best"``.
+        xlabel: the x-axis label, naming the setting (q, σ).
+        title: the figure's title.
+
+    Returns:
+        The figure and its axes (both on log scales).
+    """
+    fig, ax = new_figure()
+    with mpl.rc_context(STYLE):
+        ax.loglog(
+            steps, epsilons["pld"], "o-", color=METHOD_COLOURS["pld"], label="PLD (grid 1e-4)"
+        )
+        ax.loglog(steps, epsilons["rdp"], "s-", color=METHOD_COLOURS["rdp"], label="RDP")
+        ax.loglog(
+            steps,
+            epsilons["best"],
+            ":",
+            color=PALETTE["black"],
+            lw=3,
+            label="best = min of the two",
+        )
+        ax.set(xlabel=xlabel, ylabel="ε at δ = 1e-5")
+        ax.set_title(title)
+        ax.legend(frameon=False)
+    return fig, ax
