@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fl_dp_lab.plots.federated import label_counts_figure
+from fl_dp_lab.plots.numdiff import error_vs_step_panels
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +41,34 @@ def test_label_counts_figure_rejects_an_empty_mapping_and_no_labels():
         label_counts_figure(np.array([0]), {}, 1, title="t")
     with pytest.raises(ValueError, match="num_classes"):
         label_counts_figure(np.array([0]), {"a": [np.array([0])]}, 0, title="t")
+
+
+def test_error_vs_step_panels_draws_each_panel_with_its_errors_and_guides():
+    # Prepare: three step sizes, two panels; the right one has no guide
+    steps = np.array([1e-3, 1e-2, 1e-1])
+    panels = {
+        "float64": {"central": np.array([1e-9, 1e-7, 1e-3])},
+        "float32": {"central": np.array([0.0, 1e-5, 1e-3])},
+    }
+    guides = {"float64": {"central model": np.array([2e-9, 2e-7, 2e-3])}}
+    # Execute
+    fig = error_vs_step_panels(steps, panels, guides=guides, ylim=(1e-12, 1.0), title="two")
+    # Assert: a panel per entry, log axes, its own lines, the shared y limits
+    left, right = fig.axes
+    assert (left.get_title(), right.get_title()) == ("float64", "float32")
+    assert left.get_xscale() == "log" and right.get_yscale() == "log"
+    np.testing.assert_allclose(left.lines[0].get_ydata(), [1e-9, 1e-7, 1e-3])
+    np.testing.assert_allclose(left.lines[1].get_ydata(), [2e-9, 2e-7, 2e-3])
+    assert left.lines[1].get_linestyle() == "--" and len(right.lines) == 1
+    assert np.isnan(right.lines[0].get_ydata()[0])  # a zero error has no place on a log axis
+    assert right.get_ylim() == pytest.approx((1e-12, 1.0))
+    assert fig._suptitle.get_text() == "two"
+
+
+def test_error_vs_step_panels_rejects_guides_for_a_missing_panel():
+    with pytest.raises(ValueError, match="panels"):
+        error_vs_step_panels([1.0], {}, title="t")
+    with pytest.raises(ValueError, match="float16"):
+        error_vs_step_panels(
+            [1.0], {"float64": {"a": [1.0]}}, guides={"float16": {"b": [1.0]}}, title="t"
+        )

@@ -14,7 +14,13 @@ import numpy as np
 
 from fl_dp_lab.plots import PALETTE, animate, new_figure
 
-__all__ = ["error_vs_step", "secant_explorer", "update_error_curve", "update_secant_explorer"]
+__all__ = [
+    "error_vs_step",
+    "error_vs_step_panels",
+    "secant_explorer",
+    "update_error_curve",
+    "update_secant_explorer",
+]
 
 _COLOURS = [PALETTE[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky")]
 
@@ -124,3 +130,38 @@ def update_secant_explorer(
     artists["points"].set_data(points, values)
     artists["marker"].set_data([h], [error if error > 0 else np.nan])
     left.title.set_text(f"h = {h:.1e}: secant slope {slope:.8f}")
+
+
+def error_vs_step_panels(
+    steps: Any,
+    panels: Mapping[str, Mapping[str, Any]],
+    *,
+    title: str,
+    guides: Mapping[str, Mapping[str, Any]] | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> plt.Figure:
+    """Side-by-side ``error_vs_step`` panels that share the y axis, e.g. one per precision.
+
+    Args:
+        steps: the step sizes h, the same for every panel.
+        panels: panel title -> (label -> absolute errors at ``steps``), one panel each,
+            left to right.
+        title: the figure's title (state the finding).
+        guides: panel title -> (label -> values at ``steps`` drawn dashed, an error model).
+        ylim: the shared y limits; matplotlib's choice if None.
+
+    Returns:
+        The figure, with one axes per entry of ``panels``.
+    """
+    if not panels:
+        raise ValueError("panels must name at least one panel, got an empty mapping")
+    unknown = set(guides or {}) - set(panels)
+    if unknown:
+        raise ValueError(f"guides names panels {sorted(unknown)} that are not in panels")
+    fig, axes = new_figure(1, len(panels), width=6.0, height=4.5, sharey=True, squeeze=False)
+    for ax, (panel, errors) in zip(axes[0], panels.items(), strict=True):
+        error_vs_step(steps, errors, guides=(guides or {}).get(panel), title=panel, ax=ax)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+    fig.suptitle(title)
+    return fig
