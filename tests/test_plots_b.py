@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from fl_dp_lab.plots.federated import label_counts_figure
-from fl_dp_lab.plots.numdiff import error_vs_step_panels
+from fl_dp_lab.plots.numdiff import error_vs_step_panels, jacobian_agreement
+from fl_dp_lab.plots.training import relative_error_strips
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +73,45 @@ def test_error_vs_step_panels_rejects_guides_for_a_missing_panel():
         error_vs_step_panels(
             [1.0], {"float64": {"a": [1.0]}}, guides={"float16": {"b": [1.0]}}, title="t"
         )
+
+
+def test_jacobian_agreement_draws_the_matrix_and_the_log_gap():
+    # Prepare: a 2 x 2 Jacobian and a reference off by 1e-12 in one entry
+    numeric = np.array([[0.25, -0.25], [-0.25, 0.5]])
+    reference = numeric.copy()
+    reference[0, 1] += 1e-12
+    # Execute
+    fig, axes = jacobian_agreement(numeric, reference)
+    # Assert: the matrix on a scale symmetric about 0, the gap in log10 (-18 for none)
+    left, right = axes[0].get_images()[0], axes[1].get_images()[0]
+    np.testing.assert_allclose(left.get_array(), numeric)
+    assert left.get_clim() == (-0.5, 0.5)
+    np.testing.assert_allclose(right.get_array(), [[-18, -12], [-18, -18]], atol=1e-3)
+    assert right.get_clim() == (-16, -9)
+    assert len(fig.axes) == 4  # two panels and their colour bars
+
+
+def test_jacobian_agreement_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        jacobian_agreement(np.eye(2), np.eye(3))
+
+
+def test_relative_error_strips_puts_each_check_on_its_own_row_without_zeros():
+    # Prepare: two checks, one with an exact coordinate (error 0)
+    rows = {"right": np.array([1e-10, 0.0, 1e-9]), "bug": np.array([[0.5, 2.0]])}
+    tolerances = {"tol 1e-5": 1e-5, "tol 5e-2": 5e-2}
+    # Execute
+    fig, ax = relative_error_strips(rows, tolerances=tolerances, title="strips")
+    # Assert: dots at (error, row) with the zero left out; the tolerances as vertical lines
+    right, bug = (c.get_offsets() for c in ax.collections)
+    np.testing.assert_allclose(right, [[1e-10, 0], [1e-9, 0]])
+    np.testing.assert_allclose(bug, [[0.5, 1], [2.0, 1]])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["right", "bug"]
+    assert [line.get_xdata()[0] for line in ax.lines] == [1e-5, 5e-2]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(tolerances)
+    assert ax.get_xscale() == "log" and ax.get_title() == "strips"
+
+
+def test_relative_error_strips_needs_a_row():
+    with pytest.raises(ValueError, match="rows"):
+        relative_error_strips({}, title="t")
