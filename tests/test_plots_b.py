@@ -1,4 +1,4 @@
-"""Figures moved out of notebooks 01, 07, 08 and 10: they draw the numbers they are given."""
+"""Figures moved out of notebooks 01, 02 and 08 into fl_dp_lab.plots draw the numbers they are given."""
 
 from __future__ import annotations
 
