@@ -24,6 +24,7 @@ __all__ = [
     "dirichlet_figure",
     "dp_fedavg_figure",
     "fedavg_curves",
+    "label_counts_figure",
     "update_dirichlet_figure",
     "update_dp_fedavg_figure",
 ]
@@ -286,3 +287,46 @@ def update_dp_fedavg_figure(artists: dict[str, Any], history: FederatedHistory) 
     artists["right"].title.set_text(
         f"accuracy after {history.round[-1]} rounds: {100 * history.accuracy[-1]:.1f} %"
     )
+
+
+def label_counts_figure(
+    labels: np.ndarray,
+    partitions: Mapping[str, Sequence[np.ndarray]],
+    num_classes: int,
+    *,
+    title: str,
+    label_name: str = "digit",
+) -> tuple[Any, Any]:
+    """Heat maps of how many examples of each label every client holds, one panel per split.
+
+    Args:
+        labels: the label of every training example, shape ``(N,)``.
+        partitions: a split's name to its partition (one index array per client), as
+            ``fl_dp_lab.data`` builds them; every split gets one panel, in this order.
+        num_classes: the number of labels, one column per label.
+        title: the figure's title.
+        label_name: what a label is, for the x axes.
+
+    Returns:
+        ``(fig, axes)``: one row per client and one column per label in each panel, all
+        panels on one colour scale (darker = more examples) with a shared colour bar.
+    """
+    if not partitions:
+        raise ValueError("partitions must name at least one split, got an empty mapping")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+    counts = {
+        name: client_label_counts(labels, part, num_classes) for name, part in partitions.items()
+    }
+    most = max(int(c.max()) for c in counts.values())
+    fig, axes = new_figure(1, len(counts), width=4.2, height=3.6, sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, (name, count) in zip(axes, counts.items(), strict=True):
+        image = ax.imshow(count, cmap="Blues", aspect="auto", vmin=0, vmax=most)
+        ax.set_title(name)
+        ax.set_xlabel(label_name)
+        ax.set_xticks(range(num_classes))
+    axes[0].set_ylabel("client")
+    fig.colorbar(image, ax=list(axes), label="examples", shrink=0.9)
+    fig.suptitle(title)
+    return fig, axes

@@ -14,7 +14,14 @@ import numpy as np
 
 from fl_dp_lab.plots import PALETTE, animate, new_figure
 
-__all__ = ["error_vs_step", "secant_explorer", "update_error_curve", "update_secant_explorer"]
+__all__ = [
+    "error_vs_step",
+    "error_vs_step_panels",
+    "jacobian_agreement",
+    "secant_explorer",
+    "update_error_curve",
+    "update_secant_explorer",
+]
 
 _COLOURS = [PALETTE[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky")]
 
@@ -124,3 +131,84 @@ def update_secant_explorer(
     artists["points"].set_data(points, values)
     artists["marker"].set_data([h], [error if error > 0 else np.nan])
     left.title.set_text(f"h = {h:.1e}: secant slope {slope:.8f}")
+
+
+def error_vs_step_panels(
+    steps: Any,
+    panels: Mapping[str, Mapping[str, Any]],
+    *,
+    title: str,
+    guides: Mapping[str, Mapping[str, Any]] | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> plt.Figure:
+    """Side-by-side ``error_vs_step`` panels that share the y axis, e.g. one per precision.
+
+    Args:
+        steps: the step sizes h, the same for every panel.
+        panels: panel title -> (label -> absolute errors at ``steps``), one panel each,
+            left to right.
+        title: the figure's title (state the finding).
+        guides: panel title -> (label -> values at ``steps`` drawn dashed, an error model).
+        ylim: the shared y limits; matplotlib's choice if None.
+
+    Returns:
+        The figure, with one axes per entry of ``panels``.
+    """
+    if not panels:
+        raise ValueError("panels must name at least one panel, got an empty mapping")
+    unknown = set(guides or {}) - set(panels)
+    if unknown:
+        raise ValueError(f"guides names panels {sorted(unknown)} that are not in panels")
+    fig, axes = new_figure(1, len(panels), width=6.0, height=4.5, sharey=True, squeeze=False)
+    for ax, (panel, errors) in zip(axes[0], panels.items(), strict=True):
+        error_vs_step(steps, errors, guides=(guides or {}).get(panel), title=panel, ax=ax)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+    fig.suptitle(title)
+    return fig
+
+
+def jacobian_agreement(
+    numeric: Any,
+    reference: Any,
+    *,
+    value_label: str = "∂ softmaxᵢ / ∂ zⱼ",
+    titles: tuple[str, str] = (
+        "softmax Jacobian by central differences",
+        "agreement with autograd",
+    ),
+) -> tuple[plt.Figure, np.ndarray]:
+    """A Jacobian as a heat map, next to the log10 gap between it and a reference.
+
+    Args:
+        numeric: the Jacobian estimated by finite differences, shape (outputs, inputs).
+        reference: the same Jacobian computed another way (e.g. autograd), same shape.
+        value_label: the colour bar label of the left panel.
+        titles: the two panels' titles.
+
+    Returns:
+        ``(fig, axes)``. Left: ``numeric`` on a diverging scale symmetric about 0.
+        Right: log10 |numeric - reference| on a fixed scale from -16 to -9 (a gap of
+        exactly 0 is drawn at -18).
+    """
+    numeric = np.asarray(numeric, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    if numeric.ndim != 2 or numeric.shape != reference.shape:
+        raise ValueError(
+            f"numeric and reference must be matrices of one shape, got {numeric.shape} "
+            f"and {reference.shape}"
+        )
+    fig, axes = new_figure(1, 2, width=5.0, height=4.2)
+    limit = float(np.abs(numeric).max())
+    image = axes[0].imshow(numeric, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    fig.colorbar(image, ax=axes[0], label=value_label)
+    gap = np.log10(np.abs(numeric - reference) + 1e-18)
+    fig.colorbar(
+        axes[1].imshow(gap, cmap="viridis", vmin=-16, vmax=-9),
+        ax=axes[1],
+        label="log₁₀ |numeric − autograd|",
+    )
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set(xlabel="input j (logit)", ylabel="output i (probability)", title=title)
+        ax.grid(False)
+    return fig, axes

@@ -12,7 +12,13 @@ from matplotlib.ticker import MaxNLocator
 from fl_dp_lab.plots import PALETTE, animate, new_figure
 from fl_dp_lab.training import History
 
-__all__ = ["gradient_norm_histogram", "sweep_panels", "training_curves", "update_sweep_panels"]
+__all__ = [
+    "gradient_norm_histogram",
+    "relative_error_strips",
+    "sweep_panels",
+    "training_curves",
+    "update_sweep_panels",
+]
 
 _COLOURS = [PALETTE[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky")]
 
@@ -99,3 +105,46 @@ def update_sweep_panels(artists: dict[str, Any], history: History, title: str) -
 def _finite(values: Any) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     return np.where(np.isfinite(values), values, np.nan)
+
+
+def relative_error_strips(
+    rows: Mapping[str, Any],
+    *,
+    title: str,
+    tolerances: Mapping[str, float] | None = None,
+) -> tuple[plt.Figure, plt.Axes]:
+    """Each gradient check's per-coordinate relative errors as a row of dots on a log axis.
+
+    Args:
+        rows: label -> the relative error of every coordinate of one check (e.g.
+            ``GradientCheck.relative_errors``); one row each, top to bottom in the
+            figure's y order 0, 1, ... Errors of exactly 0 have no place on a log axis
+            and are left out.
+        title: the figure's title (state the finding).
+        tolerances: label -> a tolerance drawn as a vertical line (black dashed, then
+            vermillion dotted, then the same again).
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    if not rows:
+        raise ValueError("rows must name at least one check, got an empty mapping")
+    fig, ax = new_figure(width=9.0, height=4.5)
+    for row, values in enumerate(rows.values()):
+        errors = np.asarray(values, dtype=float).ravel()
+        errors = errors[errors > 0]
+        ax.scatter(errors, np.full(len(errors), row), s=14, alpha=0.6)
+    styles = [(PALETTE["black"], "--"), (PALETTE["vermillion"], ":")]
+    for k, (label, tolerance) in enumerate((tolerances or {}).items()):
+        colour, line = styles[k % len(styles)]
+        ax.axvline(tolerance, color=colour, linestyle=line, label=label)
+    ax.set(
+        xscale="log",
+        yticks=range(len(rows)),
+        yticklabels=list(rows),
+        xlabel="relative error per coordinate",
+    )
+    ax.set_title(title)
+    if tolerances:
+        ax.legend(loc="upper left")
+    return fig, ax
