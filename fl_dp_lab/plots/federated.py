@@ -26,6 +26,9 @@ __all__ = [
     "fedavg_curves",
     "update_dirichlet_figure",
     "update_dp_fedavg_figure",
+    "adaptive_clipping_figure",
+    "flower_agreement_figure",
+    "flower_runs_figure",
 ]
 
 _CLASS_COLOURS = [
@@ -286,3 +289,127 @@ def update_dp_fedavg_figure(artists: dict[str, Any], history: FederatedHistory) 
     artists["right"].title.set_text(
         f"accuracy after {history.round[-1]} rounds: {100 * history.accuracy[-1]:.1f} %"
     )
+
+
+def adaptive_clipping_figure(
+    fixed: FederatedHistory,
+    adaptive: FederatedHistory,
+    reference: FederatedHistory,
+    *,
+    fixed_clip: float,
+    median_norm: float,
+    chance: float,
+    reference_label: str = "fixed C = 2",
+) -> Any:
+    """Adaptive clipping against a badly chosen fixed clip norm, at the same epsilon.
+
+    Args:
+        fixed: the run with the fixed (badly chosen) clip norm ``fixed_clip``.
+        adaptive: the run whose clip norm follows the quantile estimate; its
+            ``clip_norm`` holds C after each round.
+        reference: a run with a well chosen fixed clip norm, drawn dashed.
+        fixed_clip: the fixed clip norm of ``fixed``.
+        median_norm: median L2 norm of fresh client updates at the end, drawn dotted.
+        chance: accuracy of guessing, in [0, 1], drawn dotted on the right.
+        reference_label: the legend entry of ``reference``.
+
+    Returns:
+        The figure: left, C against the round (log scale); right, test accuracy (%)
+        against the round for the three runs.
+    """
+    fig, (left, right) = new_figure(1, 2, width=5.2, height=3.8)
+    left.plot(adaptive.round, adaptive.clip_norm, color=PALETTE["green"], label="adaptive")
+    left.axhline(fixed_clip, color=PALETTE["orange"], label="fixed")
+    left.axhline(median_norm, color=PALETTE["black"], ls=":", lw=1.2, label="median norm (end)")
+    left.set_yscale("log")
+    ticks = [4, 6, 10, 20, 30]
+    left.set_yticks(ticks, [str(t) for t in ticks])
+    left.minorticks_off()
+    left.set_xlabel("round")
+    left.set_ylabel("clip norm C")
+    left.set_title("C falls to the median norm")
+    left.legend()
+    runs = (
+        (fixed, {"color": PALETTE["orange"], "label": f"fixed C = {fixed_clip:g}"}),
+        (adaptive, {"color": PALETTE["green"], "label": "adaptive"}),
+        (reference, {"color": PALETTE["black"], "ls": "--", "lw": 1.2, "label": reference_label}),
+    )
+    for history, style in runs:
+        right.plot(history.round, 100 * np.asarray(history.accuracy), **style)
+    right.axhline(100 * chance, color=PALETTE["black"], ls=":", lw=1.2, label="chance")
+    right.set_xlabel("round")
+    right.set_ylabel("test accuracy (%)")
+    right.set_title("Same ε: adaptive C limits a bad guess's damage")
+    right.set_ylim(top=right.get_ylim()[1] + 2.5)  # room for the legend
+    right.legend(loc="upper left")
+    return fig
+
+
+def flower_agreement_figure(in_process: FederatedHistory, flower: FederatedHistory) -> Any:
+    """Test accuracy per round of an in-process run and of the same run through Flower.
+
+    Args:
+        in_process: the history of ``run_dp_fedavg``, drawn as a wide pale line.
+        flower: the history of the Flower simulation, drawn dashed with markers on top,
+            so two runs that agree lie on top of each other.
+
+    Returns:
+        The figure, accuracy in [0, 1] against the rounds of ``flower``.
+    """
+    rounds = flower.round
+    fig, ax = new_figure(width=6.4, height=3.8)
+    ax.plot(
+        in_process.round,
+        in_process.accuracy,
+        color=PALETTE["blue"],
+        lw=6,
+        alpha=0.4,
+        label="in-process run_dp_fedavg",
+    )
+    ax.plot(rounds, flower.accuracy, "o--", color=PALETTE["vermillion"], label="Flower simulation")
+    ax.set(
+        xlabel="round",
+        ylabel="test accuracy",
+        xticks=rounds,
+        ylim=(0, 1),
+        title="Flower simulation and the in-process run agree round by round",
+    )
+    ax.legend(loc="lower right")
+    return fig
+
+
+def flower_runs_figure(
+    ours: FederatedHistory, flower_a: FederatedHistory, flower_b: FederatedHistory
+) -> Any:
+    """The course's ServerApp against two runs of Flower's DP wrapper with the same seed.
+
+    Args:
+        ours: the course ServerApp's history (Poisson sampling).
+        flower_a, flower_b: two runs of Flower's server-side DP wrapper (fixed m a round).
+
+    Returns:
+        The figure: left, test accuracy per round of the three runs; right, clients per
+        round of ``ours`` and ``flower_a`` side by side.
+    """
+    rounds = np.asarray(ours.round)
+    fig, (ax_acc, ax_clients) = new_figure(1, 2, width=5.2, height=3.8)
+    for history, style, colour, label in (
+        (ours, "o-", PALETTE["blue"], "course ServerApp"),
+        (flower_a, "s--", PALETTE["orange"], "Flower wrapper, run A"),
+        (flower_b, "^:", PALETTE["green"], "Flower wrapper, run B"),
+    ):
+        ax_acc.plot(history.round, history.accuracy, style, color=colour, label=label)
+    ax_acc.set(xlabel="round", ylabel="test accuracy", ylim=(0, 1), xticks=rounds)
+    ax_acc.set_title("Same seed, two Flower runs differ")
+    ax_acc.legend(loc="lower right", fontsize=11)
+    for history, shift, colour, label in (
+        (ours, -0.2, PALETTE["blue"], "Poisson (ours)"),
+        (flower_a, 0.2, PALETTE["orange"], "fixed m (Flower)"),
+    ):
+        x = np.asarray(history.round) + shift
+        ax_clients.bar(x, history.clients, 0.4, color=colour, label=label)
+    ax_clients.set(xlabel="round", ylabel="clients in the round", xticks=rounds)
+    ax_clients.set_title("Poisson sampling varies, Flower's is fixed")
+    ax_clients.set_ylim(0, 1.4 * max(ours.clients + flower_a.clients))
+    ax_clients.legend(loc="upper center", ncol=2, fontsize=11)
+    return fig
