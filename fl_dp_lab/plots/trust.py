@@ -8,14 +8,20 @@ trained here: both take the final accuracies of runs already finished.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from fl_dp_lab.plots import PALETTE, animate, new_figure
 
-__all__ = ["TRUST_MODELS", "trust_figure", "update_trust_figure"]
+__all__ = [
+    "TRUST_MODELS",
+    "image_panels_figure",
+    "noise_std_figure",
+    "trust_figure",
+    "update_trust_figure",
+]
 
 #: The trust models the figure draws, in legend order, with their colour and line style.
 TRUST_MODELS: dict[str, tuple[str, str]] = {
@@ -99,3 +105,51 @@ def update_trust_figure(
         )
     artists["no_noise"].set_ydata([100 * no_noise[num_clients]] * 2)
     artists["ax"].title.set_text(f"m ≈ {num_clients:,} clients per round, ε = {epsilon:g}")
+
+
+def noise_std_figure(num_clients: Sequence[int] | np.ndarray, std: Mapping[str, Any]) -> Any:
+    """Noise std on the averaged update against the clients per round, one line per trust model.
+
+    Args:
+        num_clients: the clients per round m, one per point (drawn on a log axis).
+        std: trust model (a key of ``TRUST_MODELS``) -> noise std on the average at
+            each m, same length as ``num_clients``. Models missing from ``std`` are skipped.
+
+    Returns:
+        The figure, both axes logarithmic, one line per model in ``TRUST_MODELS`` order.
+    """
+    fig, ax = new_figure(width=6.4, height=3.8)
+    for model, (colour, style) in TRUST_MODELS.items():
+        if model in std:
+            ax.plot(num_clients, std[model], marker="o", color=colour, ls=style, label=model)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("clients per round m")
+    ax.set_ylabel("noise std on the average (C = 1)")
+    ax.set_title("Same ε: local DP needs √m times central's noise")
+    ax.legend()
+    return fig
+
+
+def image_panels_figure(panels: Sequence[tuple[str, Any]], *, title: str, side: int = 8) -> Any:
+    """A row of grey-scale images in [0, 1], e.g. a digit and what an attacker rebuilds of it.
+
+    Args:
+        panels: (panel title, image) pairs, left to right; each image holds
+            ``side * side`` values (any shape, array or tensor), clamped to [0, 1] for display.
+        title: the figure's title.
+        side: the images are ``side`` x ``side`` pixels.
+
+    Returns:
+        The figure, one axes per panel, axis lines hidden.
+    """
+    if not panels:
+        raise ValueError("panels must hold at least one (title, image) pair, got none")
+    fig, axes = new_figure(1, len(panels), width=2.6, height=2.9, squeeze=False)
+    for ax, (name, image) in zip(axes[0], panels, strict=True):
+        pixels = np.clip(np.asarray(image, dtype=float).reshape(side, side), 0.0, 1.0)
+        ax.imshow(pixels, cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=11)
+        ax.axis("off")
+    fig.suptitle(title)
+    return fig
