@@ -8,6 +8,7 @@ trained here: both take the final accuracies of runs already finished.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from fl_dp_lab.plots import PALETTE, animate, new_figure
 
 __all__ = [
     "TRUST_MODELS",
+    "accuracy_at_equal_epsilon_figure",
     "image_panels_figure",
     "noise_std_figure",
     "trust_figure",
@@ -152,4 +154,39 @@ def image_panels_figure(panels: Sequence[tuple[str, Any]], *, title: str, side: 
         ax.set_title(name, fontsize=11)
         ax.axis("off")
     fig.suptitle(title)
+    return fig
+
+
+def accuracy_at_equal_epsilon_figure(
+    accuracy: Mapping[tuple[str, float], float],
+    *,
+    epsilons: Sequence[float],
+    delta: float,
+    chance: float,
+) -> Any:
+    """Final accuracy against the user-level epsilon of the run, one line per trust model.
+
+    Args:
+        accuracy: (trust model, epsilon) -> final accuracy in [0, 1] for every model of
+            ``TRUST_MODELS`` and every epsilon, plus ``("no noise", math.inf)``.
+        epsilons: the epsilons of the runs, drawn on a log axis.
+        delta: the delta of every run, for the axis label.
+        chance: accuracy of always predicting the most common class, drawn dotted.
+
+    Returns:
+        The figure, accuracy in %.
+    """
+    fig, ax = new_figure(width=6.4, height=3.8)
+    for model, (colour, style) in TRUST_MODELS.items():
+        values = [100 * accuracy[(model, e)] for e in epsilons]
+        ax.plot(epsilons, values, marker="o", color=colour, ls=style, label=model)
+    no_noise = 100 * accuracy[("no noise", math.inf)]
+    ax.axhline(no_noise, color=PALETTE["black"], lw=1.2, label="no noise")
+    ax.axhline(100 * chance, color=PALETTE["black"], ls=":", lw=1.2, label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(list(epsilons), [f"{e:g}" for e in epsilons])
+    ax.set_xlabel(f"user-level ε of the run (δ = {delta:g})")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Distributed DP matches central; local DP stays at chance")
+    ax.legend(fontsize=10)
     return fig
