@@ -80,3 +80,22 @@ def test_notebook_has_checked_exercises_with_hidden_solutions(path):
     for cell in solutions:
         assert "solution" in cell["metadata"].get("tags", [])
         assert re.search(r"assert check_\w+\(", _source(cell)), "a solution must assert its check"
+
+
+#: AUTHORING.md: code cells stay short. The first code cell (imports and settings) may be
+#: longer; every other code cell, solutions included, is at most this many non-blank lines.
+MAX_CELL_LINES = 20
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_cells_stay_short(path):
+    code = [c for c in _load(path)["cells"] if c["cell_type"] == "code"]
+    long = {
+        cell.get("id"): n
+        for cell in code[1:]
+        if (n := sum(1 for line in _source(cell).splitlines() if line.strip())) > MAX_CELL_LINES
+    }
+    assert not long, (
+        f"{path.name}: code cells over {MAX_CELL_LINES} non-blank lines {long}: split them "
+        "with a sentence between, or move plotting into fl_dp_lab.plots"
+    )
