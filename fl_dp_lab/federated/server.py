@@ -130,6 +130,19 @@ class DPFedAvgServer:
         if self.num_clients > most:
             fail("num_clients", f"at most {most} for {sampling!r} sampling", num_clients)
 
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This round's client ids, Poisson-sampled at rate q, and one seed per id.
+
+        The round's first two draws from the server's generator (``round`` starts
+        with them); a run that aggregates in its own way samples with this.
+        """
+        q = self.privacy.sample_rate
+        if self.sampling == "per_client":
+            ids = poisson_client_sample(self.num_clients, sample_rate=q, generator=self.generator)
+        else:
+            ids = sample_client_ids(self.num_clients, sample_rate=q, generator=self.generator)
+        return ids, client_seeds(len(ids), self.generator)
+
     def round(self, train: TrainFn) -> ServerRound:
         """Sample, train (``train(ids, seeds)``), clip and noise, move C, account.
 
@@ -140,15 +153,7 @@ class DPFedAvgServer:
         from fl_dp_lab import accounting
 
         privacy = self.privacy
-        if self.sampling == "per_client":
-            ids = poisson_client_sample(
-                self.num_clients, sample_rate=privacy.sample_rate, generator=self.generator
-            )
-        else:
-            ids = sample_client_ids(
-                self.num_clients, sample_rate=privacy.sample_rate, generator=self.generator
-            )
-        seeds = client_seeds(len(ids), self.generator)
+        ids, seeds = self.sample()
         updates = train(ids, seeds)
         norms = torch.linalg.vector_norm(updates, dim=1)
         _check_finite_updates(norms, ids)

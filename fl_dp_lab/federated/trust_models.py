@@ -52,12 +52,12 @@ from fl_dp_lab._validate import (
     fail,
 )
 from fl_dp_lab.federated._simulation import FederatedHistory, _Run
-from fl_dp_lab.federated.aggregation import clip_update, dp_aggregate, poisson_client_sample
+from fl_dp_lab.federated.aggregation import clip_update
 from fl_dp_lab.federated.config import LocalSGD, UserLevelDP
 from fl_dp_lab.federated.secure_aggregation import distributed_dp_sum
-from fl_dp_lab.federated.server import client_seeds
+from fl_dp_lab.federated.server import DPFedAvgServer
 from fl_dp_lab.mechanisms import gaussian_epsilon, gaussian_sigma
-from fl_dp_lab.populations import ClientPopulation, sample_client_ids
+from fl_dp_lab.populations import ClientPopulation
 
 __all__ = [
     "TRUST_MODELS",
@@ -256,31 +256,33 @@ def run_trust_model(
                x_test=x_test, y_test=y_test, loss_fn=nn.functional.cross_entropy,
                vectorised=True, progress=False)  # fmt: skip
     c, sigma, q = privacy.clip_norm, privacy.noise_multiplier, privacy.sample_rate
-    expected = q * run.num_clients
+    server = DPFedAvgServer(
+        privacy,
+        num_clients=run.num_clients,
+        generator=generator,
+        sampling="per_client" if run.population is None else "round_size",
+    )
     counts: dict[int, int] = {}
     for r in run.rounds():
-        if run.population is None:
-            ids = poisson_client_sample(run.num_clients, sample_rate=q, generator=generator)
+        if trust_model == "central":  # run_dp_fedavg's own round
+            step = server.round(run.client_updates)
+            ids, average, eps = step.ids, step.average, step.epsilon
         else:
-            ids = sample_client_ids(run.num_clients, sample_rate=q, generator=generator)
-        seeds = client_seeds(len(ids), generator)
-        if trust_model == "local" and cap is not None:
-            keep = torch.tensor([counts.get(int(k), 0) < cap for k in ids], dtype=torch.bool)
-            ids, seeds = ids[keep], seeds[keep]
-        updates = run.client_updates(ids, seeds)
-        if trust_model == "central":
-            average = dp_aggregate(updates, clip_norm=c, noise_multiplier=sigma,
-                                   expected_clients=expected, generator=generator)  # fmt: skip
-        elif trust_model == "local":
-            clipped = clip_update(updates.double(), clip_norm=c)
-            noise = torch.randn(clipped.shape, generator=generator, dtype=torch.float64)
-            average = (clipped + sigma * c * noise).sum(0) / expected
-        elif len(ids) >= 2:
-            total = distributed_dp_sum(updates.double(), clip_norm=c, noise_multiplier=sigma,
-                                       scale=s, generator=generator)  # fmt: skip
-            average = total / expected
-        else:
-            average = torch.zeros_like(run.flat)
+            ids, seeds = server.sample()
+            if trust_model == "local" and cap is not None:
+                keep = torch.tensor([counts.get(int(k), 0) < cap for k in ids], dtype=torch.bool)
+                ids, seeds = ids[keep], seeds[keep]
+            updates = run.client_updates(ids, seeds)
+            if trust_model == "local":
+                clipped = clip_update(updates.double(), clip_norm=c)
+                noise = torch.randn(clipped.shape, generator=generator, dtype=torch.float64)
+                average = (clipped + sigma * c * noise).sum(0) / server.expected_clients
+            elif len(ids) >= 2:
+                total = distributed_dp_sum(updates.double(), clip_norm=c, noise_multiplier=sigma,
+                                           scale=s, generator=generator)  # fmt: skip
+                average = total / server.expected_clients
+            else:
+                average = torch.zeros_like(run.flat)
         for k in ids.tolist():
             counts[k] = counts.get(k, 0) + 1
         run.apply(average)
@@ -292,7 +294,7 @@ def run_trust_model(
                 noise_multiplier=sigma, sample_rate=1.0, steps=most, delta=privacy.delta,
                 accountant=privacy.accountant,
             )  # fmt: skip
-        else:
+        elif trust_model == "distributed":
             eps = accounted_epsilon(noise_multiplier=sigma, sample_rate=q, steps=r,
                                     delta=privacy.delta, accountant=privacy.accountant)  # fmt: skip
         run.history.epsilon.append(eps)
